@@ -1,0 +1,159 @@
+"""Typed run and model configuration.
+
+One YAML file describes a model (``configs/*.yaml``) or a training run. Files are merged into
+the dataclass schemas below with :func:`load_config`, so a misspelt key is an error rather than
+a silently ignored setting, and defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, ValidationError
+
+T = TypeVar("T")
+
+CONDITION_NAMES = ("prompt", "seconds_start", "seconds_total")
+
+
+@dataclass
+class VAEConfig:
+    """Arguments of :class:`stable_audio_kit.vae.AudioVAE` (diffusers ``AutoencoderOobleck``)."""
+
+    encoder_hidden_size: int = 128
+    downsampling_ratios: list[int] = field(default_factory=lambda: [2, 4, 4, 8, 8])
+    channel_multiples: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    decoder_channels: int = 128
+    latent_channels: int = 64
+    # Multiplies latents before diffusion so that they have roughly unit variance.
+    scaling_factor: float = 1.0
+    # Chunked encode/decode: chunk and overlap lengths in seconds of audio.
+    chunk_seconds: float = 30.0
+    overlap_seconds: float = 2.0
+
+
+@dataclass
+class TextConfig:
+    """The CLAP text tower (transformers ``ClapTextModelWithProjection``) and its tokenizer.
+
+    With ``pretrained`` set, the tower and tokenizer load from that local directory (the layout of
+    ``laion/clap-htsat-unfused`` on disk) and the size fields below are ignored. Otherwise a
+    randomly initialised tower of the given size is built, with a byte-level BPE tokenizer.
+    """
+
+    pretrained: str | None = None
+    vocab_size: int = 50265
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    projection_dim: int = 512
+    max_length: int = 77
+    # Which hidden layer gives the token states; -2 is the next-to-last, as in Stable Audio.
+    hidden_layer: int = -2
+
+
+@dataclass
+class ConditioningConfig:
+    """Routing of the named conditions into the U-Net (stable-audio-tools style)."""
+
+    dim: int = 768
+    cross_attention: list[str] = field(default_factory=lambda: list(CONDITION_NAMES))
+    global_cond: list[str] = field(default_factory=lambda: ["seconds_start", "seconds_total"])
+
+
+@dataclass
+class UNetConfig:
+    """Arguments of :class:`stable_audio_kit.unet.UNet1DConditionModel` that are not derived."""
+
+    block_out_channels: list[int] = field(default_factory=lambda: [256, 512, 768, 1024])
+    layers_per_block: int = 2
+    attention_levels: list[bool] = field(default_factory=lambda: [False, True, True, True])
+    attention_head_dim: int = 64
+    transformer_layers_per_block: int = 1
+    norm_num_groups: int = 32
+    dropout: float = 0.0
+
+
+@dataclass
+class SchedulerConfig:
+    """The noise schedule used in training and the default sampler of the pipeline."""
+
+    name: str = "dpmsolver++"
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build an untrained pipeline directory (``sak new-model``)."""
+
+    sample_rate: int = 44100
+    audio_channels: int = 2
+    # The generation window; also the maximum ``seconds_total``.
+    window_seconds: float = 47.0
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    seed: int = 0
+
+
+def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
+    """Merge a YAML file and ``key=value`` overrides into ``schema``.
+
+    Unknown keys and values of the wrong type raise ``ValueError`` naming the key.
+    Returns an OmegaConf object typed as ``schema`` (attribute access, ``OmegaConf.to_yaml``).
+    """
+    cfg = OmegaConf.structured(schema)
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ValueError(f"config file {str(path)!r} does not exist")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        if overrides:
+            for item in overrides:
+                if "=" not in item:
+                    raise ValueError(f"override {item!r} is not of the form key=value")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except (ConfigKeyError, ValidationError) as err:
+        source = f" in {str(path)!r}" if path is not None else ""
+        raise ValueError(f"invalid config{source}: {err.msg if hasattr(err, 'msg') else err}") from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ValueError(f"config is missing required keys: {', '.join(missing)}")
+    return cfg  # type: ignore[return-value]
+
+
+def to_container(cfg: Any) -> dict:
+    """Plain ``dict`` of a config, for JSON and for keyword arguments."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write a resolved config as YAML, atomically."""
+    from .utils import atomic_write_text
+
+    atomic_write_text(Path(path), OmegaConf.to_yaml(cfg, resolve=True))
+
+
+__all__ = [
+    "CONDITION_NAMES",
+    "MISSING",
+    "ConditioningConfig",
+    "ModelConfig",
+    "SchedulerConfig",
+    "TextConfig",
+    "UNetConfig",
+    "VAEConfig",
+    "load_config",
+    "save_config",
+    "to_container",
+]

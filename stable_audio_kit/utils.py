@@ -1,0 +1,78 @@
+"""Small shared helpers: atomic writes and input validation."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A crash or exception inside the block leaves ``path`` untouched and removes the temporary
+    file, so readers never see a half-written file. ``suffix`` defaults to ``path``'s own suffix,
+    which keeps format detection by extension (soundfile, torch.save) working.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=path.suffix if suffix is None else suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def check_finite_number(name: str, value: object) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` naming it if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            import torch
+
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            else:
+                raise TypeError
+        except TypeError:
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_writable(path: str | Path) -> Path:
+    """Raise ``ValueError`` unless a file could be created at ``path`` (its folder may not exist yet)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output path {str(path)!r} is a directory, expected a file")
+    parent = path.parent
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"output path {str(path)!r} cannot be written: {str(parent)!r} is not a writable folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"output path {str(path)!r} cannot be written: file is read-only")
+    return path
