@@ -61,6 +61,8 @@ class ConditioningConfig:
     """Routing of the named conditions into the U-Net (stable-audio-tools style)."""
 
     dim: int = 768
+    # Upper end of the learned number embeddings for seconds_start / seconds_total (Stable Audio: 512).
+    max_seconds: float = 512.0
     cross_attention: list[str] = field(default_factory=lambda: list(CONDITION_NAMES))
     global_cond: list[str] = field(default_factory=lambda: ["seconds_start", "seconds_total"])
 

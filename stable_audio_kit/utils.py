@@ -76,3 +76,31 @@ def check_writable(path: str | Path) -> Path:
     if path.exists() and not os.access(path, os.W_OK):
         raise ValueError(f"output path {str(path)!r} cannot be written: file is read-only")
     return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` in one rename.
+
+    An existing ``path`` is refused unless ``overwrite``; then it is moved aside first and removed
+    only after the new folder is in place, so a crash leaves either the old or the new folder.
+    """
+    import shutil
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ValueError(f"output folder {str(path)!r} already exists; choose another or remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

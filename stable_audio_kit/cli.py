@@ -1,0 +1,319 @@
+"""The ``sak`` command line.
+
+Every command validates its arguments before it loads a model or writes a file; errors are
+printed as one line naming the bad value, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger("stable_audio_kit")
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+class CLIError(ValueError):
+    """A user error; printed without a traceback."""
+
+
+# --------------------------------------------------------------------------- new-model / info
+def cmd_new_model(args: argparse.Namespace) -> int:
+    from .config import ModelConfig, load_config, save_config
+    from .pipeline import build_pipeline
+    from .utils import atomic_dir
+
+    cfg = load_config(ModelConfig, args.config, args.overrides)
+    out = Path(args.out_dir)
+    if out.exists() and not args.force:
+        raise CLIError(f"output folder {str(out)!r} already exists; pass --force to replace it")
+    pipe = build_pipeline(cfg)
+    with atomic_dir(out, overwrite=args.force) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        save_config(cfg, tmp / "model_config.yaml")
+    logger.info("wrote untrained model to %s", out)
+    print(describe_pipeline(pipe, out))
+    return 0
+
+
+def describe_pipeline(pipe, path: Path | str) -> str:
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    vae = pipe.vae
+    lines = [
+        f"model:            {path}",
+        f"sample rate:      {pipe.sample_rate} Hz",
+        f"channels:         {pipe.audio_channels}",
+        f"latent channels:  {vae.config.decoder_input_channels}",
+        f"latent rate:      {pipe.sample_rate / vae.hop_length:.3f} frames/s (hop {vae.hop_length})",
+        f"window:           {pipe.unet.config.sample_size} latent frames",
+        f"maximum length:   {pipe.max_seconds:.3f} s",
+        f"scheduler:        {type(pipe.scheduler).__name__}",
+        "parameters:",
+    ]
+    total = 0
+    for name in ("vae", "text_encoder", "projection", "unet"):
+        n = count(getattr(pipe, name))
+        total += n
+        lines.append(f"  {name:<14}{n:>14,}")
+    lines.append(f"  {'total':<14}{total:>14,}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    pipe = load_model(args.model)
+    print(describe_pipeline(pipe, args.model or "(bundled default model)"))
+    return 0
+
+
+def load_model(path: str | None, device: str = "cpu", scheduler: str | None = None):
+    from .pipeline import StableAudioKitPipeline
+
+    pipe = StableAudioKitPipeline.from_pretrained(path)
+    if scheduler:
+        from .objective import swap_scheduler
+
+        pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler)
+    return pipe.to(device)
+
+
+# --------------------------------------------------------------------------- generate
+@dataclass
+class Job:
+    index: int
+    prompt: str
+    seconds: float
+    seed: int
+    negative: str | None = None
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_").lower()
+    return slug[:limit] or "audio"
+
+
+def _parse_float(value, what: str) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise CLIError(f"{what}: seconds must be a number, got {value!r}") from None
+    if not math.isfinite(out) or out <= 0:
+        raise CLIError(f"{what}: seconds must be a finite number > 0, got {value!r}")
+    return out
+
+
+def _parse_seed(value, what: str) -> int:
+    try:
+        out = int(str(value))
+    except ValueError:
+        raise CLIError(f"{what}: seed must be an integer, got {value!r}") from None
+    if out < 0:
+        raise CLIError(f"{what}: seed must be >= 0, got {out}")
+    return out
+
+
+def read_prompt_file(path: Path, default_seconds: float | None, base_seed: int) -> list[Job]:
+    """Jobs from a prompt list: plain text (one prompt a line), CSV or JSONL with
+    ``prompt`` and optional ``seconds``, ``seed`` and ``negative`` fields."""
+    if not path.is_file():
+        raise CLIError(f"prompt file {str(path)!r} does not exist")
+    rows: list[dict] = []
+    suffix = path.suffix.lower()
+    text = path.read_text(encoding="utf-8")
+    if suffix == ".jsonl":
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise CLIError(f"{path}:{n}: invalid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise CLIError(f"{path}:{n}: each line must be a JSON object, got {line.strip()!r}")
+            rows.append({**row, "_where": f"{path}:{n}"})
+    elif suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        if reader.fieldnames is None or "prompt" not in reader.fieldnames:
+            raise CLIError(f"{path}: a CSV prompt file needs a 'prompt' column, got {reader.fieldnames}")
+        for n, row in enumerate(reader, 2):
+            rows.append({**row, "_where": f"{path}:{n}"})
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                rows.append({"prompt": line.strip(), "_where": f"{path}:{n}"})
+    if not rows:
+        raise CLIError(f"prompt file {str(path)!r} holds no prompts")
+    jobs = []
+    for i, row in enumerate(rows):
+        where = row["_where"]
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise CLIError(f"{where}: prompt must be a non-empty string, got {prompt!r}")
+        seconds = row.get("seconds")
+        if seconds in (None, ""):
+            if default_seconds is None:
+                raise CLIError(f"{where}: no seconds given and no --seconds default")
+            seconds = default_seconds
+        seed = row.get("seed")
+        seed = base_seed + i if seed in (None, "") else _parse_seed(seed, where)
+        negative = row.get("negative") or None
+        jobs.append(Job(i, prompt.strip(), _parse_float(seconds, where), seed, negative))
+    return jobs
+
+
+def _output_paths(job: Job, out: Path, batch: int, single: bool) -> list[Path]:
+    if single:
+        if batch == 1:
+            return [out]
+        return [out.with_name(f"{out.stem}_{k}{out.suffix}") for k in range(batch)]
+    stem = f"{job.index:04d}_{_slug(job.prompt)}"
+    if batch == 1:
+        return [out / f"{stem}.wav"]
+    return [out / f"{stem}_{k}.wav" for k in range(batch)]
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import torch
+    from accelerate import PartialState
+
+    from .utils import check_writable
+
+    # 1. Validate every argument and every prompt before loading anything.
+    if (args.prompt is None) == (args.prompts is None):
+        raise CLIError("give either a PROMPT or --prompts FILE")
+    if args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    if args.batch < 1:
+        raise CLIError(f"--batch must be >= 1, got {args.batch}")
+    if not math.isfinite(args.cfg):
+        raise CLIError(f"--cfg must be finite, got {args.cfg}")
+    if args.scheduler is not None:
+        from .objective import SCHEDULERS
+
+        if args.scheduler not in SCHEDULERS:
+            raise CLIError(f"unknown scheduler {args.scheduler!r}; valid names: {sorted(SCHEDULERS)}")
+    base_seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+    if base_seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {base_seed}")
+    if args.prompts is None:
+        seconds = _parse_float(args.seconds, "--seconds") if args.seconds is not None else None
+        jobs = [Job(0, args.prompt, seconds, base_seed, args.negative)]
+        out = Path(args.output or "output.wav")
+        if out.suffix.lower() not in AUDIO_SUFFIXES:
+            raise CLIError(f"output file {str(out)!r} must end in one of {list(AUDIO_SUFFIXES)}")
+        single = True
+    else:
+        default = _parse_float(args.seconds, "--seconds") if args.seconds is not None else None
+        jobs = read_prompt_file(Path(args.prompts), default, base_seed)
+        if args.negative:
+            jobs = [Job(j.index, j.prompt, j.seconds, j.seed, j.negative or args.negative) for j in jobs]
+        out = Path(args.output or "outputs")
+        if out.exists() and not out.is_dir():
+            raise CLIError(f"with --prompts, -o must be a folder; {str(out)!r} is a file")
+        single = False
+    for job in jobs:
+        for path in _output_paths(job, out, args.batch, single):
+            try:
+                check_writable(path)
+            except ValueError as err:
+                raise CLIError(str(err)) from None
+
+    # 2. Load the model and check the lengths against it.
+    state = PartialState(cpu=args.device == "cpu") if args.device in (None, "cpu") else PartialState()
+    device = args.device or str(state.device)
+    pipe = load_model(args.model, device=device, scheduler=args.scheduler)
+    for job in jobs:
+        if job.seconds is None:
+            job.seconds = pipe.max_seconds
+        if job.seconds > pipe.max_seconds:
+            raise CLIError(f"seconds must be <= the model's maximum {pipe.max_seconds:.3f}, got {job.seconds} ({job.prompt!r})")
+    if not single:
+        out.mkdir(parents=True, exist_ok=True)
+
+    # 3. Generate; under `accelerate launch` each process takes its own share of the prompts.
+    from tqdm.auto import tqdm
+
+    from .audio import save_audio
+
+    with state.split_between_processes(jobs) as my_jobs:
+        show_inner = single
+        pipe.set_progress_bar_config(disable=not show_inner or not state.is_local_main_process)
+        bar = tqdm(my_jobs, desc=f"generating (rank {state.process_index})", disable=single, unit="prompt")
+        for job in bar:
+            generator = torch.Generator(device="cpu").manual_seed(job.seed)
+            audio = pipe(
+                job.prompt, negative_prompt=job.negative, seconds_total=job.seconds, num_inference_steps=args.steps,
+                guidance_scale=args.cfg, num_waveforms_per_prompt=args.batch, generator=generator,
+            ).audios
+            for path, wav in zip(_output_paths(job, out, args.batch, single), audio):
+                save_audio(path, wav, pipe.sample_rate)
+                logger.info("wrote %s (%d samples, seed %d)", path, wav.shape[-1], job.seed)
+                if single:
+                    print(path)
+    if not single:
+        state.wait_for_everyone()
+        if state.is_main_process:
+            print(f"wrote {len(jobs) * args.batch} file(s) to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sak", description="stable-audio-kit: timing-conditioned text-to-audio")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("new-model", help="write an untrained pipeline directory from a model config")
+    p.add_argument("config", help="model config YAML (e.g. configs/tiny.yaml)")
+    p.add_argument("out_dir")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_new_model)
+
+    p = sub.add_parser("generate", help="generate audio from a prompt or a prompt list")
+    p.add_argument("prompt", nargs="?")
+    p.add_argument("--prompts", help="prompt list: .txt (one per line), .csv or .jsonl (prompt, seconds, seed, negative)")
+    p.add_argument("--seconds", type=str, default=None, help="length in seconds (default: the model's window)")
+    p.add_argument("--negative", default=None, help="negative prompt")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale (<= 1 switches it off)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--batch", type=int, default=1, help="waveforms per prompt")
+    p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
+    p.add_argument("--scheduler", default=None, help="sampler name, e.g. dpmsolver++, ddim, euler, unipc")
+    p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
+    p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("info", help="describe a pipeline directory")
+    p.add_argument("model", nargs="?", default=None)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError) as err:
+        if args.verbose:
+            raise
+        print(f"sak {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Text and timing conditioning.
+
+The prompt goes through a frozen CLAP text tower (transformers' LAION CLAP port) and gives
+token-level states from a chosen hidden layer. ``seconds_start`` and ``seconds_total`` go through
+learned number embeddings (diffusers' Stable Audio number conditioner). :class:`ConditioningProjection`
+routes the named conditions into the U-Net's cross-attention context and its global vector, as set
+in its config, and every conditioner yields ``(embeddings (B, T, D), mask (B, T))``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioNumberConditioner
+from diffusers.utils import BaseOutput
+from torch import nn
+from transformers import ClapTextConfig, ClapTextModelWithProjection, PreTrainedTokenizerBase, RobertaTokenizer
+
+from .config import CONDITION_NAMES, TextConfig
+
+SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency: int = 2) -> RobertaTokenizer:
+    """A byte-level BPE tokenizer in RoBERTa's format (CLAP's), trained on ``texts``.
+
+    With no texts it holds only the 256 byte symbols and the special tokens, which still encodes
+    any string: the starting point of a model trained from scratch before its captions are known.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        list(texts), vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+    )
+    backend = bpe._tokenizer
+    backend.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    return RobertaTokenizer(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )
+
+
+def build_text_encoder(cfg: TextConfig) -> tuple[ClapTextModelWithProjection, PreTrainedTokenizerBase]:
+    """The CLAP text tower and its tokenizer: loaded from ``cfg.pretrained`` (a local directory in
+    transformers' format, e.g. a copy of ``laion/clap-htsat-unfused``) or built with random weights."""
+    if cfg.pretrained:
+        path = Path(cfg.pretrained)
+        if not path.is_dir():
+            raise ValueError(f"text.pretrained {cfg.pretrained!r} is not a local directory")
+        encoder = ClapTextModelWithProjection.from_pretrained(path, local_files_only=True)
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return encoder.eval().requires_grad_(False), tokenizer
+    tokenizer = train_tokenizer([])
+    if cfg.vocab_size < len(tokenizer):
+        raise ValueError(f"text.vocab_size must be at least {len(tokenizer)} for the byte-level tokenizer, got {cfg.vocab_size}")
+    config = ClapTextConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        projection_dim=cfg.projection_dim,
+        # RoBERTa positions start after the padding index, hence the +2.
+        max_position_embeddings=cfg.max_length + 2,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    # Frozen: eval mode switches dropout off so the same prompt always gives the same states.
+    return ClapTextModelWithProjection(config).eval().requires_grad_(False), tokenizer
+
+
+@torch.no_grad()
+def encode_text(
+    text_encoder: ClapTextModelWithProjection,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    hidden_layer: int = -2,
+    max_length: int | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token states ``(B, L, hidden)`` from ``hidden_layer`` and the attention mask ``(B, L)`` (bool)."""
+    num_states = text_encoder.config.num_hidden_layers + 1
+    if not -num_states <= hidden_layer < num_states:
+        raise ValueError(f"hidden_layer must be in [{-num_states}, {num_states - 1}], got {hidden_layer}")
+    if max_length is None:
+        max_length = text_encoder.config.max_position_embeddings - 2
+    device = device if device is not None else text_encoder.device
+    tokens = tokenizer(
+        list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
+    )
+    input_ids = tokens.input_ids.to(device)
+    mask = tokens.attention_mask.to(device)
+    out = text_encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+    return out.hidden_states[hidden_layer], mask.bool()
+
+
+@dataclass
+class ConditioningOutput(BaseOutput):
+    """
+    Args:
+        encoder_hidden_states: cross-attention context ``(B, L, conditioning_dim)``.
+        encoder_attention_mask: ``(B, L)`` bool, True where the context is real.
+        global_hidden_states: ``(B, global_dim)``, added to the U-Net's timestep embedding.
+    """
+
+    encoder_hidden_states: torch.Tensor
+    encoder_attention_mask: torch.Tensor
+    global_hidden_states: torch.Tensor | None = None
+
+
+class ConditioningProjection(ModelMixin, ConfigMixin):
+    """Projects text states into the conditioning space, embeds the timing numbers, and routes them.
+
+    ``cross_attention`` lists the conditions concatenated (in order, along the token axis) into the
+    U-Net's cross-attention context; ``global_cond`` lists those pooled and concatenated along the
+    feature axis into the global vector (a text condition is pooled by its masked mean).
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        text_encoder_dim: int = 768,
+        conditioning_dim: int = 768,
+        min_seconds: float = 0.0,
+        max_seconds: float = 512.0,
+        cross_attention: list[str] = list(CONDITION_NAMES),
+        global_cond: list[str] = ["seconds_start", "seconds_total"],  # noqa: B006 (frozen into the config)
+        text_hidden_layer: int = -2,
+        number_internal_dim: int = 256,
+    ):
+        super().__init__()
+        for group, names in (("cross_attention", cross_attention), ("global_cond", global_cond)):
+            unknown = [n for n in names if n not in CONDITION_NAMES]
+            if unknown:
+                raise ValueError(f"unknown condition {unknown[0]!r} in {group}; valid names: {list(CONDITION_NAMES)}")
+        if not cross_attention:
+            raise ValueError("cross_attention must name at least one condition")
+        if not max_seconds > min_seconds:
+            raise ValueError(f"max_seconds must be greater than min_seconds ({min_seconds}), got {max_seconds}")
+        self.text_projection = (
+            nn.Identity() if text_encoder_dim == conditioning_dim else nn.Linear(text_encoder_dim, conditioning_dim)
+        )
+        self.number_embedders = nn.ModuleDict(
+            {
+                name: StableAudioNumberConditioner(conditioning_dim, min_seconds, max_seconds, number_internal_dim)
+                for name in ("seconds_start", "seconds_total")
+            }
+        )
+
+    @property
+    def global_dim(self) -> int:
+        return len(self.config.global_cond) * self.config.conditioning_dim
+
+    def embed(
+        self,
+        text_hidden_states: torch.Tensor,
+        text_attention_mask: torch.Tensor,
+        seconds_start: torch.Tensor,
+        seconds_total: torch.Tensor,
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each named condition as ``(embeddings (B, T, D), mask (B, T))``."""
+        batch = text_hidden_states.shape[0]
+        conds = {"prompt": (self.text_projection(text_hidden_states), text_attention_mask.bool())}
+        for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
+            value = torch.as_tensor(value, device=text_hidden_states.device, dtype=torch.float32).reshape(-1)
+            if value.numel() == 1 and batch > 1:
+                value = value.expand(batch)
+            if value.shape[0] != batch:
+                raise ValueError(f"{name} has {value.shape[0]} values for a batch of {batch}")
+            emb = self.number_embedders[name](value).to(text_hidden_states.dtype)
+            conds[name] = (emb, torch.ones(batch, 1, dtype=torch.bool, device=emb.device))
+        return conds
+
+    def forward(
+        self,
+        text_hidden_states: torch.Tensor,
+        text_attention_mask: torch.Tensor,
+        seconds_start: torch.Tensor | float,
+        seconds_total: torch.Tensor | float,
+        return_dict: bool = True,
+    ) -> ConditioningOutput | tuple:
+        """
+        Args:
+            text_hidden_states: ``(B, L, text_encoder_dim)`` CLAP token states.
+            text_attention_mask: ``(B, L)``, nonzero where a token is real.
+            seconds_start, seconds_total: ``(B,)`` seconds, or one number for the whole batch.
+        """
+        conds = self.embed(text_hidden_states, text_attention_mask, seconds_start, seconds_total)
+        context = torch.cat([conds[n][0] for n in self.config.cross_attention], dim=1)
+        mask = torch.cat([conds[n][1] for n in self.config.cross_attention], dim=1)
+        pooled = []
+        for name in self.config.global_cond:
+            emb, m = conds[name]
+            weights = m.to(emb.dtype).unsqueeze(-1)
+            pooled.append((emb * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+        global_states = torch.cat(pooled, dim=-1) if pooled else None
+        if not return_dict:
+            return context, mask, global_states
+        return ConditioningOutput(context, mask, global_states)

@@ -1,0 +1,382 @@
+"""Text-to-audio pipeline with timing conditioning, in diffusers' conventions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .conditioning import ConditioningProjection, encode_text
+from .objective import cfg_combine, null_context
+from .utils import check_finite_number
+
+logger = logging.getLogger(__name__)
+
+COMPONENTS = ("vae", "text_encoder", "tokenizer", "projection", "unet", "scheduler")
+DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "demo"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+class StableAudioKitPipeline(DiffusionPipeline):
+    """Text-to-audio with timing conditioning (Stable Audio 1.0).
+
+    Components:
+        vae: :class:`stable_audio_kit.vae.AudioVAE` (diffusers ``AutoencoderOobleck``).
+        text_encoder: transformers ``ClapTextModelWithProjection`` (frozen).
+        tokenizer: the CLAP (RoBERTa) tokenizer.
+        projection: :class:`stable_audio_kit.conditioning.ConditioningProjection`.
+        unet: :class:`stable_audio_kit.unet.UNet1DConditionModel`.
+        scheduler: any diffusers scheduler configured for ``v_prediction``.
+
+    The U-Net always denoises its whole window (``unet.config.sample_size`` latent frames); the
+    decoded audio is trimmed to exactly ``round(seconds_total * sample_rate)`` samples.
+    """
+
+    model_cpu_offload_seq = "text_encoder->projection->unet->vae"
+
+    def __init__(self, vae, text_encoder, tokenizer, projection, unet, scheduler):
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, projection=projection, unet=unet, scheduler=scheduler
+        )
+        self._check_components()
+
+    # ------------------------------------------------------------------ model facts
+    def _check_components(self) -> None:
+        """Refuse a set of components that cannot work together, naming the mismatch."""
+        problems = []
+        latent = self.vae.config.decoder_input_channels
+        if self.unet.config.in_channels != latent:
+            problems.append(f"unet.in_channels={self.unet.config.in_channels} but the VAE has {latent} latent channels")
+        out_channels = self.unet.config.out_channels or self.unet.config.in_channels
+        if out_channels != latent:
+            problems.append(f"unet.out_channels={out_channels} but the VAE has {latent} latent channels")
+        if self.projection.config.conditioning_dim != self.unet.config.cross_attention_dim:
+            problems.append(
+                f"projection.conditioning_dim={self.projection.config.conditioning_dim} but "
+                f"unet.cross_attention_dim={self.unet.config.cross_attention_dim}"
+            )
+        if self.projection.global_dim != self.unet.config.global_cond_dim:
+            problems.append(
+                f"projection gives a global vector of {self.projection.global_dim} but "
+                f"unet.global_cond_dim={self.unet.config.global_cond_dim}"
+            )
+        if self.projection.config.text_encoder_dim != self.text_encoder.config.hidden_size:
+            problems.append(
+                f"projection.text_encoder_dim={self.projection.config.text_encoder_dim} but the text encoder's "
+                f"hidden size is {self.text_encoder.config.hidden_size}"
+            )
+        if getattr(self.scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
+            problems.append(f"scheduler.prediction_type={self.scheduler.config.prediction_type!r}, expected 'v_prediction'")
+        if problems:
+            raise ValueError("incompatible pipeline components: " + "; ".join(problems))
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vae.config.sampling_rate)
+
+    @property
+    def audio_channels(self) -> int:
+        return int(self.vae.config.audio_channels)
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.unet.config.sample_size) * int(self.vae.hop_length)
+
+    @property
+    def max_seconds(self) -> float:
+        """The longest ``seconds_total`` this model can generate: its window."""
+        return self.window_samples / self.sample_rate
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
+        """Load a pipeline directory; with no path, the bundled demo model. Never touches the network."""
+        path = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else DEFAULT_MODEL_DIR
+        check_model_dir(path)
+        kwargs.setdefault("local_files_only", True)
+        return super().from_pretrained(str(path), **kwargs)
+
+    # ------------------------------------------------------------------ steps
+    def check_inputs(
+        self,
+        prompt,
+        negative_prompt,
+        seconds_start,
+        seconds_total,
+        num_inference_steps,
+        guidance_scale,
+        num_waveforms_per_prompt,
+        latents,
+        output_type,
+    ) -> tuple[list[str], list[str] | None, float, float]:
+        """Validate everything before any work; returns normalised prompts and seconds."""
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
+            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
+        for p in prompts:
+            if not isinstance(p, str):
+                raise ValueError(f"prompt must be a string or a list of strings, got an item {p!r} of type {type(p).__name__}")
+        negatives = None
+        if negative_prompt is not None:
+            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+            if not isinstance(negatives, (list, tuple)) or not all(isinstance(n, str) for n in negatives):
+                raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
+            if len(negatives) != len(prompts):
+                raise ValueError(f"negative_prompt has {len(negatives)} items for {len(prompts)} prompts")
+        seconds_start = check_finite_number("seconds_start", seconds_start)
+        if seconds_start < 0:
+            raise ValueError(f"seconds_start must be >= 0, got {seconds_start}")
+        if seconds_start > self.projection.config.max_seconds:
+            raise ValueError(f"seconds_start must be <= {self.projection.config.max_seconds}, got {seconds_start}")
+        seconds_total = check_finite_number("seconds_total", seconds_total)
+        if not 0 < seconds_total <= self.max_seconds:
+            raise ValueError(f"seconds_total must be in (0, {self.max_seconds:.3f}], got {seconds_total}")
+        if round(seconds_total * self.sample_rate) < 1:
+            raise ValueError(f"seconds_total={seconds_total} is shorter than one sample at {self.sample_rate} Hz")
+        _check_int("num_inference_steps", num_inference_steps, 1)
+        _check_int("num_waveforms_per_prompt", num_waveforms_per_prompt, 1)
+        check_finite_number("guidance_scale", guidance_scale)
+        if output_type not in ("np", "pt", "latent"):
+            raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
+        if latents is not None:
+            expected = (len(prompts) * num_waveforms_per_prompt, self.unet.config.in_channels, self.unet.config.sample_size)
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(f"latents must be a tensor of shape {expected}, got {got}")
+        return list(prompts), (list(negatives) if negatives is not None else None), seconds_start, seconds_total
+
+    def encode_prompt(
+        self, prompts: list[str], device: torch.device | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """CLAP token states ``(B, L, hidden)`` and mask ``(B, L)`` from the configured layer."""
+        device = device or self._execution_device
+        return encode_text(
+            self.text_encoder,
+            self.tokenizer,
+            prompts,
+            hidden_layer=self.projection.config.text_hidden_layer,
+            device=device,
+        )
+
+    def encode_conditioning(
+        self,
+        prompts: list[str],
+        seconds_start: float | torch.Tensor,
+        seconds_total: float | torch.Tensor,
+        device: torch.device | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(context (B, L', D), context mask (B, L'), global (B, G))`` for the U-Net."""
+        text, mask = self.encode_prompt(prompts, device)
+        out = self.projection(text, mask, seconds_start, seconds_total)
+        return out.encoder_hidden_states, out.encoder_attention_mask, out.global_hidden_states
+
+    def prepare_latents(
+        self,
+        batch_size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Initial noise ``(B, latent_channels, sample_size)`` scaled for the scheduler."""
+        shape = (batch_size, self.unet.config.in_channels, self.unet.config.sample_size)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} waveforms")
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            latents = latents.to(device=device, dtype=dtype)
+        return latents * self.scheduler.init_noise_sigma
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, D, frames)`` to the whole window of audio ``(B, channels, frames * hop)``."""
+        scaling = getattr(self.vae.config, "scaling_factor", 1.0)
+        return self.vae.decode(latents / scaling).sample
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        seconds_start: float = 0.0,
+        seconds_total: float | None = None,
+        num_inference_steps: int = 100,
+        guidance_scale: float = 7.0,
+        num_waveforms_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers convention)
+    ) -> AudioPipelineOutput | tuple:
+        """Generate audio of exactly ``seconds_total`` seconds for each prompt.
+
+        Returns ``AudioPipelineOutput(audios=...)`` with ``audios`` of shape
+        ``(len(prompts) * num_waveforms_per_prompt, channels, round(seconds_total * sample_rate))``
+        (numpy float32 or torch), or the final latents ``(B, D, sample_size)`` for ``output_type="latent"``.
+        ``guidance_scale <= 1`` switches classifier-free guidance off.
+        """
+        # 1. Validate everything before any work.
+        if seconds_total is None:
+            seconds_total = self.max_seconds
+        prompts, negatives, seconds_start, seconds_total = self.check_inputs(
+            prompt, negative_prompt, seconds_start, seconds_total, num_inference_steps, guidance_scale,
+            num_waveforms_per_prompt, latents, output_type,
+        )
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in ("latents", "noise_pred"):
+                raise ValueError(f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}")
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+        batch = len(prompts) * num_waveforms_per_prompt
+
+        # 2. Encode text and timing into the U-Net's context and global vector.
+        context, mask, global_states = self.encode_conditioning(prompts, seconds_start, seconds_total, device)
+        if do_cfg:
+            if negatives is not None:
+                neg_context, neg_mask, _ = self.encode_conditioning(negatives, seconds_start, seconds_total, device)
+            else:
+                neg_context, neg_mask = null_context(context, mask)
+        repeat = num_waveforms_per_prompt
+        context, mask = context.repeat_interleave(repeat, 0), mask.repeat_interleave(repeat, 0)
+        if global_states is not None:
+            global_states = global_states.repeat_interleave(repeat, 0)
+        if do_cfg:
+            # One batched forward: [unconditional; conditional]. Timing stays in the global vector of both
+            # halves so guidance pushes towards the text, not away from the requested length.
+            context = torch.cat([neg_context.repeat_interleave(repeat, 0), context])
+            mask = torch.cat([neg_mask.repeat_interleave(repeat, 0), mask])
+            if global_states is not None:
+                global_states = torch.cat([global_states, global_states])
+
+        # 3. Timesteps.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+
+        # 4. Initial noise over the whole window.
+        latents = self.prepare_latents(batch, context.dtype, device, generator, latents)
+
+        # 5. Denoising loop.
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            model_input = torch.cat([latents] * 2) if do_cfg else latents
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            noise_pred = self.unet(
+                model_input, t, encoder_hidden_states=context, encoder_attention_mask=mask,
+                global_hidden_states=global_states,
+            ).sample
+            if do_cfg:
+                uncond, cond = noise_pred.chunk(2)
+                noise_pred = cfg_combine(uncond, cond, guidance_scale)
+            latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+            if callback_on_step_end is not None:
+                local = {"latents": latents, "noise_pred": noise_pred}
+                outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
+                latents = outputs.pop("latents", latents)
+
+        if output_type == "latent":
+            audio = latents
+        else:
+            # 6. Decode the window and trim to exactly the requested length.
+            num_samples = round(seconds_total * self.sample_rate)
+            audio = self.decode_latents(latents)[..., :num_samples].float()
+            if output_type == "np":
+                audio = audio.cpu().numpy()
+
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (audio,)
+        return AudioPipelineOutput(audios=audio)
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Raise ``ValueError`` naming what is missing unless ``path`` is a complete pipeline directory."""
+    path = Path(path)
+    if not path.is_dir():
+        if path == DEFAULT_MODEL_DIR:
+            raise ValueError(
+                f"the bundled default model is not installed at {str(path)!r}; pass a model directory "
+                "(create one with `sak new-model` or `sak export`)"
+            )
+        raise ValueError(f"model directory {str(path)!r} does not exist")
+    index = path / "model_index.json"
+    if not index.is_file():
+        raise ValueError(f"{str(path)!r} is not a pipeline directory: model_index.json is missing")
+    try:
+        entries = json.loads(index.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{str(index)!r} is not valid JSON: {err}") from None
+    missing = [c for c in COMPONENTS if c not in entries or not (path / c).is_dir()]
+    if missing:
+        raise ValueError(f"model directory {str(path)!r} is missing component(s): {', '.join(missing)}")
+    # Catch a VAE/U-Net mismatch from the configs, before loading weights fails less clearly.
+    try:
+        vae_cfg = json.loads((path / "vae" / "config.json").read_text())
+        unet_cfg = json.loads((path / "unet" / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"model directory {str(path)!r} has an unreadable component config: {err}") from None
+    latent = vae_cfg.get("decoder_input_channels")
+    for key in ("in_channels", "out_channels"):
+        value = unet_cfg.get(key) or unet_cfg.get("in_channels")
+        if value != latent:
+            raise ValueError(
+                f"model directory {str(path)!r}: unet.{key}={value} but the VAE has {latent} latent channels"
+            )
+    return path
+
+
+def build_pipeline(cfg) -> StableAudioKitPipeline:
+    """An untrained pipeline from a :class:`stable_audio_kit.config.ModelConfig` (``sak new-model``)."""
+    from .conditioning import build_text_encoder
+    from .objective import make_scheduler
+    from .unet import UNet1DConditionModel
+    from .vae import build_vae
+
+    if cfg.window_seconds <= 0:
+        raise ValueError(f"window_seconds must be > 0, got {cfg.window_seconds}")
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(cfg)
+    text_encoder, tokenizer = build_text_encoder(cfg.text)
+    sample_size = max(1, round(cfg.window_seconds * cfg.sample_rate / vae.hop_length))
+    cond = cfg.conditioning
+    projection = ConditioningProjection(
+        text_encoder_dim=text_encoder.config.hidden_size,
+        conditioning_dim=cond.dim,
+        max_seconds=cond.max_seconds,
+        cross_attention=list(cond.cross_attention),
+        global_cond=list(cond.global_cond),
+        text_hidden_layer=cfg.text.hidden_layer,
+    )
+    u = cfg.unet
+    unet = UNet1DConditionModel(
+        in_channels=cfg.vae.latent_channels,
+        sample_size=sample_size,
+        block_out_channels=list(u.block_out_channels),
+        layers_per_block=u.layers_per_block,
+        attention_levels=list(u.attention_levels),
+        attention_head_dim=u.attention_head_dim,
+        transformer_layers_per_block=u.transformer_layers_per_block,
+        cross_attention_dim=cond.dim,
+        global_cond_dim=projection.global_dim,
+        norm_num_groups=u.norm_num_groups,
+        dropout=u.dropout,
+    )
+    scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
+    for module in (vae, projection, unet):
+        module.eval()
+    return StableAudioKitPipeline(vae, text_encoder, tokenizer, projection, unet, scheduler)

@@ -1,0 +1,307 @@
+"""What every trainer shares: run folders, checkpoints that resume exactly, the LR schedule, the
+loss guard and export. The training loops themselves stay flat in ``clap.py``, ``vae.py`` and ``unet.py``.
+
+A run folder holds::
+
+    config.yaml           the resolved run config
+    run.json              {"kind": "unet" | "vae" | "clap"}
+    logs/                 TensorBoard event files
+    checkpoints/step_00000100/
+        accelerate state  (models, optimizers, LR schedulers, EMA, every process's RNG)
+        trainer_state.json  step, epoch and position in the epoch
+        export/<component>/  the trained components in diffusers/transformers format
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from omegaconf import OmegaConf
+
+from ..config import load_config, save_config
+from ..utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "step_"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a loss is NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    epoch: int = 0
+    # Batches of the current epoch already consumed, so that a resumed run continues mid-epoch.
+    batch_in_epoch: int = 0
+
+
+def load_run_config(schema: type, path: str | Path, overrides: list[str] | None = None):
+    """The run's YAML merged into ``schema``; typos and wrong types raise ``ValueError``."""
+    cfg = load_config(schema, path, overrides)
+    if cfg.run.max_steps < 1:
+        raise ValueError(f"run.max_steps must be >= 1, got {cfg.run.max_steps}")
+    if cfg.run.grad_accum < 1:
+        raise ValueError(f"run.grad_accum must be >= 1, got {cfg.run.grad_accum}")
+    if cfg.run.checkpoint_every < 1:
+        raise ValueError(f"run.checkpoint_every must be >= 1, got {cfg.run.checkpoint_every}")
+    if cfg.run.mixed_precision not in ("no", "fp16", "bf16"):
+        raise ValueError(f"run.mixed_precision must be 'no', 'fp16' or 'bf16', got {cfg.run.mixed_precision!r}")
+    if cfg.data.batch_size < 1:
+        raise ValueError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
+    if not cfg.optim.lr > 0:
+        raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    return cfg
+
+
+def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
+    """Create (or, with ``resume``, reopen) the run folder and the Accelerator.
+
+    A new run refuses a folder that already holds checkpoints, so nothing is overwritten by accident.
+    """
+    run_dir = Path(cfg.run.output_dir)
+    if not resume and latest_checkpoint(run_dir) is not None:
+        raise ValueError(f"run folder {str(run_dir)!r} already holds checkpoints; pass --resume to continue it")
+    if resume and (run_dir / "run.json").is_file():
+        saved = json.loads((run_dir / "run.json").read_text())
+        if saved.get("kind") != kind:
+            raise ValueError(f"run folder {str(run_dir)!r} is a {saved.get('kind')!r} run, not {kind!r}")
+    mixed = cfg.run.mixed_precision
+    if mixed == "fp16" and not torch.cuda.is_available():
+        raise ValueError("run.mixed_precision='fp16' needs a CUDA device; use 'bf16' or 'no' on this machine")
+    accelerator = Accelerator(
+        gradient_accumulation_steps=cfg.run.grad_accum,
+        mixed_precision=mixed,
+        log_with="tensorboard" if cfg.run.tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    set_seed(cfg.run.seed, device_specific=False)
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        atomic_write_text(run_dir / "run.json", json.dumps({"kind": kind}))
+        _remove_partial_checkpoints(run_dir)
+    accelerator.wait_for_everyone()
+    if cfg.run.tensorboard:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(cfg).items()}
+        accelerator.init_trackers(kind, config=flat)
+    return accelerator, run_dir
+
+
+def _flatten(cfg: Any, prefix: str = "") -> dict:
+    out = {}
+    for key, value in OmegaConf.to_container(cfg, resolve=True).items() if prefix == "" else cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def make_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Any, max_steps: int):
+    """Warm-up then decay, from diffusers' schedule registry."""
+    from diffusers.optimization import SchedulerType, get_scheduler
+
+    valid = [s.value for s in SchedulerType]
+    if optim_cfg.lr_schedule not in valid:
+        raise ValueError(f"optim.lr_schedule {optim_cfg.lr_schedule!r} is unknown; valid names: {valid}")
+    return get_scheduler(
+        optim_cfg.lr_schedule, optimizer, num_warmup_steps=optim_cfg.warmup_steps, num_training_steps=max_steps
+    )
+
+
+def make_optimizer(params, optim_cfg: Any, lr: float | None = None) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        params, lr=lr if lr is not None else optim_cfg.lr, betas=tuple(optim_cfg.betas),
+        weight_decay=optim_cfg.weight_decay,
+    )
+
+
+def check_loss(loss: torch.Tensor, step: int, run_dir: Path, name: str = "loss") -> None:
+    """Stop the run on a NaN/inf loss, naming the step; checkpoints already written stay intact."""
+    if not torch.isfinite(loss.detach()).all():
+        last = latest_checkpoint(run_dir)
+        where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"non-finite {name} ({loss.item()}) at step {step}; stopping. {where}")
+
+
+# --------------------------------------------------------------------------- data position
+def batches(accelerator: Accelerator, loader, dataset, state: TrainerState) -> Iterator[Any]:
+    """Endless batches that continue exactly where ``state`` says (epoch and position in it).
+
+    Both the shuffling (accelerate's seedable sampler) and the random crops (the dataset's
+    ``set_epoch``) are functions of the epoch, so skipping the consumed batches of the current
+    epoch reproduces the same remaining batches after a resume.
+    """
+    while True:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(state.epoch)
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(state.epoch)
+        epoch_loader = loader
+        if state.batch_in_epoch:
+            epoch_loader = accelerator.skip_first_batches(loader, state.batch_in_epoch)
+        empty = True
+        for batch in epoch_loader:
+            empty = False
+            state.batch_in_epoch += 1
+            yield batch
+        if empty and state.batch_in_epoch == 0:
+            raise ValueError("the training data loader yields no batches (is the catalogue smaller than one batch?)")
+        state.epoch += 1
+        state.batch_in_epoch = 0
+
+
+# --------------------------------------------------------------------------- checkpoints
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def _remove_partial_checkpoints(run_dir: Path) -> None:
+    """Leftovers of a run killed while writing a checkpoint; complete ones were renamed into place."""
+    folder = Path(run_dir) / "checkpoints"
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.name.startswith(".tmp-"):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def save_checkpoint(
+    accelerator: Accelerator,
+    run_dir: Path,
+    state: TrainerState,
+    export: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write a checkpoint atomically: everything goes to a hidden folder that is renamed at the end.
+
+    ``export`` maps a component name (``unet``, ``vae``, ``text_encoder`` ...) to an object with
+    ``save_pretrained``; those folders are what ``sak export`` puts into a pipeline directory.
+    """
+    folder = Path(run_dir) / "checkpoints"
+    final = folder / f"{CHECKPOINT_PREFIX}{state.step:08d}"
+    tmp = folder / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    if accelerator.is_main_process:
+        for name, module in export.items():
+            module.save_pretrained(tmp / "export" / name)
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.info("checkpoint written: %s", final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_tree(path: Path) -> None:
+    # A rename is only atomic for data that reached the disk; kill -9 is safe without this, power loss is not.
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def load_checkpoint(accelerator: Accelerator, run_dir: Path) -> TrainerState:
+    """Restore the newest checkpoint into the prepared objects; a fresh state if there is none."""
+    last = latest_checkpoint(run_dir)
+    if last is None:
+        raise ValueError(f"--resume given but {str(run_dir)!r} holds no checkpoint")
+    accelerator.load_state(str(last))
+    state = TrainerState(**json.loads((last / "trainer_state.json").read_text()))
+    logger.info("resumed from %s at step %d", last, state.step)
+    return state
+
+
+def run_kind(run_dir: str | Path) -> str:
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        raise ValueError(f"{str(run_dir)!r} is not a training run folder (run.json is missing)")
+    return json.loads(path.read_text())["kind"]
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | None = None, overwrite: bool = False) -> Path:
+    """Write a pipeline directory: the run's base model with the trained components put in.
+
+    ``checkpoint`` names a ``step_…`` folder; the default is the newest.
+    """
+    from ..pipeline import StableAudioKitPipeline
+    from ..utils import atomic_dir
+
+    run_dir = Path(run_dir)
+    kind = run_kind(run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    ckpt = (run_dir / "checkpoints" / checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if ckpt is None or not ckpt.is_dir():
+        raise ValueError(f"no checkpoint {checkpoint or ''} to export in {str(run_dir)!r}")
+    if Path(out_dir).exists() and not overwrite:
+        raise ValueError(f"output folder {str(out_dir)!r} already exists; choose another or pass --force")
+    pipe = StableAudioKitPipeline.from_pretrained(cfg.model)
+    components = load_exported_components(kind, ckpt / "export")
+    pipe = StableAudioKitPipeline(**{**pipe.components, **components})
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        atomic_write_text(
+            Path(tmp) / "training.json",
+            json.dumps({"kind": kind, "run": str(run_dir), "checkpoint": ckpt.name, "step": trained}, indent=2),
+        )
+    return Path(out_dir)
+
+
+def _exported_classes() -> dict[str, dict[str, Any]]:
+    from transformers import AutoTokenizer, ClapTextModelWithProjection
+
+    from ..conditioning import ConditioningProjection
+    from ..unet import UNet1DConditionModel
+    from ..vae import AudioVAE
+
+    return {
+        "unet": {"unet": UNet1DConditionModel, "projection": ConditioningProjection},
+        "vae": {"vae": AudioVAE},
+        "clap": {"text_encoder": ClapTextModelWithProjection, "tokenizer": AutoTokenizer},
+    }
+
+
+def load_exported_components(kind: str, folder: Path) -> dict[str, Any]:
+    """The components a ``kind`` run trained, loaded from a checkpoint's ``export/`` folder."""
+    classes = _exported_classes()
+    if kind not in classes:
+        raise ValueError(f"unknown run kind {kind!r}; valid kinds: {sorted(classes)}")
+    out = {}
+    for name, cls in classes[kind].items():
+        if (folder / name).is_dir():
+            out[name] = cls.from_pretrained(folder / name)
+    if not out:
+        raise ValueError(f"checkpoint export folder {str(folder)!r} holds none of {sorted(classes[kind])}")
+    return out

@@ -1,0 +1,128 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stable_audio_kit.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "model"
+    assert main(["new-model", str(ROOT / "configs" / "tiny.yaml"), str(out)]) == 0
+    return out
+
+
+def test_new_model_generate_info_end_to_end(tmp_path):
+    """The user's path, through the installed console script."""
+    model = tmp_path / "m"
+    run = lambda *a: subprocess.run(["sak", *a], capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    r = run("new-model", str(ROOT / "configs" / "tiny.yaml"), str(model), "seed=1")
+    assert r.returncode == 0, r.stderr
+    assert (model / "model_index.json").is_file() and (model / "model_config.yaml").is_file()
+    r = run("generate", "a calm piano melody", "--seconds", "0.37", "--steps", "2", "--seed", "1",
+            "--model", str(model), "-o", "out.flac")
+    assert r.returncode == 0, r.stderr
+    audio, sr = sf.read(tmp_path / "out.flac")
+    assert sr == 8000 and len(audio) == round(0.37 * 8000)
+    r = run("info", str(model))
+    assert r.returncode == 0, r.stderr
+    for text in ("8000 Hz", "channels:         1", "latent rate:      250.000", "maximum length:   1.000 s", "unet"):
+        assert text in r.stdout
+
+
+def test_generate_is_seeded(model_dir, tmp_path):
+    for name in ("a.wav", "b.wav"):
+        assert main(["generate", "x", "--seconds", "0.2", "--steps", "2", "--seed", "5", "--model", str(model_dir),
+                     "-o", str(tmp_path / name)]) == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
+
+
+def test_generate_batch_writes_numbered_files(model_dir, tmp_path):
+    assert main(["generate", "x", "--seconds", "0.2", "--steps", "1", "--batch", "3", "--model", str(model_dir),
+                 "-o", str(tmp_path / "take.wav")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take_0.wav", "take_1.wav", "take_2.wav"]
+
+
+@pytest.mark.parametrize("fmt", ["txt", "csv", "jsonl"])
+def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
+    rows = [("soft piano", 0.25, 1), ("loud drums", 0.5, 2), ("strings", 0.125, 3)]
+    src = tmp_path / f"prompts.{fmt}"
+    if fmt == "txt":
+        src.write_text("\n".join(r[0] for r in rows) + "\n\n")
+    elif fmt == "csv":
+        src.write_text("prompt,seconds,seed\n" + "".join(f"{p},{s},{k}\n" for p, s, k in rows))
+    else:
+        src.write_text("".join(json.dumps({"prompt": p, "seconds": s, "seed": k}) + "\n" for p, s, k in rows))
+    out = tmp_path / "out"
+    assert main(["generate", "--prompts", str(src), "--seconds", "0.3", "--steps", "1", "--model", str(model_dir),
+                 "-o", str(out)]) == 0
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["0000_soft_piano.wav", "0001_loud_drums.wav", "0002_strings.wav"]
+    lengths = [sf.info(f).frames for f in files]
+    assert lengths == ([2400] * 3 if fmt == "txt" else [2000, 4000, 1000])
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["generate", "x", "--seconds", "0"], "seconds must be a finite number > 0, got '0'"),
+        (["generate", "x", "--seconds", "nan"], "got 'nan'"),
+        (["generate", "x", "--seconds", "-2"], "got '-2'"),
+        (["generate", "x", "--seconds", "5"], "seconds must be <= the model's maximum 1.000, got 5.0"),
+        (["generate", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["generate", "x", "--cfg", "inf"], "--cfg must be finite"),
+        (["generate", "x", "-o", "out.mp3"], "must end in one of"),
+        (["generate", "x", "-o", "{file}/out.wav"], "cannot be written"),
+        (["generate"], "give either a PROMPT or --prompts FILE"),
+        (["generate", "--prompts", "missing.txt"], "prompt file 'missing.txt' does not exist"),
+        (["generate", "x", "--scheduler", "nope"], "unknown scheduler 'nope'"),
+    ],
+)
+def test_generate_bad_input(model_dir, tmp_path, monkeypatch, capsys, args, match):
+    blocker = tmp_path.parent / f"{tmp_path.name}_a_file"
+    blocker.write_text("not a folder")
+    args = [a.replace("{file}", str(blocker)) for a in args]
+    monkeypatch.chdir(tmp_path)
+    code = main([*args, "--model", str(model_dir)])
+    assert code == 2
+    assert match in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_generate_bad_prompt_file_rows(model_dir, tmp_path, capsys):
+    src = tmp_path / "p.jsonl"
+    src.write_text('{"prompt": "ok", "seconds": 0.2}\n{"prompt": "bad", "seconds": "soon"}\n')
+    assert main(["generate", "--prompts", str(src), "--model", str(model_dir), "-o", str(tmp_path / "o")]) == 2
+    assert "p.jsonl:2: seconds must be a number, got 'soon'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_new_model_bad_config(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sample_rate: 8000\nunet:\n  block_out_chanels: [8]\n")
+    assert main(["new-model", str(bad), str(tmp_path / "m")]) == 2
+    assert "block_out_chanels" in capsys.readouterr().err
+    assert main(["new-model", str(ROOT / "configs" / "tiny.yaml"), str(tmp_path / "m"), "unet.layers_per_block=x"]) == 2
+    assert not (tmp_path / "m").exists()
+
+
+def test_new_model_refuses_existing_folder(model_dir, capsys):
+    assert main(["new-model", str(ROOT / "configs" / "tiny.yaml"), str(model_dir)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_info_bad_dir(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    r = subprocess.run([sys.executable, "-m", "stable_audio_kit.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "generate" in r.stdout

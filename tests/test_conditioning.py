@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from stable_audio_kit.conditioning import ConditioningProjection, build_text_encoder, encode_text, train_tokenizer
+from stable_audio_kit.config import TextConfig
+
+
+@pytest.fixture(scope="module")
+def text_tower():
+    cfg = TextConfig(vocab_size=261, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=32, projection_dim=16, max_length=12)
+    return build_text_encoder(cfg)
+
+
+def test_token_states_from_chosen_layer(text_tower):
+    encoder, tokenizer = text_tower
+    states, mask = encode_text(encoder, tokenizer, ["a calm piano", "drums"], hidden_layer=-2)
+    assert states.shape == (2, 12, 16) and mask.shape == (2, 12) and mask.dtype == torch.bool
+    assert mask[0].sum() > mask[1].sum()  # the longer prompt has more real tokens
+    tokens = tokenizer(["a calm piano"], padding="max_length", truncation=True, max_length=12, return_tensors="pt")
+    full = encoder(**tokens, output_hidden_states=True).hidden_states
+    torch.testing.assert_close(encode_text(encoder, tokenizer, ["a calm piano"], hidden_layer=-2)[0], full[-2])
+    torch.testing.assert_close(encode_text(encoder, tokenizer, ["a calm piano"], hidden_layer=-1)[0], full[-1])
+    with pytest.raises(ValueError, match="hidden_layer must be in"):
+        encode_text(encoder, tokenizer, ["x"], hidden_layer=7)
+
+
+def test_long_prompt_is_truncated(text_tower):
+    encoder, tokenizer = text_tower
+    states, mask = encode_text(encoder, tokenizer, ["word " * 200])
+    assert states.shape[1] == 12 and mask.all()
+
+
+def test_trained_tokenizer_round_trip(tmp_path):
+    tok = train_tokenizer(["a calm piano melody", "a loud drum groove"] * 10, vocab_size=300, min_frequency=1)
+    ids = tok("a calm piano").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert len(ids) < len("a calm piano") + 2  # merges learned
+    tok.save_pretrained(tmp_path)
+    from transformers import AutoTokenizer
+
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    assert again("a calm piano").input_ids == ids
+
+
+def test_local_pretrained_clap_directory(text_tower, tmp_path):
+    encoder, tokenizer = text_tower
+    encoder.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loaded, tok = build_text_encoder(TextConfig(pretrained=str(tmp_path)))
+    a = encode_text(encoder, tokenizer, ["hello"])[0]
+    b = encode_text(loaded, tok, ["hello"])[0]
+    torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="is not a local directory"):
+        build_text_encoder(TextConfig(pretrained=str(tmp_path / "missing")))
+
+
+def test_projection_routing_and_shapes():
+    proj = ConditioningProjection(text_encoder_dim=16, conditioning_dim=8, max_seconds=60.0)
+    text = torch.randn(3, 5, 16)
+    mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]])
+    out = proj(text, mask, torch.tensor([0.0, 1.0, 2.0]), 4.0)
+    assert out.encoder_hidden_states.shape == (3, 7, 8)
+    assert out.encoder_attention_mask.shape == (3, 7) and out.encoder_attention_mask[:, 5:].all()
+    assert out.global_hidden_states.shape == (3, 16) and proj.global_dim == 16
+    # The timing tokens in the context are the same embeddings as the global vector.
+    torch.testing.assert_close(out.encoder_hidden_states[:, 6], out.global_hidden_states[:, 8:])
+    other = proj(text, mask, torch.tensor([0.0, 1.0, 2.0]), 9.0)
+    assert not torch.allclose(other.global_hidden_states[:, 8:], out.global_hidden_states[:, 8:])
+
+
+def test_projection_prompt_only_and_global_prompt():
+    proj = ConditioningProjection(text_encoder_dim=4, conditioning_dim=4, cross_attention=["prompt"],
+                                  global_cond=["prompt", "seconds_total"])
+    text = torch.randn(2, 3, 4)
+    mask = torch.tensor([[1, 0, 0], [1, 1, 1]])
+    out = proj(text, mask, 0.0, 1.0)
+    assert out.encoder_hidden_states.shape == (2, 3, 4)
+    torch.testing.assert_close(out.global_hidden_states[0, :4], text[0, 0])  # masked mean of one token
+    torch.testing.assert_close(out.global_hidden_states[1, :4], text[1].mean(0))
+
+
+def test_projection_rejects_unknown_condition():
+    with pytest.raises(ValueError, match="unknown condition 'bpm' in cross_attention; valid names"):
+        ConditioningProjection(cross_attention=["prompt", "bpm"])
+    with pytest.raises(ValueError, match="max_seconds must be greater"):
+        ConditioningProjection(max_seconds=0.0)
+
+
+def test_projection_round_trip(tmp_path):
+    proj = ConditioningProjection(text_encoder_dim=4, conditioning_dim=6, max_seconds=30.0, text_hidden_layer=-3)
+    proj.save_pretrained(tmp_path)
+    again = ConditioningProjection.from_pretrained(tmp_path)
+    assert again.config.text_hidden_layer == -3 and list(again.config.cross_attention) == list(proj.config.cross_attention)
+    text, mask = torch.randn(1, 2, 4), torch.ones(1, 2)
+    torch.testing.assert_close(proj(text, mask, 1.0, 2.0).encoder_hidden_states, again(text, mask, 1.0, 2.0).encoder_hidden_states)

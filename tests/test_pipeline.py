@@ -1,0 +1,218 @@
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from stable_audio_kit import StableAudioKitPipeline
+from stable_audio_kit.objective import SCHEDULERS, swap_scheduler
+
+STEPS = 3
+
+
+def run(pipe, prompt="a calm piano melody", seed=0, **kwargs):
+    kwargs.setdefault("num_inference_steps", STEPS)
+    kwargs.setdefault("seconds_total", 0.5)
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).audios
+
+
+def test_same_seed_same_audio(tiny_pipeline):
+    a = run(tiny_pipeline, seed=3)
+    b = run(tiny_pipeline, seed=3)
+    c = run(tiny_pipeline, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+@pytest.mark.parametrize("seconds", [0.25, 0.5, 0.3333, 0.123457, 1.0, 1e-3])
+def test_exact_sample_count(tiny_pipeline, seconds):
+    audio = run(tiny_pipeline, seconds_total=seconds)
+    assert audio.shape == (1, tiny_pipeline.audio_channels, round(seconds * tiny_pipeline.sample_rate))
+    assert audio.dtype == np.float32 and np.isfinite(audio).all()
+
+
+def test_default_length_is_the_window(tiny_pipeline):
+    audio = tiny_pipeline("x", num_inference_steps=1).audios
+    assert audio.shape[-1] == round(tiny_pipeline.max_seconds * tiny_pipeline.sample_rate)
+
+
+def test_output_types(tiny_pipeline):
+    pt = run(tiny_pipeline, output_type="pt")
+    np_ = run(tiny_pipeline, output_type="np")
+    assert isinstance(pt, torch.Tensor)
+    np.testing.assert_allclose(pt.numpy(), np_)
+    lat = run(tiny_pipeline, output_type="latent")
+    assert lat.shape == (1, tiny_pipeline.unet.config.in_channels, tiny_pipeline.unet.config.sample_size)
+    tup = tiny_pipeline("x", num_inference_steps=1, seconds_total=0.5, return_dict=False)
+    assert isinstance(tup, tuple) and tup[0].shape[-1] == 4000
+
+
+def test_cfg_on_and_off_differ(tiny_pipeline):
+    off = run(tiny_pipeline, guidance_scale=1.0)
+    on = run(tiny_pipeline, guidance_scale=7.0)
+    assert off.shape == on.shape
+    assert not np.allclose(off, on)
+
+
+def test_cfg_uses_one_batched_forward(tiny_pipeline):
+    calls = []
+    handle = tiny_pipeline.unet.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        run(tiny_pipeline, prompt=["a", "b"], guidance_scale=5.0)
+        assert calls == [4] * STEPS
+        calls.clear()
+        run(tiny_pipeline, prompt=["a", "b"], guidance_scale=1.0)
+        assert calls == [2] * STEPS
+    finally:
+        handle.remove()
+
+
+def test_negative_prompt_changes_output(tiny_pipeline):
+    plain = run(tiny_pipeline, guidance_scale=3.0)
+    neg = run(tiny_pipeline, guidance_scale=3.0, negative_prompt="noisy drums")
+    assert not np.allclose(plain, neg)
+
+
+def test_batch_of_prompts_and_waveforms(tiny_pipeline):
+    out = run(tiny_pipeline, prompt=["piano", "drums", "strings"], num_waveforms_per_prompt=2, seconds_total=0.3)
+    assert out.shape == (6, tiny_pipeline.audio_channels, 2400)
+    # Each prompt in a batch gets the same audio as alone with one generator per waveform.
+    gens = [torch.Generator().manual_seed(k) for k in range(2)]
+    pair = tiny_pipeline(["piano", "drums"], num_inference_steps=STEPS, seconds_total=0.3, generator=gens).audios
+    alone = tiny_pipeline("drums", num_inference_steps=STEPS, seconds_total=0.3,
+                          generator=torch.Generator().manual_seed(1)).audios
+    np.testing.assert_allclose(pair[1:], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULERS))
+def test_scheduler_swap(tiny_pipeline, name):
+    original = tiny_pipeline.scheduler
+    try:
+        tiny_pipeline.scheduler = swap_scheduler(original, name)
+        audio = run(tiny_pipeline, seconds_total=0.2)
+        assert audio.shape[-1] == 1600 and np.isfinite(audio).all()
+    finally:
+        tiny_pipeline.scheduler = original
+
+
+def test_unknown_scheduler(tiny_pipeline):
+    with pytest.raises(ValueError, match="unknown scheduler 'nope'"):
+        swap_scheduler(tiny_pipeline.scheduler, "nope")
+
+
+def test_timing_conditioning_reaches_the_unet(tiny_pipeline):
+    a = run(tiny_pipeline, seconds_total=0.5, output_type="latent")
+    b = run(tiny_pipeline, seconds_total=0.9, output_type="latent")
+    c = run(tiny_pipeline, seconds_total=0.5, seconds_start=3.0, output_type="latent")
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_callback_on_step_end(tiny_pipeline):
+    seen = []
+
+    def cb(pipe, i, t, tensors):
+        seen.append(i)
+        return {"latents": tensors["latents"]}
+
+    run(tiny_pipeline, callback_on_step_end=cb)
+    assert seen == list(range(STEPS))
+
+
+def test_user_latents(tiny_pipeline):
+    shape = (1, tiny_pipeline.unet.config.in_channels, tiny_pipeline.unet.config.sample_size)
+    latents = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    a = tiny_pipeline("x", num_inference_steps=2, latents=latents, seconds_total=0.5).audios
+    b = tiny_pipeline("x", num_inference_steps=2, latents=latents.clone(), seconds_total=0.5).audios
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(seconds_total=0.0), "seconds_total must be in"),
+        (dict(seconds_total=-1.0), "seconds_total must be in"),
+        (dict(seconds_total=99.0), r"seconds_total must be in \(0, 1.000\], got 99.0"),
+        (dict(seconds_total=float("nan")), "seconds_total must be finite, got nan"),
+        (dict(seconds_total=float("inf")), "seconds_total must be finite"),
+        (dict(seconds_total="3"), "seconds_total must be a number"),
+        (dict(seconds_total=1e-6), "shorter than one sample"),
+        (dict(seconds_start=-0.5), "seconds_start must be >= 0, got -0.5"),
+        (dict(seconds_start=float("nan")), "seconds_start must be finite"),
+        (dict(seconds_start=1e6), "seconds_start must be <="),
+        (dict(num_inference_steps=0), "num_inference_steps must be >= 1, got 0"),
+        (dict(num_inference_steps=2.5), "num_inference_steps must be an integer"),
+        (dict(guidance_scale=float("inf")), "guidance_scale must be finite"),
+        (dict(num_waveforms_per_prompt=0), "num_waveforms_per_prompt must be >= 1"),
+        (dict(output_type="mp3"), "output_type must be"),
+        (dict(prompt=3), "prompt must be a string"),
+        (dict(prompt=["ok", None]), "got an item None"),
+        (dict(prompt=[]), "non-empty list"),
+        (dict(negative_prompt=5), "negative_prompt must be"),
+        (dict(negative_prompt=["a", "b"]), "negative_prompt has 2 items for 1 prompts"),
+        (dict(latents=torch.zeros(1, 1, 1)), "latents must be a tensor of shape"),
+    ],
+)
+def test_bad_input_raises_before_work(tiny_pipeline, kwargs, match):
+    calls = []
+    handle = tiny_pipeline.unet.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        prompt = kwargs.pop("prompt", "a prompt")
+        kwargs.setdefault("seconds_total", 0.5)
+        with pytest.raises(ValueError, match=match):
+            tiny_pipeline(prompt, num_inference_steps=kwargs.pop("num_inference_steps", 2), **kwargs)
+        assert calls == []
+    finally:
+        handle.remove()
+
+
+def test_save_load_round_trip(tiny_pipeline, tiny_model_dir):
+    files = {p.relative_to(tiny_model_dir).as_posix() for p in tiny_model_dir.rglob("*") if p.is_file()}
+    for component in ("vae", "text_encoder", "projection", "unet"):
+        assert any(f.startswith(component + "/") and f.endswith(".safetensors") for f in files), component
+    assert not any(f.endswith(".bin") for f in files)
+    loaded = StableAudioKitPipeline.from_pretrained(tiny_model_dir)
+    loaded.set_progress_bar_config(disable=True)
+    # Equal to float32 rounding: the VAE's weight-norm recomputes its weights from the saved (g, v).
+    np.testing.assert_allclose(run(tiny_pipeline), run(loaded), rtol=0, atol=2e-6)
+    assert type(loaded.scheduler) is type(tiny_pipeline.scheduler)
+
+
+def test_load_works_offline(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    StableAudioKitPipeline.from_pretrained(tiny_model_dir)
+
+
+def test_missing_component_is_named(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    shutil.rmtree(broken / "unet")
+    with pytest.raises(ValueError, match="missing component.*unet"):
+        StableAudioKitPipeline.from_pretrained(broken)
+    with pytest.raises(ValueError, match="does not exist"):
+        StableAudioKitPipeline.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="model_index.json is missing"):
+        StableAudioKitPipeline.from_pretrained(tmp_path / "empty")
+
+
+def test_mismatched_latent_channels_are_named(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    cfg_path = broken / "vae" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["decoder_input_channels"] = cfg["decoder_input_channels"] + 2
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"unet.in_channels=4 but the VAE has 6 latent channels"):
+        StableAudioKitPipeline.from_pretrained(broken)
+
+
+def test_max_seconds(tiny_pipeline):
+    assert math.isclose(tiny_pipeline.max_seconds, 1.0)

@@ -1,0 +1,236 @@
+import pytest
+import torch
+from diffusers.models.attention_processor import AttnProcessor2_0
+
+from stable_audio_kit.unet import UNet1DConditionModel, UNet1DConditionOutput
+
+# Three levels (so frames are padded to a multiple of 4), attention only in the middle level and the
+# mid block, a channel change between in/out, and global conditioning: about 13k parameters.
+TINY = {
+    "in_channels": 4,
+    "out_channels": 3,
+    "sample_size": 16,
+    "block_out_channels": (8, 8, 8),
+    "layers_per_block": 1,
+    "attention_levels": (False, True, False),
+    "attention_head_dim": 4,
+    "transformer_layers_per_block": 1,
+    "cross_attention_dim": 6,
+    "global_cond_dim": 3,
+    "norm_num_groups": 4,
+    "time_embedding_dim": 16,
+}
+BATCH, TOKENS = 2, 5
+
+
+def make_model(**overrides) -> UNet1DConditionModel:
+    torch.manual_seed(0)
+    return UNet1DConditionModel(**{**TINY, **overrides}).eval()
+
+
+def make_inputs(frames: int = 16, seed: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "sample": torch.randn(BATCH, TINY["in_channels"], frames, generator=g),
+        "timestep": torch.tensor([10.0, 700.0]),
+        "encoder_hidden_states": torch.randn(BATCH, TOKENS, TINY["cross_attention_dim"], generator=g),
+        "encoder_attention_mask": torch.tensor([[True, True, True, False, False], [True] * TOKENS]),
+        "global_hidden_states": torch.randn(BATCH, TINY["global_cond_dim"], generator=g),
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> UNet1DConditionModel:
+    return make_model()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("frames", [1, 7, 16, 33])
+def test_output_shape_for_any_length(model, frames):
+    out = model(**make_inputs(frames))
+    assert isinstance(out, UNet1DConditionOutput)
+    assert out.sample.shape == (BATCH, TINY["out_channels"], frames)
+    assert torch.isfinite(out.sample).all()
+
+
+@torch.no_grad()
+def test_tuple_output_and_default_out_channels():
+    model = make_model(out_channels=None)
+    (sample,) = model(**make_inputs(), return_dict=False)
+    assert sample.shape == (BATCH, TINY["in_channels"], 16)
+
+
+@torch.no_grad()
+def test_scalar_timestep_is_broadcast(model):
+    inputs = make_inputs()
+    inputs["timestep"] = torch.tensor([250.0, 250.0])
+    expected = model(**inputs).sample
+    for timestep in (250, 250.0, torch.tensor(250.0), torch.tensor([250])):
+        inputs["timestep"] = timestep
+        torch.testing.assert_close(model(**inputs).sample, expected)
+
+
+@torch.no_grad()
+def test_deterministic(model):
+    inputs = make_inputs()
+    assert torch.equal(model(**inputs).sample, model(**inputs).sample)
+
+
+@torch.no_grad()
+def test_batch_items_are_independent(model):
+    inputs = make_inputs()
+    batched = model(**inputs).sample
+    single = model(**{k: v[1:] for k, v in inputs.items()}).sample
+    torch.testing.assert_close(single, batched[1:])
+
+
+@torch.no_grad()
+def test_save_load_round_trip(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.block_out_channels == list(TINY["block_out_channels"])
+    inputs = make_inputs(frames=7)
+    assert torch.equal(loaded(**inputs).sample, model(**inputs).sample)
+
+
+def test_attention_uses_sdpa(model):
+    processors = model.attn_processors
+    assert processors, "the model has no attention layers"
+    assert all(isinstance(p, AttnProcessor2_0) for p in processors.values())
+
+
+def test_gradient_reaches_every_parameter():
+    model = make_model().train()
+    model(**make_inputs(frames=7)).sample.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+    # The parameters a broken wiring would most likely cut off, named so a failure is obvious.
+    names = dict(model.named_parameters())
+    for name in (
+        "conv_in.weight",
+        "global_embedding.0.weight",
+        "mid_attention.transformer_blocks.0.attn2.to_k.weight",
+        "down_attentions.1.transformer_blocks.0.attn1.to_q.weight",
+    ):
+        assert names[name].grad.abs().sum() > 0, name
+
+
+@torch.no_grad()
+def test_masked_tokens_are_ignored_and_unmasked_ones_used(model):
+    inputs = make_inputs()
+    reference = model(**inputs).sample
+
+    changed = dict(inputs, encoder_hidden_states=inputs["encoder_hidden_states"].clone())
+    changed["encoder_hidden_states"][0, 3:] = 100.0  # masked out in row 0
+    assert torch.equal(model(**changed).sample, reference)
+
+    changed["encoder_hidden_states"][0, 1] += 1.0  # attended in row 0
+    out = model(**changed).sample
+    assert not torch.allclose(out[0], reference[0])
+    torch.testing.assert_close(out[1], reference[1])
+
+
+@torch.no_grad()
+def test_mask_accepts_bool_and_0_1(model):
+    inputs = make_inputs()
+    reference = model(**inputs).sample
+    for dtype in (torch.long, torch.float32):
+        mask = inputs["encoder_attention_mask"].to(dtype)
+        assert torch.equal(model(**dict(inputs, encoder_attention_mask=mask)).sample, reference)
+
+
+@torch.no_grad()
+def test_fully_masked_row_equals_no_context(model):
+    inputs = make_inputs()
+    inputs["encoder_attention_mask"] = torch.zeros(BATCH, TOKENS, dtype=torch.bool)
+    masked = model(**inputs).sample
+    assert torch.isfinite(masked).all()
+    no_context = model(**dict(inputs, encoder_hidden_states=None, encoder_attention_mask=None)).sample
+    torch.testing.assert_close(masked, no_context)
+
+
+@torch.no_grad()
+def test_global_conditioning_changes_output(model):
+    inputs = make_inputs()
+    reference = model(**inputs).sample
+    changed = dict(inputs, global_hidden_states=inputs["global_hidden_states"] + 1.0)
+    assert not torch.allclose(model(**changed).sample, reference)
+
+
+def test_gradient_checkpointing_matches_plain_path(monkeypatch):
+    inputs = make_inputs(frames=7)
+
+    def run(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model = make_model().train()
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+            assert model.is_gradient_checkpointing
+        out = model(**inputs).sample
+        out.square().mean().backward()
+        return out.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    plain_out, plain_grads = run(checkpointing=False)
+
+    calls = []
+    checkpoint = torch.utils.checkpoint.checkpoint
+
+    def counting_checkpoint(*args, **kwargs):
+        calls.append(1)
+        return checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting_checkpoint)
+    ckpt_out, ckpt_grads = run(checkpointing=True)
+
+    # 3 levels x 1 res block, twice (down and up), + 2 mid res blocks + 3 attention blocks.
+    assert len(calls) == 11
+    torch.testing.assert_close(ckpt_out, plain_out)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(ckpt_grads[name], grad, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"sample": torch.randn(BATCH, 5, 16)}, "sample must be"),
+        ({"sample": torch.randn(4, 16)}, "sample must be"),
+        ({"encoder_hidden_states": torch.randn(BATCH, TOKENS, 7)}, "encoder_hidden_states must be"),
+        ({"encoder_hidden_states": torch.randn(1, TOKENS, 6)}, "encoder_hidden_states must be"),
+        ({"encoder_attention_mask": torch.ones(BATCH, TOKENS + 1, dtype=torch.bool)}, "encoder_attention_mask"),
+        ({"encoder_attention_mask": torch.full((BATCH, TOKENS), -10000.0)}, "only 0/1"),
+        ({"encoder_hidden_states": None}, "without encoder_hidden_states"),
+        ({"global_hidden_states": None}, "global_hidden_states .* is required"),
+        ({"global_hidden_states": torch.randn(BATCH, 4)}, "global_hidden_states must be"),
+        ({"timestep": torch.ones(3)}, "timestep must be"),
+        ({"timestep": torch.ones(BATCH, 1)}, "timestep must be"),
+    ],
+)
+def test_bad_inputs_raise(model, change, match):
+    with pytest.raises(ValueError, match=match):
+        model(**{**make_inputs(), **change})
+
+
+def test_global_input_rejected_without_global_cond():
+    model = make_model(global_cond_dim=0)
+    with pytest.raises(ValueError, match="global_cond_dim=0"):
+        model(**make_inputs())
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"attention_levels": (False, True)}, "attention_levels"),
+        ({"block_out_channels": (8, 8, 10)}, r"block_out_channels\[2\]=10 .* norm_num_groups"),
+        (
+            {"block_out_channels": (8, 12, 8), "norm_num_groups": 2, "attention_head_dim": 8},
+            r"\[1\]=12 .* attention_head_dim",
+        ),
+        ({"block_out_channels": (), "attention_levels": ()}, "at least one level"),
+        ({"layers_per_block": 0}, "layers_per_block"),
+        ({"global_cond_dim": -1}, "global_cond_dim"),
+        ({"dropout": 1.0}, "dropout"),
+    ],
+)
+def test_bad_config_raises(change, match):
+    with pytest.raises(ValueError, match=match):
+        UNet1DConditionModel(**{**TINY, **change})
