@@ -266,6 +266,77 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- data, training, export
+def _model_format(args: argparse.Namespace) -> tuple[int, int, float]:
+    """(sample_rate, channels, window_seconds) from --model DIR or --config MODEL.yaml."""
+    if args.model and args.config:
+        raise CLIError("give --model or --config, not both")
+    if args.config:
+        from .config import ModelConfig, load_config
+
+        cfg = load_config(ModelConfig, args.config)
+        return cfg.sample_rate, cfg.audio_channels, cfg.window_seconds
+    if args.model:
+        pipe = load_model(args.model)
+        return pipe.sample_rate, pipe.audio_channels, pipe.max_seconds
+    return args.sample_rate, args.channels, args.window
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .train.data import data_check_main
+
+    sample_rate, channels, window = _model_format(args)
+    return data_check_main(args.catalogue, sample_rate, channels, window)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from .train.data import encode_catalogue
+
+    out = Path(args.output)
+    if (out / "index.json").exists() and not args.force:
+        raise CLIError(f"{str(out)!r} already holds encoded shards; pass --force to replace them")
+    pipe = load_model(args.model, device=args.device or "cpu")
+    text_fn = None
+    if args.text:
+        def text_fn(captions):
+            return pipe.encode_prompt(list(captions))
+
+    encode_catalogue(
+        pipe.vae, args.catalogue, out, pipe.sample_rate, pipe.audio_channels, shard_size=args.shard_size,
+        text_encode_fn=text_fn, skip_unreadable=args.skip_unreadable, overwrite=args.force, progress=True,
+    )
+    print(f"wrote latent shards to {out}")
+    return 0
+
+
+TRAINERS = {
+    "clap": ("stable_audio_kit.train.clap", "ClapTrainConfig"),
+    "vae": ("stable_audio_kit.train.vae", "VAETrainConfig"),
+    "unet": ("stable_audio_kit.train.unet", "UNetTrainConfig"),
+}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .train import config as train_config
+    from .train.common import load_run_config
+
+    module_name, schema_name = TRAINERS[args.kind]
+    cfg = load_run_config(getattr(train_config, schema_name), args.config, args.overrides)
+    run_dir = importlib.import_module(module_name).train(cfg, resume=args.resume)
+    print(f"run finished: {run_dir}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train.common import export_run
+
+    out = export_run(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.force)
+    print(f"wrote pipeline directory {out}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sak", description="stable-audio-kit: timing-conditioned text-to-audio")
@@ -293,6 +364,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
     p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("data", help="catalogue tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    q = data_sub.add_parser("check", help="dry-run report of a catalogue: durations, captions, unreadable files")
+    q.add_argument("catalogue")
+    q.add_argument("--model", default=None, help="pipeline directory whose format to check against")
+    q.add_argument("--config", default=None, help="model config YAML whose format to check against")
+    q.add_argument("--sample-rate", type=int, default=44100)
+    q.add_argument("--channels", type=int, default=2)
+    q.add_argument("--window", type=float, default=47.0, help="training window in seconds")
+    q.set_defaults(func=cmd_data_check)
+
+    p = sub.add_parser("encode", help="pre-encode a catalogue into latent shards with a model's VAE")
+    p.add_argument("catalogue")
+    p.add_argument("--model", required=True)
+    p.add_argument("-o", "--output", required=True, help="folder for the shards")
+    p.add_argument("--text", action="store_true", help="also cache the CLAP text states of the captions")
+    p.add_argument("--shard-size", type=int, default=256)
+    p.add_argument("--skip-unreadable", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--force", action="store_true", help="replace existing shards")
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("train", help="train a component: sak train {clap,vae,unet} RUN.yaml [key=value ...]")
+    p.add_argument("kind", choices=sorted(TRAINERS))
+    p.add_argument("config", help="run config YAML")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4")
+    p.add_argument("--resume", action="store_true", help="continue the run in run.output_dir from its newest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="write a pipeline directory from a training run")
+    p.add_argument("run_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--checkpoint", default=None, help="a step_... folder (default: the newest)")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)

@@ -69,7 +69,7 @@ MIN_SECONDS = 1.0
 FADE_SECONDS = 0.02
 # Fixed FluidSynth gain: leaves loud four-part clips below full scale without per-clip normalisation,
 # which would erase the difference between soft and loud.
-SYNTH_GAIN = 0.6
+SYNTH_GAIN = 0.5
 FLUID_BLOCK = 64  # FluidSynth applies events at the start of its 64-sample blocks
 DRUM_CHANNEL = 9
 STEPS_PER_BAR = 16  # 4/4 on a sixteenth-note grid
@@ -396,16 +396,8 @@ def _write_float_fn(fluidsynth: Any) -> Callable[..., int]:
     # pyfluidsynth only wraps fluid_synth_write_s16, which dithers and quantises to 16 bit; the float
     # writer is exact and free of dither state, so it is declared here on pyfluidsynth's own library handle.
     fn = fluidsynth._fl.fluid_synth_write_float
-    fn.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_int,
-    ]
+    # (synth, frames, then buffer, offset, stride for the left and for the right channel)
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_int, *[ctypes.c_void_p, ctypes.c_int, ctypes.c_int] * 2]
     fn.restype = ctypes.c_int
     return fn
 
@@ -473,6 +465,7 @@ class _Renderer:
         return mono
 
     def _to_block(self, seconds: float) -> int:
+        # FluidSynth starts events at its next block; rounding to the nearest block keeps the error symmetric.
         return round(seconds * self.sample_rate / FLUID_BLOCK) * FLUID_BLOCK
 
 
@@ -551,22 +544,24 @@ def _note(
     )
 
 
-def _compose_melody(inst, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str) -> None:
+def _compose_melody(
+    inst: pretty_midi.Instrument, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str
+) -> None:
     pitches = _scale_pitches(song.tonic, song.mode, lo, hi)
     cur = len(pitches) // 2
     for bar in range(song.n_bars):
         rhythm = MELODY_RHYTHMS[rng.integers(len(MELODY_RHYTHMS))]
         step = bar * STEPS_PER_BAR
         for dur in rhythm:
-            moves = rng.choice([-2, -1, -1, 1, 1, 2, 3, -3])
+            move = int(rng.choice([-2, -1, -1, 1, 1, 2, 3, -3]))
             if step % 8 == 0:  # strong beats land on a chord tone near the line
                 chord = song.chord_at(step)
                 tones = sorted((i for i, p in enumerate(pitches) if p % 12 in chord), key=lambda i: abs(i - cur))
                 cur = tones[int(rng.integers(min(2, len(tones))))]
             else:
-                cur += int(moves)
+                cur += move
                 if cur < 0 or cur >= len(pitches):  # reflect off the register edges
-                    cur -= 2 * int(moves)
+                    cur -= 2 * move
                 cur = int(np.clip(cur, 0, len(pitches) - 1))
             _note(inst, song, step, dur, pitches[cur], _velocity(rng, vel, step % 4 == 0), 0.9)
             step += dur
@@ -585,7 +580,9 @@ def _chord_rhythm(pattern: str, span: int) -> list[tuple[int, int]]:
     return [(s + o, d) for s in range(0, span, 8) for o, d in ((0, 3), (3, 3), (6, 2))]  # syncopated
 
 
-def _compose_chords(inst, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str) -> None:
+def _compose_chords(
+    inst: pretty_midi.Instrument, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str
+) -> None:
     prev: tuple[int, ...] | None = None
     for start, span, pcs in song.chord_spans():
         options = _voicings(pcs, lo, hi)
@@ -599,7 +596,9 @@ def _compose_chords(inst, song: _Song, rng: np.random.Generator, lo: int, hi: in
                 _note(inst, song, start + onset, dur, pitch, v, legato)
 
 
-def _compose_arpeggio(inst, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str) -> None:
+def _compose_arpeggio(
+    inst: pretty_midi.Instrument, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str
+) -> None:
     sub = 1 if song.bpm <= 100 else 2  # sixteenths at slow tempi, eighths when fast
     for start, span, pcs in song.chord_spans():
         tones = [p for p in range(lo, hi + 1) if p % 12 in pcs][:5]
@@ -613,14 +612,15 @@ def _compose_arpeggio(inst, song: _Song, rng: np.random.Generator, lo: int, hi: 
             _note(inst, song, start + onset, sub, order[k % len(order)], _velocity(rng, vel, onset % 4 == 0), 0.95)
 
 
-def _compose_bass(inst, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str) -> None:
-    spans = song.chord_spans()
+def _compose_bass(
+    inst: pretty_midi.Instrument, song: _Song, rng: np.random.Generator, lo: int, hi: int, vel: int, pattern: str
+) -> None:
     scale = _scale_pitches(song.tonic, song.mode, lo, hi)
-    for i, (start, span, pcs) in enumerate(spans):
+    for start, span, pcs in song.chord_spans():
         root = _place(pcs[0], 38, lo, hi)
         fifth = _place(pcs[2], root + 7, lo, hi)
         octave = root + 12 if root + 12 <= hi else root
-        nxt = _place(spans[(i + 1) % len(spans)][2][0], 38, lo, hi)
+        nxt = _place(song.chord_at(start + span)[0], 38, lo, hi)  # the next chord of the progression
         if pattern == "roots":
             notes = [(s, min(8, span), root) for s in range(0, span, 8)]
         elif pattern == "root-fifth":
@@ -642,7 +642,9 @@ def _compose_bass(inst, song: _Song, rng: np.random.Generator, lo: int, hi: int,
             _note(inst, song, start + onset, dur, pitch, _velocity(rng, vel, onset % 8 == 0), 0.9)
 
 
-def _compose_drums(inst, song: _Song, rng: np.random.Generator, groove: Groove, vel: int, fills: bool) -> None:
+def _compose_drums(
+    inst: pretty_midi.Instrument, song: _Song, rng: np.random.Generator, groove: Groove, vel: int, fills: bool
+) -> None:
     for bar in range(song.n_bars):
         last_of_four = fills and bar % 4 == 3
         for key, lane in groove.lanes.items():
@@ -822,7 +824,8 @@ def _sample_rendition(
 def _a(phrase: str) -> str:
     """``phrase`` with its indefinite article (empty optional words may leave leading spaces)."""
     phrase = phrase.strip()
-    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+    vowel_sound = phrase[:1].lower() in "aeiou" and not phrase.lower().startswith(("one", "uni", "eu"))
+    return ("an " if vowel_sound else "a ") + phrase
 
 
 def _join(items: Sequence[str]) -> str:

@@ -397,10 +397,10 @@ def hz_to_midi(hz: float | np.ndarray) -> float | np.ndarray:
 
 
 def register_of(midi_pitch: float) -> str:
-    """``"low"``, ``"mid"`` or ``"high"`` for a MIDI pitch, by ``REGISTER_BOUNDS`` = (55, 72).
+    """``"low"``, ``"mid"`` or ``"high"`` for a MIDI pitch, by ``REGISTER_BOUNDS`` = (55, 74).
 
     The pitch is first rounded to the nearest semitone, so a slightly flat G3 (54.8) is still mid:
-    low < 55 (G3) <= mid < 72 (C5) <= high. NaN (unvoiced) raises ``ValueError``.
+    low < 55 (G3) <= mid < 74 (D5) <= high. NaN (unvoiced) raises ``ValueError``.
     """
     midi_pitch = check_finite_number("midi_pitch", midi_pitch)
     note = round(midi_pitch)

@@ -130,9 +130,10 @@ class AudioVAE(AutoencoderOobleck):
         # Chunks are whole numbers of latent frames so that every chunk starts on the latent grid of the
         # whole signal (see _tiled_encode). Round the chunk down (it bounds memory) and the overlap up
         # (it is the context a user asked for).
+        # The 1e-9 keeps float noise (0.3 * 800 / 8 = 30.000000000000004) from adding or losing a frame.
         hop = self.hop_length
-        self.tile_latent_min_length = math.floor(chunk_seconds * sampling_rate / hop)
-        self.tile_latent_overlap = math.ceil(overlap_seconds * sampling_rate / hop)
+        self.tile_latent_min_length = math.floor(chunk_seconds * sampling_rate / hop + 1e-9)
+        self.tile_latent_overlap = math.ceil(overlap_seconds * sampling_rate / hop - 1e-9)
         if self.tile_latent_min_length - 2 * self.tile_latent_overlap < 1:
             raise ValueError(
                 f"chunk_seconds ({chunk_seconds}) and overlap_seconds ({overlap_seconds}) give chunks of "

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+
+from stable_audio_kit.config import ModelConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "stable_audio_1.yaml"])
+def test_shipped_model_configs_load(name):
+    cfg = load_config(ModelConfig, CONFIGS / name)
+    assert cfg.vae.encoder_hidden_size == 2 * cfg.vae.latent_channels
+
+
+def test_overrides_and_typos(tmp_path):
+    cfg = load_config(ModelConfig, CONFIGS / "tiny.yaml", ["sample_rate=16000", "unet.layers_per_block=2"])
+    assert cfg.sample_rate == 16000 and cfg.unet.layers_per_block == 2
+    with pytest.raises(ValueError, match="unet.layer_per_block|layer_per_block"):
+        load_config(ModelConfig, CONFIGS / "tiny.yaml", ["unet.layer_per_block=2"])
+    with pytest.raises(ValueError, match="sample_rate"):
+        load_config(ModelConfig, CONFIGS / "tiny.yaml", ["sample_rate=fast"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        load_config(ModelConfig, CONFIGS / "tiny.yaml", ["sample_rate"])
+    with pytest.raises(ValueError, match="does not exist"):
+        load_config(ModelConfig, tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vae:\n  latent_chanels: 3\n")
+    with pytest.raises(ValueError, match="latent_chanels"):
+        load_config(ModelConfig, bad)
