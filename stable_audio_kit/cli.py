@@ -337,6 +337,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_catalogue_make(args: argparse.Namespace) -> int:
+    from .demo_catalogue import make_catalogue
+
+    path = make_catalogue(
+        args.out_dir, clips=args.clips, seed=args.seed, sample_rate=args.sample_rate, max_seconds=args.max_seconds,
+        valid_fraction=args.valid_fraction, soundfont=args.soundfont, progress=True,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    if args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    report = evaluate(
+        args.model, args.catalogue, args.output, n=args.n, clap=args.clap, steps=args.steps,
+        guidance_scale=args.cfg, seed=args.seed, device=args.device,
+    )
+    from .evaluation import render_markdown
+
+    print(render_markdown(report))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sak", description="stable-audio-kit: timing-conditioned text-to-audio")
@@ -400,6 +426,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="a step_... folder (default: the newest)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("catalogue", help="the demo catalogue")
+    cat_sub = p.add_subparsers(dest="catalogue_command", required=True)
+    q = cat_sub.add_parser("make", help="compose MIDI, render it with FluidSynth and caption it")
+    q.add_argument("out_dir")
+    q.add_argument("--clips", type=int, default=200)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--sample-rate", type=int, default=22050)
+    q.add_argument("--max-seconds", type=float, default=10.0, help="longest clip (the model window)")
+    q.add_argument("--valid-fraction", type=float, default=0.1)
+    q.add_argument("--soundfont", default=None, help="a General MIDI .sf2 (default: an installed one)")
+    q.set_defaults(func=cmd_catalogue_make)
+
+    p = sub.add_parser("evaluate", help="generate from held-out captions and measure the audio")
+    p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
+    p.add_argument("--catalogue", required=True, help="a catalogue with metadata.jsonl (sak catalogue make)")
+    p.add_argument("--n", type=int, default=None, help="number of held-out clips (default: all)")
+    p.add_argument("--clap", default=None, help="CLAP model folder for CLAP score, recall and FAD")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)

@@ -939,7 +939,7 @@ def _caption(rng: np.random.Generator, row: dict[str, Any]) -> tuple[str, list[s
                 f"{reg_noun} register. The piece is {key_text} with a tempo of {bpm_text} and is played {dyn_adv}."
             ),
             lambda: f"{bpm_text} {key} {alias} {noun}, {reg}, {dyn}{with_mood}",
-            lambda: f"{alias} {noun} in the {reg_noun} register, {key}, {tempo} {bpm_text}, {dyn}",
+            lambda: f"{alias} {noun} in the {reg_noun} register, {key}, {tempo} {bpm_text}, {dyn}{with_mood}",
             lambda: f"{', '.join(w for w in (dyn, mood_adj) if w)} {noun} for {reg} {alias} {key_text} at {bpm_text}",
         )
         return _tidy(_pick(rng, templates)()), moods

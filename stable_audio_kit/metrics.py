@@ -459,6 +459,10 @@ def estimate_key(audio: np.ndarray, sample_rate: float) -> tuple[str, str] | Non
     sr = _check_sample_rate(sample_rate)
     if not np.any(y):
         return None
+    if sr != _PITCH_SR:
+        # chroma_cqt's default 7 octaves from C1 reach ~4 kHz, above the Nyquist frequency of low rates.
+        y = librosa.resample(y, orig_sr=sr, target_sr=_PITCH_SR)
+        sr = _PITCH_SR
     # norm=None keeps frame energies, so near-silent frames (whose normalised chroma is noise)
     # barely count.
     chroma = librosa.feature.chroma_cqt(y=y, sr=sr, norm=None).sum(axis=1)

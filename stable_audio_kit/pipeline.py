@@ -203,6 +203,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
             latents = latents.to(device=device, dtype=dtype)
         return latents * self.scheduler.init_noise_sigma
 
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, D, frames)`` to the whole window of audio ``(B, channels, frames * hop)``."""
         scaling = getattr(self.vae.config, "scaling_factor", 1.0)

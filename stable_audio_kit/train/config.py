@@ -67,35 +67,70 @@ class UNetTrainConfig:
 
 @dataclass
 class VAETrainConfig:
+    """``sak train vae``: the pipeline's AudioVAE on short random crops (see ``stable_audio_kit.train.vae``)."""
+
     run: RunConfig = field(default_factory=RunConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    # Pipeline directory whose vae/ is trained; the other components are copied unchanged on export.
     model: str = MISSING
-    kl_weight: float = 1e-4
+    # Length of the random training crops (and of the fixed validation crops), seconds. The VAE is
+    # convolutional, so short crops suffice; data.window_seconds is for the U-Net and must stay null.
+    crop_seconds: float = 1.0
+    # Multi-resolution STFT loss (auraloss; sum-and-difference for stereo): FFT sizes in samples,
+    # hop = fft // 4, window = fft. The default is Stable Audio's; every size must fit in a crop.
+    stft_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
     stft_weight: float = 1.0
+    kl_weight: float = 1e-4
     # Adversarial multi-scale STFT discriminator with feature matching, on after `adversarial_start` steps.
     adversarial: bool = False
     adversarial_start: int = 1000
+    # "hinge" (EnCodec) or "lsgan" (least squares).
+    adversarial_loss: str = "hinge"
     adversarial_weight: float = 0.1
     feature_matching_weight: float = 5.0
     disc_lr: float = 1e-4
+    disc_channels: int = 32
     disc_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256, 128])
+    # At every checkpoint (so also after training), set the exported VAE's scaling_factor to
+    # 1 / std of the posterior-mode latents of `scaling_batches` training batches, so that the
+    # diffusion model sees latents of about unit variance. Off keeps the base model's factor.
+    set_scaling_factor: bool = True
+    scaling_batches: int = 4
+    # Reconstructed validation clips (audio + log-mel image) written to TensorBoard per validation.
+    valid_audio_clips: int = 2
 
 
 @dataclass
 class ClapTrainConfig:
+    """Contrastive text-audio training of a CLAP (transformers ``ClapModel``): ``sak train clap``.
+
+    The audio crops are ``data.window_seconds`` long (null: the base model's window), mixed to mono
+    at ``sample_rate``. On export the trained text tower and its tokenizer replace the base model's.
+    """
+
     run: RunConfig = field(default_factory=RunConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: DataConfig = field(default_factory=DataConfig)
     # Pipeline directory whose text tower is replaced by the trained one on export.
     model: str = MISSING
-    # Local tokenizer directory; null trains a byte-level BPE tokenizer on the catalogue's captions.
+    # Local tokenizer directory; null trains a byte-level BPE tokenizer on the training captions.
     tokenizer: str | None = None
     tokenizer_vocab_size: int = 4096
-    # transformers ClapAudioConfig / ClapTextConfig overrides (sizes); the text tower's width must
-    # match the pipeline's projection.
-    audio: dict = field(default_factory=dict)
+    tokenizer_min_frequency: int = 2
+    # Tokens per caption; null means the base model's text encoder's (its max_position_embeddings - 2).
+    max_length: int | None = None
+    # CLAP's audio rate in Hz; null means the base model's rate.
+    sample_rate: int | None = None
+    # transformers ClapTextConfig / ClapAudioConfig fields (sizes, dropout). The text hidden_size
+    # defaults to, and must equal, the base model's projection.text_encoder_dim; vocab_size,
+    # max_position_embeddings and the special token ids come from the tokenizer and max_length.
     text: dict = field(default_factory=dict)
+    audio: dict = field(default_factory=dict)
+    # ClapFeatureExtractor settings: hop_length, fft_window_size, frequency_min, frequency_max,
+    # top_db, padding (repeatpad | repeat | pad); unset ones are derived from the window and the tower.
+    features: dict = field(default_factory=dict)
     projection_dim: int = 512
-    # Clip length fed to the audio tower, seconds; null means the data window.
-    clip_seconds: float | None = None
+    # Initial contrastive temperature as a logit scale (CLIP: 1/0.07); it is learned, kept <= max.
+    logit_scale_init: float = 14.285714285714286
+    logit_scale_max: float = 100.0

@@ -1,0 +1,324 @@
+"""``sak evaluate``: generate from held-out captions and measure with independent signal analysis.
+
+Every metric is reported three ways, side by side:
+
+- **model**: the model given each held-out caption and its length;
+- **real**: the held-out clips themselves (the ceiling);
+- **shuffled**: the model given another clip's caption with this clip's length (the floor, which
+  shows how much the text matters). Each is measured against the *original* clip's parameters.
+
+The catalogue is a folder with ``metadata.jsonl`` as written by ``sak catalogue make``: rows with
+``path``, ``caption``, ``split``, ``seconds`` and, where the prompt names them, ``bpm``, ``kind``,
+``register``, ``tonic``/``mode``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .audio import load_audio
+from .utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CONDITIONS = ("model", "real", "shuffled")
+
+
+@dataclass
+class Clip:
+    """One evaluated waveform: ``window`` is the untrimmed model window (or the real clip padded)."""
+
+    audio: np.ndarray  # (channels, samples), exactly the requested length
+    window: np.ndarray  # (channels, window samples)
+
+
+def load_heldout(catalogue: str | Path, n: int | None) -> list[dict[str, Any]]:
+    """The first ``n`` held-out rows of a catalogue's ``metadata.jsonl`` (all when ``n`` is None)."""
+    path = Path(catalogue) / "metadata.jsonl"
+    if not path.is_file():
+        raise ValueError(f"catalogue {str(catalogue)!r} has no metadata.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    held = [r for r in rows if r.get("split") == "valid"]
+    if not held:
+        raise ValueError(f"catalogue {str(catalogue)!r} has no held-out (split == 'valid') rows")
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"--n must be >= 1, got {n}")
+        held = held[:n]
+    if len(held) < 2:
+        raise ValueError(f"evaluation needs at least 2 held-out clips (for shuffled captions and FAD), got {len(held)}")
+    return held
+
+
+def derangement(n: int, seed: int) -> list[int]:
+    """A permutation with no fixed point, so every clip gets another clip's caption."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == np.arange(n)):
+            return perm.tolist()
+
+
+def generate_clips(
+    pipe,
+    captions: Sequence[str],
+    seconds: Sequence[float],
+    seed: int,
+    steps: int,
+    guidance_scale: float,
+    progress: Callable | None = None,
+) -> list[Clip]:
+    """Generate each caption at its length; keep the whole decoded window for duration adherence."""
+    clips = []
+    items = list(zip(captions, seconds))
+    for i, (caption, secs) in enumerate(progress(items) if progress else items):
+        latents = pipe(
+            caption, seconds_total=secs, num_inference_steps=steps, guidance_scale=guidance_scale,
+            generator=torch.Generator().manual_seed(seed + i), output_type="latent",
+        ).audios
+        window = pipe.decode_latents(latents)[0].float().cpu().numpy()
+        clips.append(Clip(window[:, : round(secs * pipe.sample_rate)], window))
+    return clips
+
+
+def real_clips(catalogue: Path, rows: Sequence[dict], sample_rate: int, channels: int, window_samples: int) -> list[Clip]:
+    clips = []
+    for row in rows:
+        audio = load_audio(catalogue / row["path"], sample_rate, channels)
+        window = np.zeros((channels, max(window_samples, audio.shape[-1])), dtype=np.float32)
+        window[:, : audio.shape[-1]] = audio
+        clips.append(Clip(audio, window))
+    return clips
+
+
+def measure(clips: Sequence[Clip], rows: Sequence[dict], sample_rate: int) -> dict[str, Any]:
+    """Per-clip signal measurements against each row's requested parameters."""
+    per_clip = []
+    for clip, row in zip(clips, rows):
+        want = round(row["seconds"] * sample_rate)
+        m: dict[str, Any] = {
+            "path": row["path"],
+            "exact_length": int(clip.audio.shape[-1] == want),
+            "silence_onset": metrics.silence_onset(clip.window, sample_rate),
+        }
+        m["duration_error"] = m["silence_onset"] - row["seconds"]
+        mono = clip.audio.mean(axis=0)
+        if not np.any(mono):
+            mono = mono + 1e-9  # all-zero audio: the analysers need a finite, non-empty signal
+        if row.get("bpm") and row.get("kind") in ("percussive", "mixed"):
+            est = metrics.estimate_tempo(mono, sample_rate)
+            m["tempo_bpm"] = est
+            m["tempo_ok"] = int(metrics.tempo_match(est, row["bpm"]))
+        if row.get("kind") in ("percussive", "tonal"):
+            ratio = metrics.percussive_ratio(mono, sample_rate)
+            m["percussive_ratio"] = ratio
+            guess = "percussive" if ratio >= metrics.BINARY_THRESHOLD else "tonal"
+            m["kind_ok"] = int(guess == row["kind"])
+        if row.get("register") and row.get("kind") == "tonal":
+            f0 = metrics.median_f0(mono, sample_rate)
+            m["median_midi"] = float(metrics.hz_to_midi(f0)) if math.isfinite(f0) else float("nan")
+            m["register_ok"] = int(math.isfinite(f0) and metrics.register_of(m["median_midi"]) == row["register"])
+        if row.get("tonic") and row.get("mode") and row.get("kind") in ("tonal", "mixed"):
+            est_key = metrics.estimate_key(mono, sample_rate)
+            match = metrics.key_match(est_key, (row["tonic"], row["mode"]))
+            m["key"] = " ".join(est_key) if est_key else None
+            m["key_ok"] = int(bool(match["exact"]))
+            m["key_score"] = float(match["score"])
+        per_clip.append(m)
+    return {"clips": per_clip, "summary": summarise(per_clip)}
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else None
+
+
+def summarise(per_clip: list[dict]) -> dict[str, Any]:
+    def col(key):
+        return [c[key] for c in per_clip if key in c]
+
+    errors = col("duration_error")
+    return {
+        "n": len(per_clip),
+        "exact_length": _mean(col("exact_length")),
+        "duration_within_0.5s": _mean([float(abs(e) <= 0.5) for e in errors]),
+        "duration_mean_abs_error_s": _mean([abs(e) for e in errors]),
+        "tempo_within_5pct": _mean(col("tempo_ok")),
+        "tempo_n": len(col("tempo_ok")),
+        "percussive_vs_tonal": _mean(col("kind_ok")),
+        "percussive_vs_tonal_n": len(col("kind_ok")),
+        "register": _mean(col("register_ok")),
+        "register_n": len(col("register_ok")),
+        "key_exact": _mean(col("key_ok")),
+        "key_score": _mean(col("key_score")),
+        "key_n": len(col("key_ok")),
+    }
+
+
+def embedding_metrics(embedder, clips: Sequence[Clip], captions: Sequence[str], real_emb: np.ndarray | None,
+                      sample_rate: int) -> dict[str, float]:
+    """CLAP score, text->audio recall@1/@5 and FAD on CLAP audio embeddings."""
+    audio_emb = embedder.embed_audio([c.audio for c in clips], sample_rate)
+    text_emb = embedder.embed_text(list(captions))
+    out = {"clap_score": metrics.clap_score(audio_emb, text_emb)}
+    out.update(metrics.retrieval_recall(text_emb, audio_emb, ks=(1, 5)))
+    if real_emb is not None:
+        out["fad_clap"] = metrics.frechet_distance(audio_emb, real_emb)
+    return out
+
+
+# Higher is better for every row but the ones listed here.
+LOWER_IS_BETTER = {"duration_mean_abs_error_s", "fad_clap"}
+REPORT_ROWS = [
+    ("exact_length", "exact length"),
+    ("duration_within_0.5s", "duration within ±0.5 s"),
+    ("duration_mean_abs_error_s", "duration mean abs error (s)"),
+    ("tempo_within_5pct", "tempo within 5 %"),
+    ("percussive_vs_tonal", "percussive vs tonal correct"),
+    ("register", "register correct"),
+    ("key_exact", "key and mode exact"),
+    ("key_score", "key score (MIREX)"),
+    ("clap_score", "CLAP score"),
+    ("recall@1", "text→audio recall@1"),
+    ("recall@5", "text→audio recall@5"),
+    ("fad_clap", "FAD (CLAP embeddings)"),
+]
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    lines = [
+        "# stable-audio-kit evaluation",
+        "",
+        f"model: `{report['model']}`  ",
+        f"catalogue: `{report['catalogue']}` ({report['n']} held-out clips)  ",
+        f"sampling: {report['steps']} steps, CFG {report['guidance_scale']}, seed {report['seed']}",
+        "",
+        "| metric | model | real (ceiling) | shuffled captions (floor) |",
+        "|---|---|---|---|",
+    ]
+    for key, label in REPORT_ROWS:
+        if all(s[c].get(key) is None for c in CONDITIONS):
+            continue
+        arrow = " ↓" if key in LOWER_IS_BETTER else ""
+        lines.append(f"| {label}{arrow} | " + " | ".join(_fmt(s[c].get(key)) for c in CONDITIONS) + " |")
+    counts = s["model"]
+    lines += [
+        "",
+        f"Counts: tempo prompts {counts.get('tempo_n', 0)}, percussive/tonal prompts {counts.get('percussive_vs_tonal_n', 0)}, "
+        f"register prompts {counts.get('register_n', 0)}, key prompts {counts.get('key_n', 0)}.",
+        "Duration adherence is measured on the untrimmed window: where the audio falls silent for good "
+        f"(frame RMS below {metrics.SILENCE_THRESHOLD_DBFS:.0f} dBFS) compared with `seconds_total`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    model: str | Path | None,
+    catalogue: str | Path,
+    out_dir: str | Path,
+    n: int | None = None,
+    clap: str | Path | None = None,
+    steps: int = 100,
+    guidance_scale: float = 7.0,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
+    ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
+    (default: ``<model>/clap`` if it exists); without one those rows are left out."""
+    from tqdm.auto import tqdm
+
+    from .pipeline import StableAudioKitPipeline
+
+    catalogue = Path(catalogue)
+    out_dir = Path(out_dir)
+    rows = load_heldout(catalogue, n)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    metrics._librosa()  # fail now, not after generating, if the [eval] extra is missing
+    pipe = StableAudioKitPipeline.from_pretrained(model).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    too_long = [r for r in rows if r["seconds"] > pipe.max_seconds]
+    if too_long:
+        raise ValueError(f"clip {too_long[0]['path']!r} lasts {too_long[0]['seconds']} s, beyond the model's {pipe.max_seconds:.3f} s")
+    embedder = _load_embedder(clap, model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    sr = pipe.sample_rate
+    captions = [r["caption"] for r in rows]
+    seconds = [r["seconds"] for r in rows]
+    perm = derangement(len(rows), seed)
+    bar = (lambda it, desc: tqdm(it, desc=desc, unit="clip")) if progress else (lambda it, desc: it)
+    conditions = {
+        "model": generate_clips(pipe, captions, seconds, seed, steps, guidance_scale, lambda it: bar(it, "model")),
+        "real": real_clips(catalogue, rows, sr, pipe.audio_channels, pipe.window_samples),
+        "shuffled": generate_clips(
+            pipe, [captions[j] for j in perm], seconds, seed, steps, guidance_scale, lambda it: bar(it, "shuffled")
+        ),
+    }
+    report: dict[str, Any] = {
+        "model": str(model) if model else "(bundled default model)",
+        "catalogue": str(catalogue),
+        "n": len(rows),
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "seed": seed,
+        "shuffle": perm,
+        "summary": {},
+        "clips": {},
+    }
+    real_emb = embedder.embed_audio([c.audio for c in conditions["real"]], sr) if embedder else None
+    for name, clips in conditions.items():
+        measured = measure(clips, rows, sr)
+        summary = measured["summary"]
+        if embedder is not None:
+            summary.update(embedding_metrics(embedder, clips, captions, real_emb if name != "real" else None, sr))
+            if name == "real":
+                summary["fad_clap"] = None
+        report["summary"][name] = summary
+        report["clips"][name] = measured["clips"]
+
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float))
+    atomic_write_text(out_dir / "report.md", render_markdown(report))
+    shown = min(len(rows), 12)
+    metrics.spectrogram_grid_png(
+        [c.audio for c in conditions["model"][:shown]], sr, captions[:shown], out_dir / "spectrograms.png"
+    )
+    measured_onsets = [c["silence_onset"] for c in report["clips"]["model"]]
+    metrics.duration_plot_png(seconds, measured_onsets, out_dir / "duration.png")
+    return report
+
+
+def _load_embedder(clap: str | Path | None, model: str | Path | None):
+    from .pipeline import DEFAULT_MODEL_DIR
+
+    candidates = [Path(clap)] if clap else [Path(model or DEFAULT_MODEL_DIR) / "clap"]
+    for path in candidates:
+        if path.is_dir():
+            from .clap_audio import ClapAudioEmbedder
+
+            return ClapAudioEmbedder.from_pretrained(path)
+    if clap:
+        raise ValueError(f"CLAP folder {str(clap)!r} does not exist")
+    logger.warning("no CLAP model found (pass --clap DIR); CLAP score, recall and FAD are left out")
+    return None
