@@ -82,12 +82,24 @@ def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
     if mixed == "fp16" and not torch.cuda.is_available():
         raise ValueError("run.mixed_precision='fp16' needs a CUDA device; use 'bf16' or 'no' on this machine")
     accelerator = Accelerator(
+        cpu=cpu_data_parallel(),
         gradient_accumulation_steps=cfg.run.grad_accum,
         mixed_precision=mixed,
         log_with="tensorboard" if cfg.run.tensorboard else None,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        # Every process shuffles with the same seed, so the shards are disjoint and a resumed run
+        # sees the same order (the seed must not come from the global RNG, which may differ per process).
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.run.seed),
+        # One lr_scheduler.step() is one optimizer step, whatever the number of processes; by default
+        # Accelerate steps the schedule num_processes times per optimizer step.
+        step_scheduler_with_optimizer=False,
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes != launched:
+        raise ValueError(
+            f"launched as {launched} processes but Accelerate runs this one alone (no device backend found); "
+            "for data-parallel training on the CPU set ACCELERATE_USE_CPU=1"
+        )
     set_seed(cfg.run.seed, device_specific=False)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +111,18 @@ def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(cfg).items()}
         accelerator.init_trackers(kind, config=flat)
     return accelerator, run_dir
+
+
+def cpu_data_parallel() -> bool:
+    """Whether this is one process of a multi-process launch (``torchrun``, ``accelerate launch --multi_gpu``)
+    on a machine without a GPU backend. Accelerate then needs ``cpu=True`` to train data-parallel on the
+    CPU (gloo); without it every process would train alone on the same run folder."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    from accelerate import utils
+
+    others = ("is_xpu_available", "is_npu_available", "is_mlu_available", "is_musa_available", "is_sdaa_available")
+    return not (torch.cuda.is_available() or any(getattr(utils, name, lambda: False)() for name in others))
 
 
 def _flatten(cfg: Any, prefix: str = "") -> dict:
@@ -113,7 +137,11 @@ def _flatten(cfg: Any, prefix: str = "") -> dict:
 
 
 def make_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Any, max_steps: int):
-    """Warm-up then decay, from diffusers' schedule registry."""
+    """Warm-up then decay over ``max_steps`` optimizer steps, from diffusers' schedule registry.
+
+    Call ``lr_scheduler.step()`` once per optimizer step (under ``if accelerator.sync_gradients:``):
+    :func:`setup_run` turns off Accelerate's stepping of the schedule once per process.
+    """
     from diffusers.optimization import SchedulerType, get_scheduler
 
     valid = [s.value for s in SchedulerType]
@@ -131,12 +159,23 @@ def make_optimizer(params, optim_cfg: Any, lr: float | None = None) -> torch.opt
     )
 
 
-def check_loss(loss: torch.Tensor, step: int, run_dir: Path, name: str = "loss") -> None:
-    """Stop the run on a NaN/inf loss, naming the step; checkpoints already written stay intact."""
-    if not torch.isfinite(loss.detach()).all():
+def check_loss(
+    loss: torch.Tensor, step: int, run_dir: Path, name: str = "loss", accelerator: Accelerator | None = None
+) -> None:
+    """Stop the run on a NaN/inf loss, naming the step; checkpoints already written stay intact.
+
+    With ``accelerator`` the loss is first averaged over the processes (a collective: call it on every
+    process), so that all of them stop together instead of the others waiting forever in the next
+    gradient all-reduce.
+    """
+    loss = loss.detach()
+    if accelerator is not None and accelerator.num_processes > 1:
+        loss = accelerator.reduce(loss.float().clone(), reduction="mean")
+    if not torch.isfinite(loss).all():
         last = latest_checkpoint(run_dir)
         where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"non-finite {name} ({loss.item()}) at step {step}; stopping. {where}")
+        value = loss.item() if loss.numel() == 1 else "non-finite values"
+        raise NonFiniteLossError(f"non-finite {name} ({value}) at step {step}; stopping. {where}")
 
 
 # --------------------------------------------------------------------------- data position
@@ -209,6 +248,8 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
+    # Every process writes its own RNG state into tmp; none may still be writing when it is renamed.
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         for name, module in export.items():
             module.save_pretrained(tmp / "export" / name)

@@ -52,17 +52,25 @@ class DataConfig:
 class UNetTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    # data.catalogue is the audio folder; with `latents` set it is not read (the shards carry the catalogue).
     data: DataConfig = field(default_factory=DataConfig)
     # Pipeline directory to start from (`sak new-model` output, or a trained model to fine-tune).
     model: str = MISSING
     # Pre-encoded latent shards from `sak encode`; null trains from raw audio through the frozen VAE.
     latents: str | None = None
+    # Share of samples trained without their text context (timing is kept), for classifier-free guidance.
     cfg_dropout: float = 0.1
+    # Count only latent frames of real audio in the loss (not the silence padding short clips).
     masked_loss: bool = False
+    # EMA of the trainable weights; the EMA weights are what checkpoints export.
     ema_decay: float = 0.999
     gradient_checkpointing: bool = False
+    # Also train the text projection and timing embeddings (the VAE and text encoder stay frozen).
     train_projection: bool = True
+    # Validation samples: how many clips (0: none), sampler steps and guidance scale.
+    valid_samples: int = 2
     valid_steps: int = 25
+    valid_guidance_scale: float = 7.0
 
 
 @dataclass
@@ -128,7 +136,7 @@ class ClapTrainConfig:
     text: dict = field(default_factory=dict)
     audio: dict = field(default_factory=dict)
     # ClapFeatureExtractor settings: hop_length, fft_window_size, frequency_min, frequency_max,
-    # top_db, padding (repeatpad | repeat | pad); unset ones are derived from the window and the tower.
+    # padding (repeatpad | repeat | pad); unset ones are derived from the window and the tower.
     features: dict = field(default_factory=dict)
     projection_dim: int = 512
     # Initial contrastive temperature as a logit scale (CLIP: 1/0.07); it is learned, kept <= max.

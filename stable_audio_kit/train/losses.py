@@ -69,8 +69,13 @@ class STFTDiscriminator(nn.Module):
         feature map after every hidden convolution."""
         batch, channels, samples = audio.shape
         spec = torch.stft(
-            audio.reshape(batch * channels, samples).float(), self.fft_size, self.hop_length, window=self.window,
-            normalized=True, center=False, return_complex=True,
+            audio.reshape(batch * channels, samples).float(),
+            self.fft_size,
+            self.hop_length,
+            window=self.window,
+            normalized=True,
+            center=False,
+            return_complex=True,
         )  # (batch * channels, bins, frames)
         spec = spec.reshape(batch, channels, *spec.shape[1:])
         x = torch.cat([spec.real, spec.imag], dim=1).transpose(2, 3)  # (batch, 2 * channels, frames, bins)
@@ -192,7 +197,10 @@ class MelDistance(nn.Module):
     def log_mel(self, audio: torch.Tensor) -> torch.Tensor:
         """``(batch, channels, samples)`` -> ``(batch * channels, n_mels, frames)``."""
         spec = torch.stft(
-            audio.reshape(-1, audio.shape[-1]).float(), self.n_fft, self.n_fft // 4, window=self.window,
+            audio.reshape(-1, audio.shape[-1]).float(),
+            self.n_fft,
+            self.n_fft // 4,
+            window=self.window,
             return_complex=True,
         )
         return torch.log(self.filters @ spec.abs() + 1e-5)

@@ -1,8 +1,9 @@
 """The audio VAE: diffusers' ``AutoencoderOobleck`` with chunked encode/decode on by default.
 
 Waveforms ``(batch, audio_channels, samples)`` map to latents ``(batch, latent_channels, frames)``
-with ``frames = latent_length(samples)`` (``samples // hop_length`` for the usual even ratios), and
-latents map back to ``(batch, audio_channels, frames * hop_length)``.
+with ``frames = latent_length(samples)``, and latents map back to ``(batch, audio_channels, out)``.
+For even downsampling ratios (all the usual ones) ``frames = samples // hop_length`` and
+``out = frames * hop_length``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from typing import Any
 import torch
 from diffusers import AutoencoderOobleck
 from diffusers.configuration_utils import register_to_config
+from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDecoderOutput
 
 # diffusers finds a component's loading method by looking its base classes up in this module.
 from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
-from diffusers.models.autoencoders.autoencoder_oobleck import OobleckDecoderOutput
 
 from ..config import ModelConfig
 
@@ -259,8 +260,6 @@ def build_vae(cfg: ModelConfig) -> AudioVAE:
             f"vae.encoder_hidden_size ({vae.encoder_hidden_size}) must be 2 * vae.latent_channels "
             f"({vae.latent_channels}): the Oobleck encoder outputs the mean and scale of each latent channel"
         )
-    if cfg.audio_channels not in (1, 2):
-        raise ValueError(f"audio_channels must be 1 or 2, got {cfg.audio_channels!r}")
     return AudioVAE(
         encoder_hidden_size=vae.encoder_hidden_size,
         downsampling_ratios=list(vae.downsampling_ratios),

@@ -10,15 +10,29 @@ from stable_audio_kit.config import ModelConfig
 from stable_audio_kit.vae import AudioVAE, build_vae
 
 # 800 Hz mono, hop 8 (100 latent frames/s), 4 latent channels: about 9k parameters.
-TINY = dict(
-    encoder_hidden_size=8,
-    downsampling_ratios=[2, 4],
-    channel_multiples=[1, 2],
-    decoder_channels=8,
-    decoder_input_channels=4,
-    audio_channels=1,
-    sampling_rate=800,
-)
+TINY = {
+    "encoder_hidden_size": 8,
+    "downsampling_ratios": [2, 4],
+    "channel_multiples": [1, 2],
+    "decoder_channels": 8,
+    "decoder_input_channels": 4,
+    "audio_channels": 1,
+    "sampling_rate": 800,
+}
+
+
+# diffusers' Oobleck still uses the deprecated torch.nn.utils.weight_norm; that is not ours to fix here.
+pytestmark = pytest.mark.filterwarnings("ignore:.*weight_norm.*:FutureWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # These tensors are tiny: a second thread only adds synchronisation, which gets slow when other
+    # jobs share the cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_vae(**overrides) -> AudioVAE:
@@ -56,7 +70,7 @@ def test_latent_length_matches_encoder(ratios):
     vae = tiny_vae(downsampling_ratios=ratios, channel_multiples=[1] * len(ratios))
     vae.disable_tiling()
     with torch.no_grad():
-        for n in range(vae.min_samples, 200):
+        for n in range(vae.min_samples, 120):
             assert vae.encode(torch.randn(1, 1, n)).latent_dist.mode().shape[-1] == vae.latent_length(n), n
     if all(r % 2 == 0 for r in ratios):
         assert all(vae.latent_length(n) == n // vae.hop_length for n in range(vae.hop_length, 500))
@@ -109,7 +123,7 @@ def test_chunked_length_equals_unchunked(ratios):
     vae = tiny_vae(downsampling_ratios=ratios, channel_multiples=[1, 2], chunk_seconds=0.05, overlap_seconds=0.01)
     enc_calls, dec_calls = count_calls(vae.encoder), count_calls(vae.decoder)
     with torch.no_grad():
-        for n in range(vae.tile_sample_min_length + 1, 400, 3):
+        for n in range((vae.tile_latent_min_length + 1) * vae.hop_length, 300, 5):
             x = torch.randn(1, 1, n)
             vae.enable_tiling()
             enc_calls[0] = dec_calls[0] = 0
@@ -200,21 +214,21 @@ def test_build_vae_bad_config(overrides, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(audio_channels=3), "audio_channels"),
-        (dict(audio_channels=0), "audio_channels"),
-        (dict(downsampling_ratios=[2, -4]), "downsampling_ratios"),
-        (dict(downsampling_ratios=[]), "downsampling_ratios"),
-        (dict(channel_multiples=[1]), "channel_multiples"),
-        (dict(encoder_hidden_size=6), "encoder_hidden_size"),
-        (dict(decoder_channels=0), "decoder_channels"),
-        (dict(sampling_rate=0), "sampling_rate"),
-        (dict(scaling_factor=0.0), "scaling_factor"),
-        (dict(scaling_factor=float("nan")), "scaling_factor"),
-        (dict(chunk_seconds=-1.0), "chunk_seconds"),
-        (dict(overlap_seconds=0.0), "overlap_seconds"),
-        (dict(chunk_seconds=1.0, overlap_seconds=0.5), "overlap_seconds"),
+        ({"audio_channels": 3}, "audio_channels"),
+        ({"audio_channels": 0}, "audio_channels"),
+        ({"downsampling_ratios": [2, -4]}, "downsampling_ratios"),
+        ({"downsampling_ratios": []}, "downsampling_ratios"),
+        ({"channel_multiples": [1]}, "channel_multiples"),
+        ({"encoder_hidden_size": 6}, "encoder_hidden_size"),
+        ({"decoder_channels": 0}, "decoder_channels"),
+        ({"sampling_rate": 0}, "sampling_rate"),
+        ({"scaling_factor": 0.0}, "scaling_factor"),
+        ({"scaling_factor": float("nan")}, "scaling_factor"),
+        ({"chunk_seconds": -1.0}, "chunk_seconds"),
+        ({"overlap_seconds": 0.0}, "overlap_seconds"),
+        ({"chunk_seconds": 1.0, "overlap_seconds": 0.5}, "overlap_seconds"),
         # 2 * overlap < chunk in seconds, but at hop 8 that leaves no frame of a chunk's own.
-        (dict(chunk_seconds=0.02, overlap_seconds=0.005), "chunk_seconds"),
+        ({"chunk_seconds": 0.02, "overlap_seconds": 0.005}, "chunk_seconds"),
     ],
 )
 def test_bad_arguments_raise(kwargs, match):

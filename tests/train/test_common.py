@@ -1,0 +1,308 @@
+"""What every trainer relies on: run folders, exact resume (weights, optimizer, schedule, RNG, data
+position), atomic checkpoints, the loss guard and the LR schedule."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from stable_audio_kit.train.common import (
+    NonFiniteLossError,
+    TrainerState,
+    batches,
+    check_loss,
+    checkpoint_dirs,
+    cpu_data_parallel,
+    export_run,
+    latest_checkpoint,
+    load_checkpoint,
+    load_run_config,
+    make_lr_scheduler,
+    make_optimizer,
+    save_checkpoint,
+    setup_run,
+)
+from stable_audio_kit.train.config import UNetTrainConfig
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model is fastest on one thread; with two, a busy 2-core machine makes OpenMP spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate():
+    """Accelerate keeps its state in process-wide singletons; every test builds its own."""
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
+def run_cfg(tmp_path: Path, **run):
+    return OmegaConf.create(
+        {
+            "run": {"output_dir": str(tmp_path / "run"), "seed": 3, "grad_accum": 1, "mixed_precision": "no",
+                    "tensorboard": False, **run},
+            "optim": {"lr": 0.1, "weight_decay": 0.0, "betas": [0.9, 0.999], "warmup_steps": 2,
+                      "lr_schedule": "cosine", "grad_clip": 1.0},
+        }
+    )
+
+
+class EpochDataset(Dataset):
+    """Item ``i`` of epoch ``e`` is ``100 * e + i``: a batch names its epoch, like a random crop does."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.epoch = size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        return 100 * self.epoch + index
+
+
+def prepared_loader(accelerator, size=10, batch=3):
+    dataset = EpochDataset(size)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True)
+    return dataset, accelerator.prepare(loader)
+
+
+@pytest.mark.parametrize("stop", [2, 3, 4])  # mid-epoch, exactly at an epoch's end, just after it
+def test_batches_resume_where_they_stopped(tmp_path, stop):
+    cfg = run_cfg(tmp_path)
+    accelerator, _ = setup_run(cfg, "test", resume=False)
+    dataset, loader = prepared_loader(accelerator)
+    state = TrainerState()
+    data = batches(accelerator, loader, dataset, state)
+    reference = [next(data).tolist() for _ in range(8)]  # 3 batches per epoch: crosses two epoch ends
+    assert len({tuple(b) for b in reference}) == 8, "every batch differs (shuffled, epoch-dependent crops)"
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    accelerator, _ = setup_run(cfg, "test", resume=True)
+    dataset, loader = prepared_loader(accelerator)
+    state = TrainerState()
+    data = batches(accelerator, loader, dataset, state)
+    first = [next(data).tolist() for _ in range(stop)]
+    saved = TrainerState(**asdict(state))  # what a checkpoint after `stop` batches holds
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    accelerator, _ = setup_run(cfg, "test", resume=True)
+    dataset, loader = prepared_loader(accelerator)
+    data = batches(accelerator, loader, dataset, saved)
+    rest = [next(data).tolist() for _ in range(8 - stop)]
+    assert first + rest == reference
+
+
+def test_batches_refuse_a_loader_without_batches(tmp_path):
+    accelerator, _ = setup_run(run_cfg(tmp_path), "test", resume=False)
+    dataset, loader = prepared_loader(accelerator, size=2, batch=3)
+    with pytest.raises(ValueError, match="yields no batches"):
+        next(batches(accelerator, loader, dataset, TrainerState()))
+
+
+class Exported:
+    """Stands in for a diffusers model in ``export``."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def save_pretrained(self, path: Path) -> None:
+        Path(path).mkdir(parents=True)
+        (Path(path) / "value.json").write_text(json.dumps(self.value))
+
+
+class Counter:
+    """A custom checkpointed object, as the EMA is."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def state_dict(self) -> dict:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = state["count"]
+
+
+def prepared_training(cfg, resume):
+    accelerator, run_dir = setup_run(cfg, "test", resume=resume)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    scheduler = make_lr_scheduler(optimizer, cfg.optim, max_steps=10)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    counter = Counter()
+    accelerator.register_for_checkpointing(counter)
+    return accelerator, run_dir, model, optimizer, scheduler, counter
+
+
+def train_steps(model, optimizer, scheduler, n):
+    for _ in range(n):
+        model(torch.randn(4, 3)).pow(2).mean().backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+
+
+def test_checkpoint_restores_weights_optimizer_schedule_rng_and_custom_state(tmp_path):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, model, optimizer, scheduler, counter = prepared_training(cfg, resume=False)
+    train_steps(model, optimizer, scheduler, 3)
+    counter.count = 7
+    state = TrainerState(step=3, epoch=1, batch_in_epoch=2)
+    path = save_checkpoint(accelerator, run_dir, state, {"thing": Exported(1.5)}, keep=2)
+    assert path == run_dir / "checkpoints" / "step_00000003"
+    assert json.loads((path / "export" / "thing" / "value.json").read_text()) == 1.5
+    assert (path / "model.safetensors").is_file(), "weights are saved as safetensors"
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    draws = (torch.rand(3), np.random.rand(3), random.random())
+    train_steps(model, optimizer, scheduler, 2)  # then crash: what follows must be undone by a resume
+    expected_lr = scheduler.get_last_lr()
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    accelerator, run_dir, model, optimizer, scheduler, counter = prepared_training(cfg, resume=True)
+    restored = load_checkpoint(accelerator, run_dir)
+    assert restored == state and counter.count == 7
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, weights[key])
+    again = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1]) and draws[2] == again[2]
+    train_steps(model, optimizer, scheduler, 2)
+    assert scheduler.get_last_lr() == expected_lr, "the schedule continues from step 3"
+
+
+def test_checkpoints_are_pruned_and_partial_ones_ignored_then_removed(tmp_path):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    for step in (1, 2, 3):
+        save_checkpoint(accelerator, run_dir, TrainerState(step=step), {}, keep=2)
+    assert [p.name for p in checkpoint_dirs(run_dir)] == ["step_00000002", "step_00000003"]
+
+    # A kill while step 4 was being written leaves only a hidden temporary folder.
+    partial = run_dir / "checkpoints" / ".tmp-step_00000004"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    assert latest_checkpoint(run_dir).name == "step_00000003"
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    setup_run(cfg, "test", resume=True)
+    assert not partial.exists()
+
+
+def test_failed_checkpoint_write_leaves_the_previous_one(tmp_path, monkeypatch):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    good = save_checkpoint(accelerator, run_dir, TrainerState(step=1), {}, keep=2)
+    before = {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(accelerator, "save_state", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(accelerator, run_dir, TrainerState(step=2), {}, keep=2)
+    assert latest_checkpoint(run_dir) == good
+    assert {p.relative_to(good): p.read_bytes() for p in good.rglob("*") if p.is_file()} == before
+
+
+def test_setup_run_guards(tmp_path):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    save_checkpoint(accelerator, run_dir, TrainerState(step=1), {}, keep=2)
+    assert OmegaConf.load(run_dir / "config.yaml").run.seed == 3, "the resolved config is saved"
+    AcceleratorState._reset_state(True)
+    with pytest.raises(ValueError, match="already holds checkpoints; pass --resume"):
+        setup_run(cfg, "test", resume=False)
+    with pytest.raises(ValueError, match="is a 'test' run, not 'unet'"):
+        setup_run(cfg, "unet", resume=True)
+    if not torch.cuda.is_available():
+        fp16 = run_cfg(tmp_path / "other", mixed_precision="fp16")
+        with pytest.raises(ValueError, match="fp16.*needs a CUDA device"):
+            setup_run(fp16, "test", resume=False)
+
+
+def test_resume_without_checkpoint_is_an_error(tmp_path):
+    accelerator, run_dir = setup_run(run_cfg(tmp_path), "test", resume=True)
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        load_checkpoint(accelerator, run_dir)
+
+
+def test_cpu_data_parallel_only_for_multi_process_launches(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert cpu_data_parallel() is False
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cpu_data_parallel() is (not torch.cuda.is_available())
+
+
+def test_check_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    check_loss(torch.tensor(0.5), 1, run_dir, accelerator=accelerator)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 1; .*no checkpoint was written yet"):
+        check_loss(torch.tensor(float("nan")), 1, run_dir, accelerator=accelerator)
+    last = save_checkpoint(accelerator, run_dir, TrainerState(step=4), {}, keep=2)
+    with pytest.raises(NonFiniteLossError, match=rf"disc loss \(inf\) at step 5; .*{last.name}"):
+        check_loss(torch.tensor(float("inf")), 5, run_dir, name="disc loss")
+    assert not issubclass(NonFiniteLossError, ValueError)
+
+
+def test_lr_schedule_steps_once_per_optimizer_step(tmp_path):
+    cfg = run_cfg(tmp_path)
+    _, _, _, optimizer, scheduler, _ = prepared_training(cfg, resume=False)
+    lrs = []
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        lrs.append(scheduler.get_last_lr()[0])
+    assert lrs[0] == pytest.approx(0.05) and lrs[1] == pytest.approx(0.1), "2 warm-up steps"
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12), "cosine reaches 0 at max_steps"
+    cfg.optim.lr_schedule = "wobbly"
+    with pytest.raises(ValueError, match="'wobbly' is unknown; valid names: .*cosine"):
+        make_lr_scheduler(optimizer, cfg.optim, 10)
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("run.max_steps=0", "run.max_steps must be >= 1"),
+        ("run.grad_accum=0", "run.grad_accum must be >= 1"),
+        ("run.mixed_precision=fp8", "run.mixed_precision must be"),
+        ("data.batch_size=0", "data.batch_size must be >= 1"),
+        ("optim.lr=0", "optim.lr must be > 0"),
+        ("optim.lrr=1", "lrr"),
+    ],
+)
+def test_load_run_config_rejects_bad_values(tmp_path, override, match):
+    base = ["model=m", "data.catalogue=c", f"run.output_dir={tmp_path}"]
+    with pytest.raises(ValueError, match=match):
+        load_run_config(UNetTrainConfig, None, [*base, override])
+
+
+def test_export_run_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a training run folder"):
+        export_run(tmp_path, tmp_path / "out")
+    setup_run(run_cfg(tmp_path), "unet", resume=False)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        export_run(tmp_path / "run", tmp_path / "out")
