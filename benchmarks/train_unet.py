@@ -12,7 +12,8 @@ Each size trains once from raw audio (the frozen VAE and text encoder run every 
 shards written by ``sak encode --text`` (latents and text states cached). Every run is ``sak train unet``
 called in this process (torch on ``--threads`` threads) with a log entry every step; steps/s comes from
 the wall times of the TensorBoard events after ``--warmup`` steps, so loading, the first iterations,
-the final validation and the checkpoint are not counted.
+the final validation and the checkpoint are not counted. ``--threads 1 2`` measures each run at both
+thread counts: on a shared machine, small models can run faster on one thread than on two.
 
     python benchmarks/train_unet.py              # both sizes
     python benchmarks/train_unet.py --only tiny  # a quick run
@@ -107,7 +108,7 @@ def measure(size: str, latents: bool, steps: int, warmup: int, threads: int, wor
         write_catalogue(audio, StableAudioKitPipeline.from_pretrained(model_dir).sample_rate, files, seconds)
     if latents and not shards.exists():
         assert main(["encode", str(audio), "--model", str(model_dir), "-o", str(shards), "--text"]) == 0
-    run_dir = work / f"{size}-{'latents' if latents else 'audio'}"
+    run_dir = work / f"{size}-{'latents' if latents else 'audio'}-{threads}"
     args = [
         f"model={model_dir}", f"data.catalogue={audio}", f"run.output_dir={run_dir}",
         f"run.max_steps={warmup + steps}", "run.log_every=1", f"run.valid_every={warmup + steps}",
@@ -128,28 +129,28 @@ def measure(size: str, latents: bool, steps: int, warmup: int, threads: int, wor
         "format": f"{pipe.sample_rate / 1000:g} kHz, {pipe.unet.config.sample_size} frames x {pipe.unet.config.in_channels}",
         "batch": f"{batch} x {pipe.max_seconds:.3g} s",
         "data": "latent shards" if latents else "raw audio",
+        "threads": threads,
         "steps_per_s": steps_per_second(run_dir, warmup),
     }
 
 
-def table(rows: list[dict], steps, warmup: int, threads: int) -> str:
+def table(rows: list[dict], steps, warmup: int) -> str:
     lines = [
         "# U-Net trainer speed",
         "",
         (
-            f"`python benchmarks/train_unet.py`: {platform.processor() or platform.machine()}, torch on {threads} "
-            f"CPU thread(s), fp32; {steps} steps timed after {warmup} warm-up steps (a log entry every step, no "
+            f"`python benchmarks/train_unet.py`: {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores, fp32; {steps} steps timed after {warmup} warm-up steps (a log entry every step, no "
             "validation or checkpoint in the timed span). Random weights, synthetic chords. Load average when "
-            f"done: {os.getloadavg()[0]:.1f} (other jobs share the cores when it exceeds the core count, "
-            f"{os.cpu_count()})."
+            f"done: {os.getloadavg()[0]:.1f} (other jobs share the cores when it exceeds the core count)."
         ),
         "",
-        "| size | U-Net parameters | format (window) | batch | data | steps/s | s/step |",
-        "|---|---:|---|---|---|---:|---:|",
+        "| size | U-Net parameters | format (window) | batch | data | threads | steps/s | s/step |",
+        "|---|---:|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']} | {r['unet_params']:,} | {r['format']} | {r['batch']} | {r['data']} "
+            f"| {r['size']} | {r['unet_params']:,} | {r['format']} | {r['batch']} | {r['data']} | {r['threads']} "
             f"| {r['steps_per_s']:.2f} | {1 / r['steps_per_s']:.2f} |"
         )
     return "\n".join(lines) + "\n"
@@ -160,7 +161,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SIZES), default=None)
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 tiny, 5 small)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="torch threads, one or more counts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sizes = [args.only] if args.only else list(SIZES)
@@ -169,9 +170,11 @@ def main() -> None:
         for size in sizes:
             steps = args.steps or (20 if size == "tiny" else 5)
             for latents in (False, True):
-                rows.append(measure(size, latents, steps, args.warmup, args.threads, Path(tmp)))
-                print(f"{size} from {rows[-1]['data']}: {rows[-1]['steps_per_s']:.2f} steps/s", flush=True)
-    text = table(rows, args.steps if args.steps else "20 (tiny) / 5 (small)", args.warmup, args.threads)
+                for threads in args.threads:
+                    rows.append(measure(size, latents, steps, args.warmup, threads, Path(tmp)))
+                    print(f"{size} from {rows[-1]['data']}, {threads} thread(s): {rows[-1]['steps_per_s']:.2f} steps/s",
+                          flush=True)
+    text = table(rows, args.steps if args.steps else "20 (tiny) / 5 (small)", args.warmup)
     print(text)
     atomic_write_text(REPO / "benchmarks" / "results" / "train_unet.md", text)
 

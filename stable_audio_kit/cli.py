@@ -235,7 +235,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if job.seconds is None:
             job.seconds = pipe.max_seconds
         if job.seconds > pipe.max_seconds:
-            raise CLIError(f"seconds must be <= the model's maximum {pipe.max_seconds:.3f}, got {job.seconds} ({job.prompt!r})")
+            raise CLIError(
+                f"seconds must be <= the model's maximum {pipe.max_seconds:.3f}, got {job.seconds} ({job.prompt!r})"
+            )
     if not single:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -251,8 +253,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for job in bar:
             generator = torch.Generator(device="cpu").manual_seed(job.seed)
             audio = pipe(
-                job.prompt, negative_prompt=job.negative, seconds_total=job.seconds, num_inference_steps=args.steps,
-                guidance_scale=args.cfg, num_waveforms_per_prompt=args.batch, generator=generator,
+                job.prompt,
+                negative_prompt=job.negative,
+                seconds_total=job.seconds,
+                num_inference_steps=args.steps,
+                guidance_scale=args.cfg,
+                num_waveforms_per_prompt=args.batch,
+                generator=generator,
             ).audios
             for path, wav in zip(_output_paths(job, out, args.batch, single), audio):
                 save_audio(path, wav, pipe.sample_rate)
@@ -298,12 +305,21 @@ def cmd_encode(args: argparse.Namespace) -> int:
     pipe = load_model(args.model, device=args.device or "cpu")
     text_fn = None
     if args.text:
+
         def text_fn(captions):
             return pipe.encode_prompt(list(captions))
 
     encode_catalogue(
-        pipe.vae, args.catalogue, out, pipe.sample_rate, pipe.audio_channels, shard_size=args.shard_size,
-        text_encode_fn=text_fn, skip_unreadable=args.skip_unreadable, overwrite=args.force, progress=True,
+        pipe.vae,
+        args.catalogue,
+        out,
+        pipe.sample_rate,
+        pipe.audio_channels,
+        shard_size=args.shard_size,
+        text_encode_fn=text_fn,
+        skip_unreadable=args.skip_unreadable,
+        overwrite=args.force,
+        progress=True,
     )
     print(f"wrote latent shards to {out}")
     return 0
@@ -341,8 +357,14 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
     from .demo_catalogue import make_catalogue
 
     path = make_catalogue(
-        args.out_dir, clips=args.clips, seed=args.seed, sample_rate=args.sample_rate, max_seconds=args.max_seconds,
-        valid_fraction=args.valid_fraction, soundfont=args.soundfont, progress=True,
+        args.out_dir,
+        clips=args.clips,
+        seed=args.seed,
+        sample_rate=args.sample_rate,
+        max_seconds=args.max_seconds,
+        valid_fraction=args.valid_fraction,
+        soundfont=args.soundfont,
+        progress=True,
     )
     print(f"wrote {path}")
     return 0
@@ -354,8 +376,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
     report = evaluate(
-        args.model, args.catalogue, args.output, n=args.n, clap=args.clap, steps=args.steps,
-        guidance_scale=args.cfg, seed=args.seed, device=args.device,
+        args.model,
+        args.catalogue,
+        args.output,
+        n=args.n,
+        clap=args.clap,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        seed=args.seed,
+        device=args.device,
     )
     from .evaluation import render_markdown
 
@@ -378,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate audio from a prompt or a prompt list")
     p.add_argument("prompt", nargs="?")
-    p.add_argument("--prompts", help="prompt list: .txt (one per line), .csv or .jsonl (prompt, seconds, seed, negative)")
+    p.add_argument(
+        "--prompts", help="prompt list: .txt (one per line), .csv or .jsonl (prompt, seconds, seed, negative)"
+    )
     p.add_argument("--seconds", type=str, default=None, help="length in seconds (default: the model's window)")
     p.add_argument("--negative", default=None, help="negative prompt")
     p.add_argument("--steps", type=int, default=100)
@@ -417,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", choices=sorted(TRAINERS))
     p.add_argument("config", help="run config YAML")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4")
-    p.add_argument("--resume", action="store_true", help="continue the run in run.output_dir from its newest checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in run.output_dir from its newest checkpoint"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="write a pipeline directory from a training run")
@@ -463,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    from .train.common import NonFiniteLossError
+
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError) as err:
@@ -470,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sak {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as err:
+        print(f"sak {args.command}: training stopped: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -37,14 +37,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 8192, min_frequency:
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        list(texts), vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+        list(texts),
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
         show_progress=False,
     )
     backend = bpe._tokenizer
     backend.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
     return RobertaTokenizer(
-        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        tokenizer_object=backend,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
     )
 
 
@@ -62,7 +71,9 @@ def build_text_encoder(cfg: TextConfig) -> tuple[ClapTextModelWithProjection, Pr
         return encoder.eval().requires_grad_(False), tokenizer
     tokenizer = train_tokenizer([])
     if cfg.vocab_size < len(tokenizer):
-        raise ValueError(f"text.vocab_size must be at least {len(tokenizer)} for the byte-level tokenizer, got {cfg.vocab_size}")
+        raise ValueError(
+            f"text.vocab_size must be at least {len(tokenizer)} for the byte-level tokenizer, got {cfg.vocab_size}"
+        )
     config = ClapTextConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.hidden_size,
@@ -96,9 +107,7 @@ def encode_text(
     if max_length is None:
         max_length = text_encoder.config.max_position_embeddings - 2
     device = device if device is not None else text_encoder.device
-    tokens = tokenizer(
-        list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
-    )
+    tokens = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     input_ids = tokens.input_ids.to(device)
     mask = tokens.attention_mask.to(device)
     out = text_encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
@@ -134,8 +143,8 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         conditioning_dim: int = 768,
         min_seconds: float = 0.0,
         max_seconds: float = 512.0,
-        cross_attention: list[str] = list(CONDITION_NAMES),
-        global_cond: list[str] = ["seconds_start", "seconds_total"],  # noqa: B006 (frozen into the config)
+        cross_attention: tuple[str, ...] | list[str] = CONDITION_NAMES,
+        global_cond: tuple[str, ...] | list[str] = ("seconds_start", "seconds_total"),
         text_hidden_layer: int = -2,
         number_internal_dim: int = 256,
     ):

@@ -83,15 +83,21 @@ def generate_clips(
     items = list(zip(captions, seconds))
     for i, (caption, secs) in enumerate(progress(items) if progress else items):
         latents = pipe(
-            caption, seconds_total=secs, num_inference_steps=steps, guidance_scale=guidance_scale,
-            generator=torch.Generator().manual_seed(seed + i), output_type="latent",
+            caption,
+            seconds_total=secs,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=torch.Generator().manual_seed(seed + i),
+            output_type="latent",
         ).audios
         window = pipe.decode_latents(latents)[0].float().cpu().numpy()
         clips.append(Clip(window[:, : round(secs * pipe.sample_rate)], window))
     return clips
 
 
-def real_clips(catalogue: Path, rows: Sequence[dict], sample_rate: int, channels: int, window_samples: int) -> list[Clip]:
+def real_clips(
+    catalogue: Path, rows: Sequence[dict], sample_rate: int, channels: int, window_samples: int
+) -> list[Clip]:
     clips = []
     for row in rows:
         audio = load_audio(catalogue / row["path"], sample_rate, channels)
@@ -165,8 +171,9 @@ def summarise(per_clip: list[dict]) -> dict[str, Any]:
     }
 
 
-def embedding_metrics(embedder, clips: Sequence[Clip], captions: Sequence[str], real_emb: np.ndarray | None,
-                      sample_rate: int) -> dict[str, float]:
+def embedding_metrics(
+    embedder, clips: Sequence[Clip], captions: Sequence[str], real_emb: np.ndarray | None, sample_rate: int
+) -> dict[str, float]:
     """CLAP score, text->audio recall@1/@5 and FAD on CLAP audio embeddings."""
     audio_emb = embedder.embed_audio([c.audio for c in clips], sample_rate)
     text_emb = embedder.embed_text(list(captions))
@@ -223,7 +230,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     counts = s["model"]
     lines += [
         "",
-        f"Counts: tempo prompts {counts.get('tempo_n', 0)}, percussive/tonal prompts {counts.get('percussive_vs_tonal_n', 0)}, "
+        f"Counts: tempo prompts {counts.get('tempo_n', 0)}, "
+        f"percussive/tonal prompts {counts.get('percussive_vs_tonal_n', 0)}, "
         f"register prompts {counts.get('register_n', 0)}, key prompts {counts.get('key_n', 0)}.",
         "Duration adherence is measured on the untrimmed window: where the audio falls silent for good "
         f"(frame RMS below {metrics.SILENCE_THRESHOLD_DBFS:.0f} dBFS) compared with `seconds_total`.",
@@ -260,7 +268,8 @@ def evaluate(
     pipe.set_progress_bar_config(disable=True)
     too_long = [r for r in rows if r["seconds"] > pipe.max_seconds]
     if too_long:
-        raise ValueError(f"clip {too_long[0]['path']!r} lasts {too_long[0]['seconds']} s, beyond the model's {pipe.max_seconds:.3f} s")
+        first = too_long[0]
+        raise ValueError(f"clip {first['path']!r} lasts {first['seconds']} s, beyond the model's {pipe.max_seconds:.3f} s")
     embedder = _load_embedder(clap, model)
     out_dir.mkdir(parents=True, exist_ok=True)
 

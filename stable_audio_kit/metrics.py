@@ -613,7 +613,7 @@ def retrieval_recall(text_emb: np.ndarray, audio_emb: np.ndarray, ks: Sequence[i
 # Plots
 
 
-def _log_mel_db(audio: np.ndarray, sample_rate: float, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
+def log_mel_db(audio: np.ndarray, sample_rate: float, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
     """``(n_mels, frames)`` mel power in dB re a full-scale sine, and the band centre frequencies.
 
     numpy only, so the plots work without the optional librosa.
@@ -690,7 +690,7 @@ def spectrogram_grid_png(
         raise ValueError(f"cols must be an integer >= 1, got {cols!r}")
     if isinstance(n_mels, bool) or not isinstance(n_mels, int) or n_mels < 2:
         raise ValueError(f"n_mels must be an integer >= 2, got {n_mels!r}")
-    specs = [_log_mel_db(_as_channels(a, f"audios[{i}]"), sr, n_mels) for i, a in enumerate(audios)]
+    specs = [log_mel_db(_as_channels(a, f"audios[{i}]"), sr, n_mels) for i, a in enumerate(audios)]
 
     cols = min(cols, len(audios))
     rows = math.ceil(len(audios) / cols)

@@ -32,7 +32,9 @@ SCHEDULERS: dict[str, type[SchedulerMixin]] = {
 }
 
 
-def make_scheduler(name: str = "dpmsolver++", num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2"):
+def make_scheduler(
+    name: str = "dpmsolver++", num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2"
+):
     """A v-prediction sampler from the registry, e.g. ``make_scheduler("dpmsolver++")``."""
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}; valid names: {sorted(SCHEDULERS)}")
@@ -63,9 +65,13 @@ class VObjective:
         self.schedule = DDPMScheduler.from_config(scheduler_config, prediction_type="v_prediction")
         self.num_train_timesteps = self.schedule.config.num_train_timesteps
 
-    def sample_timesteps(self, batch: int, device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_timesteps(
+        self, batch: int, device: torch.device, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Uniform integer timesteps ``(B,)``."""
-        t = torch.randint(0, self.num_train_timesteps, (batch,), generator=generator, device=generator.device if generator else "cpu")
+        t = torch.randint(
+            0, self.num_train_timesteps, (batch,), generator=generator, device=generator.device if generator else "cpu"
+        )
         return t.to(device)
 
     def noisy_and_target(

@@ -52,7 +52,12 @@ class StableAudioKitPipeline(DiffusionPipeline):
     def __init__(self, vae, text_encoder, tokenizer, projection, unet, scheduler):
         super().__init__()
         self.register_modules(
-            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, projection=projection, unet=unet, scheduler=scheduler
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            projection=projection,
+            unet=unet,
+            scheduler=scheduler,
         )
         self._check_components()
 
@@ -82,7 +87,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 f"hidden size is {self.text_encoder.config.hidden_size}"
             )
         if getattr(self.scheduler.config, "prediction_type", "v_prediction") != "v_prediction":
-            problems.append(f"scheduler.prediction_type={self.scheduler.config.prediction_type!r}, expected 'v_prediction'")
+            problems.append(
+                f"scheduler.prediction_type={self.scheduler.config.prediction_type!r}, expected 'v_prediction'"
+            )
         if problems:
             raise ValueError("incompatible pipeline components: " + "; ".join(problems))
 
@@ -130,7 +137,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
             raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         for p in prompts:
             if not isinstance(p, str):
-                raise ValueError(f"prompt must be a string or a list of strings, got an item {p!r} of type {type(p).__name__}")
+                raise ValueError(
+                    f"prompt must be a string or a list of strings, got an item {p!r} of type {type(p).__name__}"
+                )
         negatives = None
         if negative_prompt is not None:
             negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
@@ -154,7 +163,11 @@ class StableAudioKitPipeline(DiffusionPipeline):
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
         if latents is not None:
-            expected = (len(prompts) * num_waveforms_per_prompt, self.unet.config.in_channels, self.unet.config.sample_size)
+            expected = (
+                len(prompts) * num_waveforms_per_prompt,
+                self.unet.config.in_channels,
+                self.unet.config.sample_size,
+            )
             if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
                 got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
                 raise ValueError(f"latents must be a tensor of shape {expected}, got {got}")
@@ -237,12 +250,21 @@ class StableAudioKitPipeline(DiffusionPipeline):
         if seconds_total is None:
             seconds_total = self.max_seconds
         prompts, negatives, seconds_start, seconds_total = self.check_inputs(
-            prompt, negative_prompt, seconds_start, seconds_total, num_inference_steps, guidance_scale,
-            num_waveforms_per_prompt, latents, output_type,
+            prompt,
+            negative_prompt,
+            seconds_start,
+            seconds_total,
+            num_inference_steps,
+            guidance_scale,
+            num_waveforms_per_prompt,
+            latents,
+            output_type,
         )
         for name in callback_on_step_end_tensor_inputs:
             if name not in ("latents", "noise_pred"):
-                raise ValueError(f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}")
+                raise ValueError(
+                    f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
+                )
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         batch = len(prompts) * num_waveforms_per_prompt
@@ -278,7 +300,10 @@ class StableAudioKitPipeline(DiffusionPipeline):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
             noise_pred = self.unet(
-                model_input, t, encoder_hidden_states=context, encoder_attention_mask=mask,
+                model_input,
+                t,
+                encoder_hidden_states=context,
+                encoder_attention_mask=mask,
                 global_hidden_states=global_states,
             ).sample
             if do_cfg:

@@ -26,8 +26,20 @@ def test_new_model_generate_info_end_to_end(tmp_path):
     r = run("new-model", str(ROOT / "configs" / "tiny.yaml"), str(model), "seed=1")
     assert r.returncode == 0, r.stderr
     assert (model / "model_index.json").is_file() and (model / "model_config.yaml").is_file()
-    r = run("generate", "a calm piano melody", "--seconds", "0.37", "--steps", "2", "--seed", "1",
-            "--model", str(model), "-o", "out.flac")
+    r = run(
+        "generate",
+        "a calm piano melody",
+        "--seconds",
+        "0.37",
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "--model",
+        str(model),
+        "-o",
+        "out.flac",
+    )
     assert r.returncode == 0, r.stderr
     audio, sr = sf.read(tmp_path / "out.flac")
     assert sr == 8000 and len(audio) == round(0.37 * 8000)
@@ -39,14 +51,48 @@ def test_new_model_generate_info_end_to_end(tmp_path):
 
 def test_generate_is_seeded(model_dir, tmp_path):
     for name in ("a.wav", "b.wav"):
-        assert main(["generate", "x", "--seconds", "0.2", "--steps", "2", "--seed", "5", "--model", str(model_dir),
-                     "-o", str(tmp_path / name)]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    "x",
+                    "--seconds",
+                    "0.2",
+                    "--steps",
+                    "2",
+                    "--seed",
+                    "5",
+                    "--model",
+                    str(model_dir),
+                    "-o",
+                    str(tmp_path / name),
+                ]
+            )
+            == 0
+        )
     np.testing.assert_array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
 
 
 def test_generate_batch_writes_numbered_files(model_dir, tmp_path):
-    assert main(["generate", "x", "--seconds", "0.2", "--steps", "1", "--batch", "3", "--model", str(model_dir),
-                 "-o", str(tmp_path / "take.wav")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "x",
+                "--seconds",
+                "0.2",
+                "--steps",
+                "1",
+                "--batch",
+                "3",
+                "--model",
+                str(model_dir),
+                "-o",
+                str(tmp_path / "take.wav"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take_0.wav", "take_1.wav", "take_2.wav"]
 
 
@@ -61,8 +107,24 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
     else:
         src.write_text("".join(json.dumps({"prompt": p, "seconds": s, "seed": k}) + "\n" for p, s, k in rows))
     out = tmp_path / "out"
-    assert main(["generate", "--prompts", str(src), "--seconds", "0.3", "--steps", "1", "--model", str(model_dir),
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompts",
+                str(src),
+                "--seconds",
+                "0.3",
+                "--steps",
+                "1",
+                "--model",
+                str(model_dir),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     files = sorted(out.iterdir())
     assert [f.name for f in files] == ["0000_soft_piano.wav", "0001_loud_drums.wav", "0002_strings.wav"]
     lengths = [sf.info(f).frames for f in files]

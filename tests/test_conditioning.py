@@ -7,8 +7,15 @@ from stable_audio_kit.config import TextConfig
 
 @pytest.fixture(scope="module")
 def text_tower():
-    cfg = TextConfig(vocab_size=261, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=32, projection_dim=16, max_length=12)
+    cfg = TextConfig(
+        vocab_size=261,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        projection_dim=16,
+        max_length=12,
+    )
     return build_text_encoder(cfg)
 
 
@@ -70,8 +77,9 @@ def test_projection_routing_and_shapes():
 
 
 def test_projection_prompt_only_and_global_prompt():
-    proj = ConditioningProjection(text_encoder_dim=4, conditioning_dim=4, cross_attention=["prompt"],
-                                  global_cond=["prompt", "seconds_total"])
+    proj = ConditioningProjection(
+        text_encoder_dim=4, conditioning_dim=4, cross_attention=["prompt"], global_cond=["prompt", "seconds_total"]
+    )
     text = torch.randn(2, 3, 4)
     mask = torch.tensor([[1, 0, 0], [1, 1, 1]])
     out = proj(text, mask, 0.0, 1.0)
@@ -91,6 +99,10 @@ def test_projection_round_trip(tmp_path):
     proj = ConditioningProjection(text_encoder_dim=4, conditioning_dim=6, max_seconds=30.0, text_hidden_layer=-3)
     proj.save_pretrained(tmp_path)
     again = ConditioningProjection.from_pretrained(tmp_path)
-    assert again.config.text_hidden_layer == -3 and list(again.config.cross_attention) == list(proj.config.cross_attention)
+    assert again.config.text_hidden_layer == -3 and list(again.config.cross_attention) == list(
+        proj.config.cross_attention
+    )
     text, mask = torch.randn(1, 2, 4), torch.ones(1, 2)
-    torch.testing.assert_close(proj(text, mask, 1.0, 2.0).encoder_hidden_states, again(text, mask, 1.0, 2.0).encoder_hidden_states)
+    torch.testing.assert_close(
+        proj(text, mask, 1.0, 2.0).encoder_hidden_states, again(text, mask, 1.0, 2.0).encoder_hidden_states
+    )

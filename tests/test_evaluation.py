@@ -8,8 +8,8 @@ import soundfile as sf
 
 pytest.importorskip("librosa")
 
-from stable_audio_kit.cli import main  # noqa: E402
-from stable_audio_kit.evaluation import derangement, load_heldout  # noqa: E402
+from stable_audio_kit.cli import main
+from stable_audio_kit.evaluation import derangement, load_heldout
 
 SR = 8000
 
@@ -48,8 +48,15 @@ def catalogue(tmp_path_factory):
     (root / "valid").mkdir()
     rows = [
         dict(path="valid/a.wav", caption="rock drums at 120 bpm", seconds=3.5, bpm=120, kind="percussive"),
-        dict(path="valid/b.wav", caption="a low tone in A minor", seconds=0.7, kind="tonal", register="low",
-             tonic="A", mode="minor"),
+        dict(
+            path="valid/b.wav",
+            caption="a low tone in A minor",
+            seconds=0.7,
+            kind="tonal",
+            register="low",
+            tonic="A",
+            mode="minor",
+        ),
         dict(path="valid/c.wav", caption="a high tone", seconds=0.5, kind="tonal", register="high"),
         dict(path="train/d.wav", caption="unused", seconds=0.5, kind="tonal"),
     ]
@@ -75,8 +82,7 @@ def test_heldout_rows_and_derangement(catalogue):
 
 def test_evaluate_writes_report(catalogue, model_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    code = main(["evaluate", "--model", str(model_dir), "--catalogue", str(catalogue), "--steps", "2",
-                 "-o", str(out)])
+    code = main(["evaluate", "--model", str(model_dir), "--catalogue", str(catalogue), "--steps", "2", "-o", str(out)])
     assert code == 0
     for name in ("report.json", "report.md", "spectrograms.png", "duration.png"):
         assert (out / name).is_file(), name
@@ -96,6 +102,20 @@ def test_evaluate_writes_report(catalogue, model_dir, tmp_path, capsys):
 def test_evaluate_bad_input(catalogue, model_dir, tmp_path, capsys):
     assert main(["evaluate", "--model", str(model_dir), "--catalogue", str(tmp_path), "-o", str(tmp_path / "r")]) == 2
     assert "has no metadata.jsonl" in capsys.readouterr().err
-    assert main(["evaluate", "--model", str(model_dir), "--catalogue", str(catalogue), "--steps", "0",
-                 "-o", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model_dir),
+                "--catalogue",
+                str(catalogue),
+                "--steps",
+                "0",
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "r").exists()

@@ -81,8 +81,9 @@ def test_batch_of_prompts_and_waveforms(tiny_pipeline):
     # Each prompt in a batch gets the same audio as alone with one generator per waveform.
     gens = [torch.Generator().manual_seed(k) for k in range(2)]
     pair = tiny_pipeline(["piano", "drums"], num_inference_steps=STEPS, seconds_total=0.3, generator=gens).audios
-    alone = tiny_pipeline("drums", num_inference_steps=STEPS, seconds_total=0.3,
-                          generator=torch.Generator().manual_seed(1)).audios
+    alone = tiny_pipeline(
+        "drums", num_inference_steps=STEPS, seconds_total=0.3, generator=torch.Generator().manual_seed(1)
+    ).audios
     np.testing.assert_allclose(pair[1:], alone, atol=1e-5)
 
 

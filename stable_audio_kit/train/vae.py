@@ -242,13 +242,13 @@ def fit_scaling_factor(vae: AudioVAE, loader, max_batches: int, device) -> float
 
 def log_examples(writer, target: torch.Tensor, recon: torch.Tensor, sample_rate: int, clips: int, step: int) -> None:
     """Reconstructed clips (mono mix: TensorBoard's audio is mono) and log-mel images, target above."""
-    from ..metrics import _log_mel_db
+    from ..metrics import log_mel_db
 
     for k in range(min(clips, target.shape[0])):
         pair = [target[k].float().cpu().numpy(), recon[k].float().cpu().numpy()]
         writer.add_audio(f"valid/recon_{k}", np.clip(pair[1].mean(0), -1, 1), step, sample_rate=sample_rate)
         writer.add_audio(f"valid/target_{k}", np.clip(pair[0].mean(0), -1, 1), step, sample_rate=sample_rate)
-        db = np.concatenate([_log_mel_db(x, sample_rate, 64)[0][::-1] for x in pair], axis=0)
+        db = np.concatenate([log_mel_db(x, sample_rate, 64)[0][::-1] for x in pair], axis=0)
         image = np.clip((db - db.max() + 80.0) / 80.0, 0.0, 1.0)  # an 80 dB range
         writer.add_image(f"valid/log_mel_{k}", image, step, dataformats="HW")
 
