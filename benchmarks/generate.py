@@ -1,0 +1,88 @@
+"""Generation speed: seconds of wall time per second of audio, split into sampling and decoding.
+
+    python benchmarks/generate.py [--model DIR | --config configs/demo/model.yaml] [--seconds 10] [--steps 100 50 25]
+
+Speed does not depend on the weights, so an untrained model built from a config measures the same
+as the trained one. Prints a markdown table and writes it to benchmarks/results/generate.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from stable_audio_kit.utils import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "generate.md"
+
+
+def load(args):
+    from stable_audio_kit import StableAudioKitPipeline, build_pipeline
+    from stable_audio_kit.config import ModelConfig, load_config
+
+    if args.model:
+        return StableAudioKitPipeline.from_pretrained(args.model), args.model
+    return build_pipeline(load_config(ModelConfig, args.config)), f"{args.config} (untrained weights)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--config", default=str(REPO / "configs" / "demo" / "model.yaml"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 50, 25])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe, name = load(args)
+    pipe.set_progress_bar_config(disable=True)
+    prompt = "a calm piano melody in C major at 80 bpm"
+    pipe(prompt, seconds_total=1.0, num_inference_steps=2)  # warm-up: first-call allocations
+
+    rows = []
+    for steps in args.steps:
+        best = None
+        for _ in range(args.repeats):
+            g = torch.Generator().manual_seed(0)
+            t0 = time.perf_counter()
+            latents = pipe(prompt, seconds_total=args.seconds, num_inference_steps=steps, generator=g,
+                           output_type="latent").audios
+            t1 = time.perf_counter()
+            audio = pipe.decode_latents(latents)[..., : round(args.seconds * pipe.sample_rate)]
+            t2 = time.perf_counter()
+            if best is None or t2 - t0 < best[0]:
+                best = (t2 - t0, t1 - t0, t2 - t1)
+        total, sample, decode = best
+        assert audio.shape[-1] == round(args.seconds * pipe.sample_rate)
+        rows.append((steps, sample, decode, total, args.seconds / total))
+
+    params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
+    lines = [
+        "| steps (CFG 7) | sampling (s) | decoding (s) | total (s) | × real time |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    lines += [f"| {s} | {a:.2f} | {d:.2f} | {t:.2f} | {x:.2f} |" for s, a, d, t, x in rows]
+    table = "\n".join(lines)
+    print(table)
+    load_avg = os.getloadavg()[0]
+    text = (
+        "# Generation speed\n\n"
+        f"`python benchmarks/generate.py`: {args.seconds:g} s of audio from {name}; U-Net {params:.2f}M parameters, "
+        f"{pipe.sample_rate} Hz, {pipe.unet.config.sample_size} latent frames in the window, default scheduler "
+        f"({type(pipe.scheduler).__name__}), batch 1 with classifier-free guidance (one batched forward of 2). "
+        f"Best of {args.repeats} runs; {args.threads} torch threads; {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, load average {load_avg:.1f} at the end.\n\n"
+        f"{table}\n\n× real time = seconds of audio per second of wall time (above 1 is faster than real time).\n"
+    )
+    atomic_write_text(RESULTS, text)
+
+
+if __name__ == "__main__":
+    main()
