@@ -11,8 +11,8 @@ Two sizes, random initial weights, synthetic chord catalogues:
 Each size trains once from raw audio (the frozen VAE and text encoder run every step) and once from
 shards written by ``sak encode --text`` (latents and text states cached). Every run is ``sak train unet``
 called in this process (torch on ``--threads`` threads) with a log entry every step; steps/s comes from
-the wall times of the TensorBoard events after ``--warmup`` steps, so loading, the first iterations,
-the final validation and the checkpoint are not counted. ``--threads 1 2`` measures each run at both
+the wall times of the TensorBoard events after ``--warmup`` steps, so loading, the first iterations
+and the final checkpoint are not counted (validation is off). ``--threads 1 2`` measures each run at both
 thread counts: on a shared machine, small models can run faster on one thread than on two.
 
     python benchmarks/train_unet.py              # both sizes
@@ -110,9 +110,16 @@ def measure(size: str, latents: bool, steps: int, warmup: int, threads: int, wor
         assert main(["encode", str(audio), "--model", str(model_dir), "-o", str(shards), "--text"]) == 0
     run_dir = work / f"{size}-{'latents' if latents else 'audio'}-{threads}"
     args = [
-        f"model={model_dir}", f"data.catalogue={audio}", f"run.output_dir={run_dir}",
-        f"run.max_steps={warmup + steps}", "run.log_every=1", f"run.valid_every={warmup + steps}",
-        f"run.checkpoint_every={warmup + steps}", "data.valid_fraction=0.0", "valid_samples=0", *run_overrides,
+        f"model={model_dir}",
+        f"data.catalogue={audio}",
+        f"run.output_dir={run_dir}",
+        f"run.max_steps={warmup + steps}",
+        "run.log_every=1",
+        "run.valid_every=0",
+        f"run.checkpoint_every={warmup + steps}",
+        "data.valid_fraction=0.0",
+        "valid_samples=0",
+        *run_overrides,
     ]
     if latents:
         args.append(f"latents={shards}")
@@ -122,11 +129,12 @@ def measure(size: str, latents: bool, steps: int, warmup: int, threads: int, wor
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     pipe = StableAudioKitPipeline.from_pretrained(model_dir)
+    unet = pipe.unet.config
     batch = int(next(a for a in [*run_overrides, "data.batch_size=2"] if a.startswith("data.batch_size")).split("=")[1])
     return {
         "size": size,
         "unet_params": sum(p.numel() for p in pipe.unet.parameters()),
-        "format": f"{pipe.sample_rate / 1000:g} kHz, {pipe.unet.config.sample_size} frames x {pipe.unet.config.in_channels}",
+        "format": f"{pipe.sample_rate / 1000:g} kHz, {unet.sample_size} frames x {unet.in_channels}",
         "batch": f"{batch} x {pipe.max_seconds:.3g} s",
         "data": "latent shards" if latents else "raw audio",
         "threads": threads,
@@ -140,8 +148,8 @@ def table(rows: list[dict], steps, warmup: int) -> str:
         "",
         (
             f"`python benchmarks/train_unet.py`: {platform.processor() or platform.machine()}, "
-            f"{os.cpu_count()} cores, fp32; {steps} steps timed after {warmup} warm-up steps (a log entry every step, no "
-            "validation or checkpoint in the timed span). Random weights, synthetic chords. Load average when "
+            f"{os.cpu_count()} cores, fp32; {steps} steps timed after {warmup} warm-up steps (a log entry every "
+            "step, no validation or checkpoint in the timed span). Random weights, synthetic chords. Load average when "
             f"done: {os.getloadavg()[0]:.1f} (other jobs share the cores when it exceeds the core count)."
         ),
         "",
@@ -172,8 +180,10 @@ def main() -> None:
             for latents in (False, True):
                 for threads in args.threads:
                     rows.append(measure(size, latents, steps, args.warmup, threads, Path(tmp)))
-                    print(f"{size} from {rows[-1]['data']}, {threads} thread(s): {rows[-1]['steps_per_s']:.2f} steps/s",
-                          flush=True)
+                    print(
+                        f"{size} from {rows[-1]['data']}, {threads} thread(s): {rows[-1]['steps_per_s']:.2f} steps/s",
+                        flush=True,
+                    )
     text = table(rows, args.steps if args.steps else "20 (tiny) / 5 (small)", args.warmup)
     print(text)
     atomic_write_text(REPO / "benchmarks" / "results" / "train_unet.md", text)

@@ -29,18 +29,12 @@ run() {  # run NAME KIND CONFIG OVERRIDES...: start or resume a training run
 run clap clap configs/demo/clap.yaml model="$WORK/base" data.catalogue="$WORK/catalogue"
 run vae vae configs/demo/vae.yaml model="$WORK/base" data.catalogue="$WORK/catalogue"
 [ -d "$WORK/with_clap" ] || sak export "$WORK/runs/clap" "$WORK/with_clap"
-# The VAE run's export is the base model with the trained VAE; graft the CLAP run's text tower onto it.
-[ -d "$WORK/with_vae" ] || sak export "$WORK/runs/vae" "$WORK/with_vae"
-if [ ! -d "$WORK/stage2" ]; then
-  cp -r "$WORK/with_vae" "$WORK/stage2.tmp"
-  rm -rf "$WORK/stage2.tmp/text_encoder" "$WORK/stage2.tmp/tokenizer"
-  cp -r "$WORK/with_clap/text_encoder" "$WORK/with_clap/tokenizer" "$WORK/stage2.tmp/"
-  mv "$WORK/stage2.tmp" "$WORK/stage2"
-fi
+# The trained VAE goes into the pipeline that already has the trained CLAP text tower (and clap/).
+[ -d "$WORK/stage2" ] || sak export "$WORK/runs/vae" "$WORK/stage2" --base "$WORK/with_clap"
 [ -f "$WORK/latents/index.json" ] || sak encode "$WORK/catalogue" --model "$WORK/stage2" -o "$WORK/latents" --text
 
 run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/catalogue" latents="$WORK/latents"
 [ -d "$WORK/final" ] || sak export "$WORK/runs/unet" "$WORK/final"
-sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \
-  --clap "$(ls -d "$WORK"/runs/clap/checkpoints/step_* | tail -1)/export/clap" -o "$WORK/report"
+# The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
+[ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" -o "$WORK/report"
 echo "demo model ready in $WORK/final; report in $WORK/report"

@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -228,7 +229,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 raise CLIError(str(err)) from None
 
     # 2. Load the model and check the lengths against it.
-    state = PartialState(cpu=args.device == "cpu") if args.device in (None, "cpu") else PartialState()
+    from .train.common import cpu_data_parallel
+
+    # Without a GPU, a torchrun / `accelerate launch --multi_gpu` launch only shares the prompts if told to use the CPU.
+    state = PartialState(cpu=args.device == "cpu" or (args.device is None and cpu_data_parallel()))
     device = args.device or str(state.device)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
     for job in jobs:
@@ -341,14 +345,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     module_name, schema_name = TRAINERS[args.kind]
     cfg = load_run_config(getattr(train_config, schema_name), args.config, args.overrides)
     run_dir = importlib.import_module(module_name).train(cfg, resume=args.resume)
-    print(f"run finished: {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run finished: {run_dir}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .train.common import export_run
 
-    out = export_run(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.force)
+    out = export_run(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.force, base=args.base)
     print(f"wrote pipeline directory {out}")
     return 0
 
@@ -457,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("out_dir")
     p.add_argument("--checkpoint", default=None, help="a step_... folder (default: the newest)")
+    p.add_argument("--base", default=None, help="pipeline directory to put the trained components into (default: the run's model)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_export)
 

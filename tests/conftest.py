@@ -10,7 +10,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
 
-torch.set_num_threads(2)
+# The test models are tiny: one thread avoids thread start-up and contention costs.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

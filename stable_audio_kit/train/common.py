@@ -154,7 +154,9 @@ def make_lr_scheduler(optimizer: torch.optim.Optimizer, optim_cfg: Any, max_step
 
 def make_optimizer(params, optim_cfg: Any, lr: float | None = None) -> torch.optim.Optimizer:
     return torch.optim.AdamW(
-        params, lr=lr if lr is not None else optim_cfg.lr, betas=tuple(optim_cfg.betas),
+        params,
+        lr=lr if lr is not None else optim_cfg.lr,
+        betas=tuple(optim_cfg.betas),
         weight_decay=optim_cfg.weight_decay,
     )
 
@@ -211,7 +213,7 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX)]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -291,10 +293,19 @@ def run_kind(run_dir: str | Path) -> str:
     return json.loads(path.read_text())["kind"]
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | None = None, overwrite: bool = False) -> Path:
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    checkpoint: str | None = None,
+    overwrite: bool = False,
+    base: str | Path | None = None,
+) -> Path:
     """Write a pipeline directory: the run's base model with the trained components put in.
 
-    ``checkpoint`` names a ``step_…`` folder; the default is the newest.
+    ``checkpoint`` names a ``step_…`` folder; the default is the newest. ``base`` puts the trained
+    components into another pipeline directory than the run's own ``model`` (e.g. the VAE of one run
+    into the output of a CLAP run). A full CLAP model (``clap/``, read by ``sak evaluate``) is carried
+    over from a CLAP run's checkpoint, or else from the base directory.
     """
     from ..pipeline import StableAudioKitPipeline
     from ..utils import atomic_dir
@@ -307,11 +318,15 @@ def export_run(run_dir: str | Path, out_dir: str | Path, checkpoint: str | None 
         raise ValueError(f"no checkpoint {checkpoint or ''} to export in {str(run_dir)!r}")
     if Path(out_dir).exists() and not overwrite:
         raise ValueError(f"output folder {str(out_dir)!r} already exists; choose another or pass --force")
-    pipe = StableAudioKitPipeline.from_pretrained(cfg.model)
+    base_dir = Path(base) if base is not None else Path(cfg.model)
+    pipe = StableAudioKitPipeline.from_pretrained(base_dir)
     components = load_exported_components(kind, ckpt / "export")
     pipe = StableAudioKitPipeline(**{**pipe.components, **components})
+    clap_src = ckpt / "export" / "clap" if kind == "clap" else base_dir / "clap"
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        if clap_src.is_dir():
+            shutil.copytree(clap_src, Path(tmp) / "clap")
         trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]
         atomic_write_text(
             Path(tmp) / "training.json",

@@ -92,7 +92,10 @@ class ConditionedDenoiser(nn.Module):
         context = torch.where(drop[:, None, None], null_ctx, context)
         mask = torch.where(drop[:, None], null_mask, mask)
         return self.unet(
-            noisy, timesteps, encoder_hidden_states=context, encoder_attention_mask=mask,
+            noisy,
+            timesteps,
+            encoder_hidden_states=context,
+            encoder_attention_mask=mask,
             global_hidden_states=cond.global_hidden_states,
         ).sample
 
@@ -108,8 +111,11 @@ def check_config(cfg: UNetTrainConfig) -> None:
         raise ValueError(f"valid_steps must be >= 1, got {cfg.valid_steps}")
     if cfg.valid_samples < 0:
         raise ValueError(f"valid_samples must be >= 0, got {cfg.valid_samples}")
-    if cfg.run.log_every < 1 or cfg.run.valid_every < 1:
-        raise ValueError(f"run.log_every and run.valid_every must be >= 1, got {cfg.run.log_every}, {cfg.run.valid_every}")
+    if cfg.run.log_every < 1 or cfg.run.valid_every < 0:
+        raise ValueError(
+            f"run.log_every must be >= 1 and run.valid_every >= 0 (0: never), got {cfg.run.log_every}, "
+            f"{cfg.run.valid_every}"
+        )
     if cfg.data.window_seconds is not None and not cfg.data.window_seconds > 0:
         raise ValueError(f"data.window_seconds must be > 0, got {cfg.data.window_seconds}")
 
@@ -133,8 +139,15 @@ def build_datasets(cfg: UNetTrainConfig, pipe: StableAudioKitPipeline):
 
         def audio_crops(items, train):
             return AudioCropDataset(
-                cfg.data.catalogue, sample_rate, pipe.audio_channels, window_seconds, items=items, train=train,
-                seed=cfg.run.seed, offset_multiple=hop, skip_unreadable=cfg.data.skip_unreadable,
+                cfg.data.catalogue,
+                sample_rate,
+                pipe.audio_channels,
+                window_seconds,
+                items=items,
+                train=train,
+                seed=cfg.run.seed,
+                offset_multiple=hop,
+                skip_unreadable=cfg.data.skip_unreadable,
             )
 
         return audio_crops(train_items, True), audio_crops(valid_items, False)
@@ -153,10 +166,12 @@ def build_datasets(cfg: UNetTrainConfig, pipe: StableAudioKitPipeline):
                 f"needs {value!r}; re-encode them with `sak encode --model {cfg.model}`"
             )
     train_items, valid_items = split_catalogue(latent_catalogue(cfg.latents), cfg.data.valid_fraction)
-    return (
-        LatentCropDataset(cfg.latents, window_seconds, paths=[i.path for i in train_items], train=True, seed=cfg.run.seed),
-        LatentCropDataset(cfg.latents, window_seconds, paths=[i.path for i in valid_items], train=False, seed=cfg.run.seed),
-    )
+
+    def latent_crops(items, train):
+        paths = [item.path for item in items]
+        return LatentCropDataset(cfg.latents, window_seconds, paths=paths, train=train, seed=cfg.run.seed)
+
+    return latent_crops(train_items, True), latent_crops(valid_items, False)
 
 
 # --------------------------------------------------------------------------- one step
@@ -172,7 +187,10 @@ def sample_generators(seed: int, stream: int, step: int, first: int, count: int)
 
 
 def draw(
-    generators: list[torch.Generator], shape: tuple[int, ...], objective: VObjective, cfg_dropout: float,
+    generators: list[torch.Generator],
+    shape: tuple[int, ...],
+    objective: VObjective,
+    cfg_dropout: float,
     device: torch.device,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample, in this order: timestep, noise of ``shape`` and CFG dropout.
@@ -231,8 +249,13 @@ def diffusion_loss(
     """v-objective loss of one batch; with ``masked`` only frames of real audio count."""
     noisy, target = objective.noisy_and_target(inputs["latents"], noise, timesteps)
     prediction = model(
-        noisy, timesteps, inputs["text_hidden"], inputs["text_mask"], inputs["seconds_start"],
-        inputs["seconds_total"], drop,
+        noisy,
+        timesteps,
+        inputs["text_hidden"],
+        inputs["text_mask"],
+        inputs["seconds_start"],
+        inputs["seconds_total"],
+        drop,
     )
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 
@@ -247,7 +270,11 @@ def ema_copy(model: ConditionedDenoiser, ema: EMAModel) -> ConditionedDenoiser:
 
 @torch.no_grad()
 def validation_loss(
-    model: nn.Module, pipe: StableAudioKitPipeline, objective: VObjective, loader: DataLoader, cfg: UNetTrainConfig,
+    model: nn.Module,
+    pipe: StableAudioKitPipeline,
+    objective: VObjective,
+    loader: DataLoader,
+    cfg: UNetTrainConfig,
     device: torch.device,
 ) -> float:
     """Mean loss over the first ``data.valid_batches`` batches of the held-out split: fixed crops (offset 0),
@@ -283,22 +310,37 @@ def spectrogram_image(audio: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def log_samples(
-    writer, model: ConditionedDenoiser, pipe: StableAudioKitPipeline, examples: list[dict], cfg: UNetTrainConfig,
+    writer,
+    model: ConditionedDenoiser,
+    pipe: StableAudioKitPipeline,
+    examples: list[dict],
+    cfg: UNetTrainConfig,
     step: int,
 ) -> None:
     """Generate one clip per example (its caption and length) with ``model`` and log audio + spectrogram."""
     sampler = StableAudioKitPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, projection=model.projection,
-        unet=model.unet, scheduler=pipe.scheduler,
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        projection=model.projection,
+        unet=model.unet,
+        scheduler=pipe.scheduler,
     )
     sampler.set_progress_bar_config(disable=True)
     for k, example in enumerate(examples):
         seconds = min(float(example["seconds_total"]), sampler.max_seconds)
-        audio = sampler(
-            example["caption"], seconds_total=seconds, num_inference_steps=cfg.valid_steps,
-            guidance_scale=cfg.valid_guidance_scale, generator=torch.Generator().manual_seed(cfg.run.seed + k),
-            output_type="pt",
-        ).audios[0].cpu()
+        audio = (
+            sampler(
+                example["caption"],
+                seconds_total=seconds,
+                num_inference_steps=cfg.valid_steps,
+                guidance_scale=cfg.valid_guidance_scale,
+                generator=torch.Generator().manual_seed(cfg.run.seed + k),
+                output_type="pt",
+            )
+            .audios[0]
+            .cpu()
+        )
         writer.add_audio(f"samples/{k}", audio.mean(0).clamp(-1, 1), step, sample_rate=pipe.sample_rate)
         writer.add_image(f"spectrograms/{k}", spectrogram_image(audio), step)
         writer.add_text(f"samples/{k}/prompt", f"{example['caption']!r}, {seconds:.2f} s", step)
@@ -340,7 +382,11 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
                 f"(data.batch_size={cfg.data.batch_size} x {accelerator.num_processes} processes)"
             )
         loader = DataLoader(
-            train_set, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True, collate_fn=collate,
+            train_set,
+            batch_size=cfg.data.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=collate,
             num_workers=cfg.data.num_workers,
         )
         valid_loader = DataLoader(valid_set, batch_size=cfg.data.batch_size, shuffle=False, collate_fn=collate)
@@ -365,8 +411,14 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
             logger.info(
                 "training %s parameters on %d files (%d held out) from step %d to %d: batch %d per process x "
                 "%d processes x %d accumulation",
-                f"{trainable:,}", len(train_set), len(valid_set), state.step, cfg.run.max_steps,
-                cfg.data.batch_size, accelerator.num_processes, cfg.run.grad_accum,
+                f"{trainable:,}",
+                len(train_set),
+                len(valid_set),
+                state.step,
+                cfg.run.max_steps,
+                cfg.data.batch_size,
+                accelerator.num_processes,
+                cfg.run.grad_accum,
             )
 
         # 4. The loop: accumulate, backward, on a sync step clip, step, EMA, log, validate, checkpoint.
@@ -380,7 +432,8 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
                 count = inputs["latents"].shape[0]
                 first = (micro * accelerator.num_processes + accelerator.process_index) * cfg.data.batch_size
                 gens = sample_generators(cfg.run.seed, TRAIN_STREAM, state.step, first, count)
-                timesteps, noise, drop = draw(gens, tuple(inputs["latents"].shape[1:]), objective, cfg.cfg_dropout, device)
+                shape = tuple(inputs["latents"].shape[1:])
+                timesteps, noise, drop = draw(gens, shape, objective, cfg.cfg_dropout, device)
                 loss = diffusion_loss(model, objective, inputs, timesteps, noise, drop, cfg.masked_loss)
                 # Averaged over the processes, so that on a NaN anywhere every process stops.
                 mean_loss = accelerator.reduce(loss.detach().float(), reduction="mean")
@@ -413,12 +466,11 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
                 progress.set_postfix(loss=f"{logs['train/loss']:.4f}", lr=f"{logs['train/lr']:.2e}")
                 if main:
                     speed = (state.step - last_step) / max(now - last_log, 1e-9)
-                    logger.info(
-                        "step %d: loss %.5f, lr %.3e, %.2f steps/s", state.step, logs["train/loss"], logs["train/lr"], speed
-                    )
+                    loss_value, lr = logs["train/loss"], logs["train/lr"]
+                    logger.info("step %d: loss %.5f, lr %.3e, %.2f steps/s", state.step, loss_value, lr, speed)
                 window_losses, last_log, last_step = [], now, state.step
 
-            if state.step % cfg.run.valid_every == 0 or state.step == cfg.run.max_steps:
+            if cfg.run.valid_every and (state.step % cfg.run.valid_every == 0 or state.step == cfg.run.max_steps):
                 if main:
                     unwrapped = accelerator.unwrap_model(model)
                     if len(valid_set):

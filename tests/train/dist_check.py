@@ -48,8 +48,10 @@ def main() -> int:
     def saving(accelerator, run_dir, state, export, keep):
         path = original_save(accelerator, run_dir, state, export, keep)
         weights = accelerator.unwrap_model(trained["model"]).state_dict()
-        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()},
-                  str(record_dir / f"weights-rank{rank}-step{state.step}.safetensors"))
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in weights.items()},
+            str(record_dir / f"weights-rank{rank}-step{state.step}.safetensors"),
+        )
         return path
 
     trainer.batches = recording_batches

@@ -56,10 +56,22 @@ def fresh_accelerate():
 def run_cfg(tmp_path: Path, **run):
     return OmegaConf.create(
         {
-            "run": {"output_dir": str(tmp_path / "run"), "seed": 3, "grad_accum": 1, "mixed_precision": "no",
-                    "tensorboard": False, **run},
-            "optim": {"lr": 0.1, "weight_decay": 0.0, "betas": [0.9, 0.999], "warmup_steps": 2,
-                      "lr_schedule": "cosine", "grad_clip": 1.0},
+            "run": {
+                "output_dir": str(tmp_path / "run"),
+                "seed": 3,
+                "grad_accum": 1,
+                "mixed_precision": "no",
+                "tensorboard": False,
+                **run,
+            },
+            "optim": {
+                "lr": 0.1,
+                "weight_decay": 0.0,
+                "betas": [0.9, 0.999],
+                "warmup_steps": 2,
+                "lr_schedule": "cosine",
+                "grad_clip": 1.0,
+            },
         }
     )
 

@@ -65,10 +65,20 @@ def latents(tiny_model_dir, tmp_path_factory) -> tuple[Path, Path]:
 
 def overrides(model: Path, audio: Path, latents: Path, out: Path, batch: int) -> list[str]:
     return [
-        f"model={model}", f"data.catalogue={audio}", f"latents={latents}", f"run.output_dir={out}",
-        f"data.batch_size={batch}", "data.window_seconds=0.25", "run.max_steps=3", "run.checkpoint_every=3",
-        "run.valid_every=1000", "run.log_every=1", "run.tensorboard=false", "valid_samples=0",
-        "cfg_dropout=0.5", "optim.warmup_steps=1",
+        f"model={model}",
+        f"data.catalogue={audio}",
+        f"latents={latents}",
+        f"run.output_dir={out}",
+        f"data.batch_size={batch}",
+        "data.window_seconds=0.25",
+        "run.max_steps=3",
+        "run.checkpoint_every=3",
+        "run.valid_every=1000",
+        "run.log_every=1",
+        "run.tensorboard=false",
+        "valid_samples=0",
+        "cfg_dropout=0.5",
+        "optim.warmup_steps=1",
     ]
 
 
@@ -78,8 +88,9 @@ def close(a: dict, b: dict, atol: float) -> None:
         assert torch.allclose(value, b[key], atol=atol, rtol=0), (key, (value - b[key]).abs().max().item())
 
 
-def test_two_processes_train_the_model_one_process_trains_with_the_whole_batch(tiny_model_dir, latents, tmp_path,
-                                                                               monkeypatch):
+def test_two_processes_train_the_model_one_process_trains_with_the_whole_batch(
+    tiny_model_dir, latents, tmp_path, monkeypatch
+):
     audio, shards = latents
     # Reference: one process, global batch 4.
     drawn = []
@@ -91,18 +102,36 @@ def test_two_processes_train_the_model_one_process_trains_with_the_whole_batch(t
             yield batch
 
     monkeypatch.setattr(trainer, "batches", recording)
-    trainer.train(load_run_config(UNetTrainConfig, TINY_RUN, overrides(tiny_model_dir, audio, shards, tmp_path / "one", 4)))
+    one_process = overrides(tiny_model_dir, audio, shards, tmp_path / "one", 4)
+    trainer.train(load_run_config(UNetTrainConfig, TINY_RUN, one_process))
 
     # Two processes with batch 2 each, through the CLI under `accelerate launch` (gloo on the CPU).
     record = tmp_path / "record"
     launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
     ]
     args = overrides(tiny_model_dir, audio, shards, tmp_path / "two", 2)
-    r = subprocess.run([*launch, str(DIST_CHECK), str(record), "train", "unet", str(TINY_RUN), *args],
-                       check=False, capture_output=True, text=True, env=ENV, timeout=600)
+    r = subprocess.run(
+        [*launch, str(DIST_CHECK), str(record), "train", "unet", str(TINY_RUN), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "batch 2 per process x 2 processes" in r.stderr, "the run logs its layout"
 
@@ -138,10 +167,37 @@ def test_generate_shares_the_prompts_between_processes(tiny_model_dir, tmp_path)
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-         "-m", "stable_audio_kit.cli", "generate", "--prompts", str(tmp_path / "prompts.txt"), "--model",
-         str(tiny_model_dir), "--seconds", "0.25", "--steps", "2", "--seed", "1", "--device", "cpu", "-o", str(out)],
-        check=False, capture_output=True, text=True, env=ENV, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "stable_audio_kit.cli",
+            "generate",
+            "--prompts",
+            str(tmp_path / "prompts.txt"),
+            "--model",
+            str(tiny_model_dir),
+            "--seconds",
+            "0.25",
+            "--steps",
+            "2",
+            "--seed",
+            "1",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     files = sorted(p.name for p in out.iterdir())

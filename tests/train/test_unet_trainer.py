@@ -71,9 +71,17 @@ def catalogue(tmp_path_factory) -> Path:
 
 def make_cfg(model: Path, catalogue: Path, out: Path, *overrides: str):
     base = [
-        f"model={model}", f"data.catalogue={catalogue}", f"run.output_dir={out}", "data.window_seconds=0.25",
-        "run.max_steps=6", "run.checkpoint_every=3", "run.valid_every=3", "run.log_every=1", "run.grad_accum=2",
-        "cfg_dropout=0.5", "valid_steps=2",
+        f"model={model}",
+        f"data.catalogue={catalogue}",
+        f"run.output_dir={out}",
+        "data.window_seconds=0.25",
+        "run.max_steps=6",
+        "run.checkpoint_every=3",
+        "run.valid_every=3",
+        "run.log_every=1",
+        "run.grad_accum=2",
+        "cfg_dropout=0.5",
+        "valid_steps=2",
     ]
     return load_run_config(UNetTrainConfig, TINY_RUN, [*base, *overrides])
 
@@ -142,9 +150,20 @@ def test_loss_drops_when_overfitting_one_clip(tiny_model_dir, tmp_path, monkeypa
 
     monkeypatch.setattr(trainer, "diffusion_loss", recording)
     cfg = make_cfg(
-        tiny_model_dir, audio, tmp_path / "run", "run.max_steps=40", "run.grad_accum=1", "data.batch_size=4",
-        "data.valid_fraction=0", "cfg_dropout=0", "optim.lr=1e-2", "optim.lr_schedule=constant",
-        "optim.warmup_steps=0", "run.valid_every=1000", "run.checkpoint_every=1000", "run.tensorboard=false",
+        tiny_model_dir,
+        audio,
+        tmp_path / "run",
+        "run.max_steps=40",
+        "run.grad_accum=1",
+        "data.batch_size=4",
+        "data.valid_fraction=0",
+        "cfg_dropout=0",
+        "optim.lr=1e-2",
+        "optim.lr_schedule=constant",
+        "optim.warmup_steps=0",
+        "run.valid_every=0",
+        "run.checkpoint_every=1000",
+        "run.tensorboard=false",
     )
     trainer.train(cfg)
     assert len(losses) == 40
@@ -162,8 +181,9 @@ def test_loss_drops_when_overfitting_one_clip(tiny_model_dir, tmp_path, monkeypa
     assert after < 0.5 * before, f"fixed-draw loss went from {before:.4f} to {after:.4f}"
 
 
-def test_resume_after_an_interruption_equals_an_uninterrupted_run(tiny_model_dir, catalogue, reference_run, tmp_path,
-                                                                  monkeypatch):
+def test_resume_after_an_interruption_equals_an_uninterrupted_run(
+    tiny_model_dir, catalogue, reference_run, tmp_path, monkeypatch
+):
     class Interrupted(Exception):
         pass
 
@@ -194,15 +214,26 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_model_dir, catalog
     """A real SIGKILL of `sak train unet` right after its step-3 checkpoint, then `--resume` to step 6."""
     out = tmp_path / "run"
     args = [
-        f"model={tiny_model_dir}", f"data.catalogue={catalogue}", f"run.output_dir={out}", "data.window_seconds=0.25",
-        "run.max_steps=6", "run.checkpoint_every=3", "run.log_every=1", "run.grad_accum=2", "cfg_dropout=0.5",
+        f"model={tiny_model_dir}",
+        f"data.catalogue={catalogue}",
+        f"run.output_dir={out}",
+        "data.window_seconds=0.25",
+        "run.max_steps=6",
+        "run.checkpoint_every=3",
+        "run.log_every=1",
+        "run.grad_accum=2",
+        "cfg_dropout=0.5",
         # Validating every step slows the victim down (so the kill lands before step 6) and must not
         # change what it trains: the reference validates every 3 steps.
-        "run.valid_every=1", "valid_steps=20",
+        "run.valid_every=1",
+        "valid_steps=20",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "stable_audio_kit.cli", "train", "unet", str(TINY_RUN), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     target = out / "checkpoints" / "step_00000003"
     deadline = time.monotonic() + 300
@@ -218,8 +249,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_model_dir, catalog
     assert_same(resumed, checkpoint_state(reference_run / "checkpoints" / "step_00000006"))
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_model_dir, catalogue, tmp_path,
-                                                                     monkeypatch):
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_model_dir, catalogue, tmp_path, monkeypatch):
     compute = trainer.diffusion_loss
     calls = []
 
@@ -229,7 +259,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_model_
         return loss * float("nan") if len(calls) > 4 else loss  # 2 micro-batches per step
 
     monkeypatch.setattr(trainer, "diffusion_loss", blows_up_in_step_3)
-    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", "run.checkpoint_every=2", "run.valid_every=1000")
+    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", "run.checkpoint_every=2", "run.valid_every=0")
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 3; stopping\. .*step_00000002"):
         trainer.train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
@@ -241,11 +271,30 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_model_
 def test_cli_exits_non_zero_naming_the_step_of_a_non_finite_loss(tiny_model_dir, catalogue, tmp_path):
     """The user's view: a learning rate that blows the weights up after the first step."""
     r = subprocess.run(
-        [sys.executable, "-m", "stable_audio_kit.cli", "train", "unet", str(TINY_RUN), f"model={tiny_model_dir}",
-         f"data.catalogue={catalogue}", f"run.output_dir={tmp_path / 'run'}", "data.window_seconds=0.25",
-         "optim.lr=1e30", "optim.lr_schedule=constant", "optim.warmup_steps=0", "optim.grad_clip=0",
-         "run.checkpoint_every=1", "run.max_steps=5", "run.valid_every=1000", "run.tensorboard=false"],
-        check=False, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "stable_audio_kit.cli",
+            "train",
+            "unet",
+            str(TINY_RUN),
+            f"model={tiny_model_dir}",
+            f"data.catalogue={catalogue}",
+            f"run.output_dir={tmp_path / 'run'}",
+            "data.window_seconds=0.25",
+            "optim.lr=1e30",
+            "optim.lr_schedule=constant",
+            "optim.warmup_steps=0",
+            "optim.grad_clip=0",
+            "run.checkpoint_every=1",
+            "run.max_steps=5",
+            "run.valid_every=0",
+            "run.tensorboard=false",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert r.returncode != 0
     assert "non-finite loss" in r.stderr and "at step 2; stopping" in r.stderr, r.stderr[-2000:]
@@ -262,8 +311,15 @@ def test_train_from_shards_sees_the_timing_of_raw_audio(tiny_model_dir, catalogu
 
     def recording(pipe, batch, device):
         inputs = encode(pipe, batch, device)
-        seen[mode].append((batch["path"], inputs["seconds_start"].tolist(), inputs["seconds_total"].tolist(),
-                           inputs["frame_mask"].sum(-1).tolist(), inputs["text_hidden"]))
+        seen[mode].append(
+            (
+                batch["path"],
+                inputs["seconds_start"].tolist(),
+                inputs["seconds_total"].tolist(),
+                inputs["frame_mask"].sum(-1).tolist(),
+                inputs["text_hidden"],
+            )
+        )
         return inputs
 
     monkeypatch.setattr(trainer, "encode_batch", recording)
@@ -290,15 +346,26 @@ def test_train_from_shards_sees_the_timing_of_raw_audio(tiny_model_dir, catalogu
 
 def test_options_bf16_gradient_checkpointing_masked_loss_frozen_projection(tiny_model_dir, catalogue, tmp_path):
     cfg = make_cfg(
-        tiny_model_dir, catalogue, tmp_path / "run", "run.max_steps=2", "run.checkpoint_every=2", "run.grad_accum=1",
-        "run.mixed_precision=bf16", "gradient_checkpointing=true", "masked_loss=true", "train_projection=false",
-        "run.valid_every=1000", "run.tensorboard=false",
+        tiny_model_dir,
+        catalogue,
+        tmp_path / "run",
+        "run.max_steps=2",
+        "run.checkpoint_every=2",
+        "run.grad_accum=1",
+        "run.mixed_precision=bf16",
+        "gradient_checkpointing=true",
+        "masked_loss=true",
+        "train_projection=false",
+        "run.valid_every=0",
+        "run.tensorboard=false",
     )
     trainer.train(cfg)
     ckpt = tmp_path / "run" / "checkpoints" / "step_00000002"
     weights = load_file(ckpt / "model.safetensors")
-    base = {f"projection.{k}": v for k, v in
-            load_file(tiny_model_dir / "projection" / "diffusion_pytorch_model.safetensors").items()}
+    base = {
+        f"projection.{k}": v
+        for k, v in load_file(tiny_model_dir / "projection" / "diffusion_pytorch_model.safetensors").items()
+    }
     base_unet = load_file(tiny_model_dir / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(weights[k], v) for k, v in base.items()), "a frozen projection does not move"
     assert any(not torch.equal(weights[f"unet.{k}"], v) for k, v in base_unet.items())
@@ -327,11 +394,11 @@ def test_export_gives_the_ema_model_and_generate_loads_it(reference_run, tmp_pat
     assert json.loads((out / "training.json").read_text())["step"] == 6
     ckpt = reference_run / "checkpoints" / "step_00000006"
     exported = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
-    online = {k.removeprefix("unet."): v for k, v in load_file(ckpt / "model.safetensors").items() if k.startswith("unet.")}
+    online = {k.removeprefix("unet."): v for k, v in load_file(ckpt / "model.safetensors").items()}
     shadow = torch.load(ckpt / "custom_checkpoint_0.pkl", weights_only=False)["shadow_params"]
     projection = load_file(out / "projection" / "diffusion_pytorch_model.safetensors")
     # The EMA covers the wrapper's parameters in order: the projection's, then the U-Net's.
-    unet_shadow = shadow[len(projection):]
+    unet_shadow = shadow[len(projection) :]
     assert len(unet_shadow) == len(exported)
     from stable_audio_kit.unet import UNet1DConditionModel
 
@@ -347,8 +414,14 @@ def test_export_gives_the_ema_model_and_generate_loads_it(reference_run, tmp_pat
 
 
 def test_config_typos_are_rejected(tiny_model_dir, catalogue, tmp_path, capsys):
-    args = ["train", "unet", str(TINY_RUN), f"model={tiny_model_dir}", f"data.catalogue={catalogue}",
-            f"run.output_dir={tmp_path / 'run'}"]
+    args = [
+        "train",
+        "unet",
+        str(TINY_RUN),
+        f"model={tiny_model_dir}",
+        f"data.catalogue={catalogue}",
+        f"run.output_dir={tmp_path / 'run'}",
+    ]
     assert main([*args, "optim.lrr=1"]) == 2
     assert "lrr" in capsys.readouterr().err
     assert main([*args, "cfg_dropuot=0.2"]) == 2
