@@ -52,8 +52,9 @@ def main() -> None:
         for _ in range(args.repeats):
             g = torch.Generator().manual_seed(0)
             t0 = time.perf_counter()
-            latents = pipe(prompt, seconds_total=args.seconds, num_inference_steps=steps, generator=g,
-                           output_type="latent").audios
+            latents = pipe(
+                prompt, seconds_total=args.seconds, num_inference_steps=steps, generator=g, output_type="latent"
+            ).audios
             t1 = time.perf_counter()
             audio = pipe.decode_latents(latents)[..., : round(args.seconds * pipe.sample_rate)]
             t2 = time.perf_counter()

@@ -196,7 +196,8 @@ def table(rows: list[dict]) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---:|\n"
     )
     body = "".join(
-        f"| {r['config']} | {r['params_m']:.3f}M | {r['sample_rate'] / 1000:g} kHz x {r['clip_s']:g} s | {r['batch']} | "
+        f"| {r['config']} | {r['params_m']:.3f}M | {r['sample_rate'] / 1000:g} kHz x {r['clip_s']:g} s "
+        f"| {r['batch']} | "
         f"{r['threads']} | {r['steps']} | {r['steps_per_s']:.2f} | {r['s_per_step']:.3f} | {r['collate_s']:.3f} |\n"
         for r in rows
     )

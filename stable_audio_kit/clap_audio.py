@@ -139,7 +139,8 @@ def build_feature_extractor(
     frames = 1 + clip // hop_length
     if frames > max_frames:
         raise ValueError(
-            f"features.hop_length={hop_length} gives {frames} frames for a {clip_seconds:g} s clip at {sample_rate} Hz, "
+            f"features.hop_length={hop_length} gives {frames} frames for a {clip_seconds:g} s clip "
+            f"at {sample_rate} Hz, "
             f"more than the audio tower's {max_frames} (spec_size * freq_ratio); raise hop_length or audio.spec_size"
         )
     if frames < 2:

@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("out_dir")
     p.add_argument("--checkpoint", default=None, help="a step_... folder (default: the newest)")
-    p.add_argument("--base", default=None, help="pipeline directory to put the trained components into (default: the run's model)")
+    p.add_argument(
+        "--base", default=None, help="pipeline directory to put the trained components into (default: the run's model)"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_export)
 

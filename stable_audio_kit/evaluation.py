@@ -269,7 +269,9 @@ def evaluate(
     too_long = [r for r in rows if r["seconds"] > pipe.max_seconds]
     if too_long:
         first = too_long[0]
-        raise ValueError(f"clip {first['path']!r} lasts {first['seconds']} s, beyond the model's {pipe.max_seconds:.3f} s")
+        raise ValueError(
+            f"clip {first['path']!r} lasts {first['seconds']} s, beyond the model's maximum {pipe.max_seconds:.3f} s"
+        )
     embedder = _load_embedder(clap, model)
     out_dir.mkdir(parents=True, exist_ok=True)
 

@@ -24,7 +24,11 @@ def test_default_model_loads_offline_and_generates_exact_length(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     pipe = StableAudioKitPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
-    audio = pipe("a calm piano melody in C major at 80 bpm", seconds_total=1.37, num_inference_steps=4,
-                 generator=torch.Generator().manual_seed(0)).audios
+    audio = pipe(
+        "a calm piano melody in C major at 80 bpm",
+        seconds_total=1.37,
+        num_inference_steps=4,
+        generator=torch.Generator().manual_seed(0),
+    ).audios
     assert audio.shape == (1, pipe.audio_channels, round(1.37 * pipe.sample_rate))
     assert np.isfinite(audio).all()
