@@ -99,20 +99,18 @@ def null_context(context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
 
 
 def drop_context(
-    context: torch.Tensor,
-    mask: torch.Tensor,
-    drop_prob: float,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Classifier-free-guidance dropout: replace the whole context of a random ``drop_prob`` share of
-    the batch by :func:`null_context`. Returns ``(context, mask, dropped (B,) bool)``."""
-    batch = context.shape[0]
-    u = torch.rand(batch, generator=generator, device=generator.device if generator else "cpu").to(context.device)
-    dropped = u < drop_prob
+    context: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classifier-free-guidance dropout: the rows where ``dropped (B,)`` is True get :func:`null_context`.
+
+    The training step decides ``dropped`` (per sample, from its own generator) so that the decision
+    does not depend on how a global batch is split between processes.
+    """
     null_ctx, null_mask = null_context(context, mask)
+    dropped = dropped.to(context.device)
     context = torch.where(dropped[:, None, None], null_ctx, context)
     mask = torch.where(dropped[:, None], null_mask, mask.bool())
-    return context, mask, dropped
+    return context, mask
 
 
 def cfg_combine(uncond: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:

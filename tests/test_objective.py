@@ -23,9 +23,9 @@ def test_masked_loss_ignores_padding():
 
 
 def test_cfg_dropout_and_combination():
-    ctx, mask = torch.randn(1000, 3, 2) + 5, torch.tensor([[1, 0, 1]]).bool().expand(1000, 3)
-    out, out_mask, dropped = drop_context(ctx, mask, 0.1, torch.Generator().manual_seed(0))
-    assert 60 < dropped.sum() < 140
+    ctx, mask = torch.randn(6, 3, 2) + 5, torch.tensor([[1, 0, 1]]).bool().expand(6, 3)
+    dropped = torch.tensor([True, False, False, True, False, False])
+    out, out_mask = drop_context(ctx, mask, dropped)
     assert (out[dropped] == 0).all() and out_mask[dropped].all()
     torch.testing.assert_close(out[~dropped], ctx[~dropped])
     assert (out_mask[~dropped] == mask[~dropped]).all()

@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..objective import VObjective, null_context
+from ..objective import VObjective, drop_context
 from ..pipeline import StableAudioKitPipeline
 from .common import (
     TrainerState,
@@ -88,9 +88,7 @@ class ConditionedDenoiser(nn.Module):
         """
         cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total)
         context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
-        null_ctx, null_mask = null_context(context, mask)
-        context = torch.where(drop[:, None, None], null_ctx, context)
-        mask = torch.where(drop[:, None], null_mask, mask)
+        context, mask = drop_context(context, mask, drop)
         return self.unet(
             noisy,
             timesteps,
