@@ -116,6 +116,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
         path = Path(pretrained_model_name_or_path) if pretrained_model_name_or_path is not None else DEFAULT_MODEL_DIR
         check_model_dir(path)
         kwargs.setdefault("local_files_only", True)
+        if "torch_dtype" not in kwargs:
+            # Weights may be stored in half precision to keep a model small; compute in fp32 unless asked.
+            kwargs.setdefault("dtype", torch.float32)
         return super().from_pretrained(str(path), **kwargs)
 
     # ------------------------------------------------------------------ steps

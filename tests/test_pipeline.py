@@ -180,6 +180,15 @@ def test_save_load_round_trip(tiny_pipeline, tiny_model_dir):
     assert type(loaded.scheduler) is type(tiny_pipeline.scheduler)
 
 
+def test_half_precision_weights_load_as_float32(tiny_model_dir, tmp_path):
+    half = StableAudioKitPipeline.from_pretrained(tiny_model_dir).to(torch.float16)
+    half.save_pretrained(tmp_path / "half")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "half")
+    for name in ("vae", "text_encoder", "projection", "unet"):
+        assert next(getattr(loaded, name).parameters()).dtype == torch.float32, name
+    assert run(loaded, seconds_total=0.2).shape[-1] == 1600
+
+
 def test_load_works_offline(tiny_model_dir, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import socket
