@@ -98,9 +98,7 @@ def null_context(context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tenso
     return torch.zeros_like(context), torch.ones_like(mask, dtype=torch.bool)
 
 
-def drop_context(
-    context: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def drop_context(context: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Classifier-free-guidance dropout: the rows where ``dropped (B,)`` is True get :func:`null_context`.
 
     The training step decides ``dropped`` (per sample, from its own generator) so that the decision
