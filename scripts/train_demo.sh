@@ -5,7 +5,7 @@
 #   scripts/train_demo.sh [WORK_DIR]        (default WORK_DIR: ./demo-work)
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent, run one after the other here) ->
-# pipeline with both -> latent shards -> U-Net -> export -> evaluate -> copy into the package.
+# pipeline with both -> latent shards -> U-Net -> export -> evaluate -> bundle into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -37,4 +37,5 @@ run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/
 [ -d "$WORK/final" ] || sak export "$WORK/runs/unet" "$WORK/final"
 # The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
 [ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" -o "$WORK/report"
-echo "demo model ready in $WORK/final; report in $WORK/report"
+python scripts/bundle_demo.py "$WORK"   # float16 copy + model card into stable_audio_kit/pretrained/demo
+echo "demo model ready in $WORK/final and bundled; report in $WORK/report"
