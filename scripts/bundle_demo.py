@@ -39,7 +39,9 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
     rows = [json.loads(line) for line in (work / "catalogue" / "metadata.jsonl").read_text().splitlines() if line]
     train = [r for r in rows if r["split"] == "train"]
     hours = sum(r["seconds"] for r in train) / 3600
-    params = {n: sum(p.numel() for p in getattr(pipe, n).parameters()) for n in ("vae", "text_encoder", "projection", "unet")}
+    params = {
+        n: sum(p.numel() for p in getattr(pipe, n).parameters()) for n in ("vae", "text_encoder", "projection", "unet")
+    }
     lines = [
         "# stable-audio-kit demo model",
         "",
