@@ -4,7 +4,7 @@
 #
 #   scripts/train_demo.sh [WORK_DIR]        (default WORK_DIR: ./demo-work)
 #
-# Steps: catalogue -> base model -> CLAP and VAE (independent, run one after the other here) ->
+# Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> export -> evaluate -> bundle into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,13 @@ run() {  # run NAME KIND CONFIG OVERRIDES...: start or resume a training run
 [ -f "$WORK/catalogue/metadata.jsonl" ] || sak catalogue make "$WORK/catalogue" --clips 2000 --seed 0
 [ -d "$WORK/base" ] || sak new-model configs/demo/model.yaml "$WORK/base"
 
-run clap clap configs/demo/clap.yaml model="$WORK/base" data.catalogue="$WORK/catalogue"
-run vae vae configs/demo/vae.yaml model="$WORK/base" data.catalogue="$WORK/catalogue"
+# CLAP and VAE do not depend on each other: train them side by side, one core each.
+run clap clap configs/demo/clap.yaml model="$WORK/base" data.catalogue="$WORK/catalogue" > "$WORK/clap.log" 2>&1 &
+clap_pid=$!
+run vae vae configs/demo/vae.yaml model="$WORK/base" data.catalogue="$WORK/catalogue" > "$WORK/vae.log" 2>&1 &
+vae_pid=$!
+wait "$clap_pid" || { echo "CLAP training failed, see $WORK/clap.log" >&2; exit 1; }
+wait "$vae_pid" || { echo "VAE training failed, see $WORK/vae.log" >&2; exit 1; }
 [ -d "$WORK/with_clap" ] || sak export "$WORK/runs/clap" "$WORK/with_clap"
 # The trained VAE goes into the pipeline that already has the trained CLAP text tower (and clap/).
 [ -d "$WORK/stage2" ] || sak export "$WORK/runs/vae" "$WORK/stage2" --base "$WORK/with_clap"
