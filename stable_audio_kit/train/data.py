@@ -589,10 +589,12 @@ class _CropDataset(Dataset):
         return self.load_crop(index, self.sample_offset(index))
 
     def sample_offset(self, index: int) -> int:
-        raise NotImplementedError
+        """The crop start of item ``index`` this epoch; each subclass defines it in its own units."""
+        raise NotImplementedError(f"{type(self).__name__} must define sample_offset")
 
     def load_crop(self, index: int, offset: int) -> dict[str, Any]:
-        raise NotImplementedError
+        """Item ``index`` cropped at ``offset``; each subclass defines it (audio or latents)."""
+        raise NotImplementedError(f"{type(self).__name__} must define load_crop")
 
 
 def _validate_items(
