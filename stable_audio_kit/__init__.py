@@ -8,8 +8,15 @@ class up on it when loading.
 from .conditioning import ConditioningProjection
 from .pipeline import StableAudioKitPipeline, build_pipeline
 from .unet import UNet1DConditionModel
-from .vae import AudioVAE
+from .vae import AudioVAE, SpectralAudioVAE
 
 __version__ = "0.1.0"
 
-__all__ = ["AudioVAE", "ConditioningProjection", "StableAudioKitPipeline", "UNet1DConditionModel", "build_pipeline"]
+__all__ = [
+    "AudioVAE",
+    "ConditioningProjection",
+    "SpectralAudioVAE",
+    "StableAudioKitPipeline",
+    "UNet1DConditionModel",
+    "build_pipeline",
+]

@@ -54,7 +54,7 @@ def describe_pipeline(pipe, path: Path | str) -> str:
         f"model:            {path}",
         f"sample rate:      {pipe.sample_rate} Hz",
         f"channels:         {pipe.audio_channels}",
-        f"latent channels:  {vae.config.decoder_input_channels}",
+        f"vae:              {type(vae).__name__}, {vae.latent_channels} latent channels",
         f"latent rate:      {pipe.sample_rate / vae.hop_length:.3f} frames/s (hop {vae.hop_length})",
         f"window:           {pipe.unet.config.sample_size} latent frames",
         f"maximum length:   {pipe.max_seconds:.3f} s",

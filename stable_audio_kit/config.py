@@ -21,12 +21,25 @@ CONDITION_NAMES = ("prompt", "seconds_start", "seconds_total")
 
 @dataclass
 class VAEConfig:
-    """Arguments of :class:`stable_audio_kit.vae.AudioVAE` (diffusers ``AutoencoderOobleck``)."""
+    """The audio VAE. ``architecture`` picks the class:
 
+    * ``oobleck`` (default): :class:`stable_audio_kit.vae.AudioVAE`, diffusers ``AutoencoderOobleck``,
+      the Stable Audio recipe. Uses ``encoder_hidden_size`` ... ``decoder_channels``.
+    * ``spectral``: :class:`stable_audio_kit.vae.SpectralAudioVAE`, STFT-domain encoder and Vocos-style
+      decoder, which learns pitch in CPU hours. Uses ``n_fft`` ... ``decoder_layers``.
+    """
+
+    architecture: str = "oobleck"
     encoder_hidden_size: int = 128
     downsampling_ratios: list[int] = field(default_factory=lambda: [2, 4, 4, 8, 8])
     channel_multiples: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     decoder_channels: int = 128
+    n_fft: int = 1024
+    stft_hop: int = 256
+    latent_stride: int = 2
+    hidden_channels: int = 256
+    encoder_layers: int = 4
+    decoder_layers: int = 8
     latent_channels: int = 64
     # Multiplies latents before diffusion so that they have roughly unit variance.
     scaling_factor: float = 1.0

@@ -36,7 +36,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
     """Text-to-audio with timing conditioning (Stable Audio 1.0).
 
     Components:
-        vae: :class:`stable_audio_kit.vae.AudioVAE` (diffusers ``AutoencoderOobleck``).
+        vae: :class:`stable_audio_kit.vae.AudioVAE` (diffusers ``AutoencoderOobleck``) or
+            :class:`stable_audio_kit.vae.SpectralAudioVAE`.
         text_encoder: transformers ``ClapTextModelWithProjection`` (frozen).
         tokenizer: the CLAP (RoBERTa) tokenizer.
         projection: :class:`stable_audio_kit.conditioning.ConditioningProjection`.
@@ -65,7 +66,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
     def _check_components(self) -> None:
         """Refuse a set of components that cannot work together, naming the mismatch."""
         problems = []
-        latent = self.vae.config.decoder_input_channels
+        latent = self.vae.latent_channels
         if self.unet.config.in_channels != latent:
             problems.append(f"unet.in_channels={self.unet.config.in_channels} but the VAE has {latent} latent channels")
         out_channels = self.unet.config.out_channels or self.unet.config.in_channels
@@ -359,7 +360,8 @@ def check_model_dir(path: str | Path) -> Path:
         unet_cfg = json.loads((path / "unet" / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"model directory {str(path)!r} has an unreadable component config: {err}") from None
-    latent = vae_cfg.get("decoder_input_channels")
+    # AudioVAE stores its latent channels as decoder_input_channels, SpectralAudioVAE as latent_channels.
+    latent = vae_cfg.get("decoder_input_channels", vae_cfg.get("latent_channels"))
     for key in ("in_channels", "out_channels"):
         value = unet_cfg.get(key) or unet_cfg.get("in_channels")
         if value != latent:

@@ -335,29 +335,30 @@ def export_run(
     return Path(out_dir)
 
 
-def _exported_classes() -> dict[str, dict[str, Any]]:
+def _exported_loaders() -> dict[str, dict[str, Any]]:
+    """For each run kind, the components it trains and the function that loads each from a folder."""
     from transformers import AutoTokenizer, ClapTextModelWithProjection
 
     from ..conditioning import ConditioningProjection
     from ..unet import UNet1DConditionModel
-    from ..vae import AudioVAE
+    from ..vae import load_vae_folder
 
     return {
-        "unet": {"unet": UNet1DConditionModel, "projection": ConditioningProjection},
-        "vae": {"vae": AudioVAE},
-        "clap": {"text_encoder": ClapTextModelWithProjection, "tokenizer": AutoTokenizer},
+        "unet": {"unet": UNet1DConditionModel.from_pretrained, "projection": ConditioningProjection.from_pretrained},
+        "vae": {"vae": load_vae_folder},  # the class (Oobleck or spectral) is read from config.json
+        "clap": {"text_encoder": ClapTextModelWithProjection.from_pretrained, "tokenizer": AutoTokenizer.from_pretrained},
     }
 
 
 def load_exported_components(kind: str, folder: Path) -> dict[str, Any]:
     """The components a ``kind`` run trained, loaded from a checkpoint's ``export/`` folder."""
-    classes = _exported_classes()
-    if kind not in classes:
-        raise ValueError(f"unknown run kind {kind!r}; valid kinds: {sorted(classes)}")
+    loaders = _exported_loaders()
+    if kind not in loaders:
+        raise ValueError(f"unknown run kind {kind!r}; valid kinds: {sorted(loaders)}")
     out = {}
-    for name, cls in classes[kind].items():
+    for name, load in loaders[kind].items():
         if (folder / name).is_dir():
-            out[name] = cls.from_pretrained(folder / name)
+            out[name] = load(folder / name)
     if not out:
-        raise ValueError(f"checkpoint export folder {str(folder)!r} holds none of {sorted(classes[kind])}")
+        raise ValueError(f"checkpoint export folder {str(folder)!r} holds none of {sorted(loaders[kind])}")
     return out

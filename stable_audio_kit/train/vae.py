@@ -31,7 +31,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..vae import AudioVAE
+from ..vae import AudioVAE, SpectralAudioVAE, load_vae_folder
+
+VAE = AudioVAE | SpectralAudioVAE
 from .common import (
     TrainerState,
     batches,
@@ -63,7 +65,7 @@ class Autoencode(nn.Module):
     synchronises the gradients of) a single call. ``audio`` ``(batch, channels, samples)`` ->
     reconstruction ``(batch, channels, frames * hop_length)`` and the KL term of the posterior."""
 
-    def __init__(self, vae: AudioVAE):
+    def __init__(self, vae: VAE):
         super().__init__()
         self.vae = vae
 
@@ -104,12 +106,12 @@ def check_config(cfg: VAETrainConfig) -> None:
         )
 
 
-def load_vae(cfg: VAETrainConfig) -> AudioVAE:
+def load_vae(cfg: VAETrainConfig) -> VAE:
     """The VAE of the pipeline directory ``cfg.model``, checked against the crop length."""
     folder = Path(cfg.model) / "vae"
     if not folder.is_dir():
         raise ValueError(f"model {cfg.model!r} has no vae/ folder; give a pipeline directory (`sak new-model`)")
-    vae = AudioVAE.from_pretrained(folder)
+    vae = load_vae_folder(folder)
     crop = round(cfg.crop_seconds * vae.config.sampling_rate)
     if crop < vae.min_samples:
         raise ValueError(f"crop_seconds={cfg.crop_seconds} gives {crop} samples; the VAE needs >= {vae.min_samples}")
@@ -200,7 +202,7 @@ def optimizer_step(accelerator, model, optimizer, lr_scheduler, grad_clip: float
 
 # --------------------------------------------------------------------------- validation and scale
 @torch.no_grad()
-def validate(vae: AudioVAE, loader, max_batches: int, metrics: dict[str, nn.Module], device) -> tuple[dict, Any]:
+def validate(vae: VAE, loader, max_batches: int, metrics: dict[str, nn.Module], device) -> tuple[dict, Any]:
     """Mean SI-SDR (dB), multi-resolution STFT and log-mel distances of posterior-mode reconstructions
     of the fixed validation crops; also returns ``(target, recon)`` of the first batch."""
     vae.eval()
@@ -222,7 +224,7 @@ def validate(vae: AudioVAE, loader, max_batches: int, metrics: dict[str, nn.Modu
 
 
 @torch.no_grad()
-def fit_scaling_factor(vae: AudioVAE, loader, max_batches: int, device) -> float:
+def fit_scaling_factor(vae: VAE, loader, max_batches: int, device) -> float:
     """``1 / std`` of the posterior-mode latents of the first ``max_batches`` batches (all channels,
     frames and items together)."""
     vae.eval()

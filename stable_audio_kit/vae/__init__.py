@@ -1,5 +1,7 @@
-"""The waveform autoencoder (diffusers ``AutoencoderOobleck`` with chunking and latent scaling)."""
+"""The audio VAEs: diffusers' ``AutoencoderOobleck`` with chunking and latent scaling (the Stable Audio
+recipe), and an STFT-domain VAE with the same interface that trains in CPU hours."""
 
-from .autoencoder import AudioVAE, build_vae
+from .autoencoder import AudioVAE, build_vae, load_vae_folder
+from .spectral import SpectralAudioVAE
 
-__all__ = ["AudioVAE", "build_vae"]
+__all__ = ["AudioVAE", "SpectralAudioVAE", "build_vae", "load_vae_folder"]

@@ -1,0 +1,216 @@
+"""SpectralAudioVAE: shapes, STFT framing, chunking, save/load, config building, validation, pitch learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from stable_audio_kit.config import ModelConfig
+from stable_audio_kit.vae import AudioVAE, SpectralAudioVAE, build_vae, load_vae_folder
+
+# 8 kHz, n_fft 64, STFT hop 16, 2 frames per latent: hop 32 (250 latent frames/s), about 20k parameters.
+TINY = {
+    "audio_channels": 1,
+    "sampling_rate": 8000,
+    "latent_channels": 4,
+    "n_fft": 64,
+    "stft_hop": 16,
+    "latent_stride": 2,
+    "hidden_channels": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "chunk_seconds": 0.2,
+    "overlap_seconds": 0.05,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_vae(**overrides) -> SpectralAudioVAE:
+    torch.manual_seed(0)
+    return SpectralAudioVAE(**{**TINY, **overrides}).eval()
+
+
+@pytest.mark.parametrize("audio_channels", [1, 2])
+def test_shapes(audio_channels):
+    vae = tiny_vae(audio_channels=audio_channels)
+    assert vae.hop_length == 32
+    assert vae.latent_channels == 4
+    assert vae.latent_rate == pytest.approx(250.0)
+    assert vae.min_samples == 32
+    x = torch.randn(2, audio_channels, 333)  # not a multiple of the hop: the tail is floored away
+    with torch.no_grad():
+        posterior = vae.encode(x).latent_dist
+        z = posterior.sample(generator=torch.Generator().manual_seed(0))
+        assert z.shape == (2, 4, 10) == posterior.mode().shape
+        assert vae.latent_length(333) == 10
+        assert vae.decode(z).sample.shape == (2, audio_channels, 10 * 32)
+
+
+def test_stereo_channels_are_decoded_separately():
+    vae = tiny_vae(audio_channels=2)
+    with torch.no_grad():
+        out = vae.decode(torch.randn(1, 4, 6)).sample
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_istft_inverts_the_encoder_framing():
+    # The decoder's inverse STFT uses the encoder's "same" framing: frames of the encoder's STFT give the
+    # signal back exactly, including the first and last hop.
+    vae = tiny_vae()
+    x = torch.randn(3, 32 * 9)
+    pad = (64 - 16) // 2
+    spec = torch.stft(
+        torch.nn.functional.pad(x, (pad, pad)), 64, 16, window=torch.hann_window(64), center=False, return_complex=True
+    )
+    assert spec.shape[-1] == 32 * 9 // 16
+    torch.testing.assert_close(vae.decoder.istft(spec), x, atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_features_are_the_log_magnitude_stft():
+    vae = tiny_vae()
+    t = torch.arange(32 * 20) / 8000
+    x = torch.sin(2 * torch.pi * 1000 * t)[None, None]
+    feats = vae.encoder.features(x)
+    assert feats.shape == (1, 33, 40)
+    # A 1 kHz sine peaks in bin 1000 / (8000 / 64) = 8 in every interior frame.
+    assert (feats[0, :, 2:-2].argmax(dim=0) == 8).all()
+
+
+def test_too_short_or_misshaped_input_raises():
+    vae = tiny_vae()
+    with pytest.raises(ValueError, match="too few"):
+        vae.encode(torch.randn(1, 1, 31))
+    with pytest.raises(ValueError, match=r"\(batch, 1, samples\)"):
+        vae.encode(torch.randn(1, 2, 100))
+    with pytest.raises(ValueError, match=r"\(batch, 4, frames\)"):
+        vae.decode(torch.randn(1, 3, 10))
+    with pytest.raises(ValueError, match="num_samples"):
+        vae.latent_length(0)
+
+
+def test_chunked_matches_unchunked():
+    vae = tiny_vae()
+    x = torch.randn(2, 1, 8000)  # 1 s against 0.2 s chunks with 0.05 s of context per side
+    with torch.no_grad():
+        vae.disable_tiling()
+        z = vae.encode(x).latent_dist.mode()
+        whole = vae.decode(z).sample
+        vae.enable_tiling()
+        z_chunked = vae.encode(x).latent_dist.mode()
+        chunked = vae.decode(z).sample
+    assert z_chunked.shape == z.shape == (2, 4, 250)
+    assert chunked.shape == whole.shape
+    torch.testing.assert_close(z_chunked, z, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=1e-4)
+
+
+def test_save_load_round_trip(tmp_path):
+    vae = tiny_vae(scaling_factor=0.7)
+    vae.save_pretrained(tmp_path / "vae")
+    loaded = load_vae_folder(tmp_path / "vae")
+    assert isinstance(loaded, SpectralAudioVAE)
+    assert loaded.config.scaling_factor == 0.7
+    x = torch.randn(1, 1, 320)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x).latent_dist.mode(), vae.encode(x).latent_dist.mode())
+
+
+def test_load_vae_folder_picks_the_class_and_names_bad_ones(tmp_path):
+    oobleck = AudioVAE(
+        encoder_hidden_size=8, downsampling_ratios=[2, 4], channel_multiples=[1, 2], decoder_channels=8,
+        decoder_input_channels=4, audio_channels=1, sampling_rate=800,
+    )
+    oobleck.save_pretrained(tmp_path / "oobleck")
+    assert type(load_vae_folder(tmp_path / "oobleck")) is AudioVAE
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
+    with pytest.raises(ValueError, match="AutoencoderKL"):
+        load_vae_folder(tmp_path / "other")
+    with pytest.raises(ValueError, match="cannot read config.json"):
+        load_vae_folder(tmp_path / "missing")
+
+
+def test_gradients_reach_every_parameter():
+    vae = tiny_vae().train()
+    x = torch.randn(2, 1, 320)
+    posterior = vae.encode(x).latent_dist
+    out = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(0))).sample
+    ((out - x[..., :320]) ** 2).mean().add(posterior.kl().mean()).backward()
+    missing = [n for n, p in vae.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert missing == []
+
+
+def test_learns_the_pitch_of_a_tone():
+    # What this class is for: a few hundred steps on one tone and the reconstruction has its pitch.
+    vae = tiny_vae().train()
+    t = torch.arange(4096) / 8000
+    x = 0.5 * torch.sin(2 * torch.pi * 500.0 * t)[None, None]  # bin 4 of n_fft 64
+    assert abs(_peak_hz(vae, x) - 500.0) > 50  # untrained, it is elsewhere
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    for _ in range(150):
+        out = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        loss = sum(
+            (torch.stft(out[0], n, n // 4, window=torch.hann_window(n), return_complex=True).abs() + 1e-5).log()
+            .sub((torch.stft(x[0], n, n // 4, window=torch.hann_window(n), return_complex=True).abs() + 1e-5).log())
+            .abs()
+            .mean()
+            for n in (64, 256)
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert abs(_peak_hz(vae.eval(), x) - 500.0) < 10
+
+
+def _peak_hz(vae: SpectralAudioVAE, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        out = vae.decode(vae.encode(x).latent_dist.mode()).sample[0, 0, 512:-512]
+    spectrum = torch.fft.rfft(out * torch.hann_window(out.numel()), n=8192).abs()
+    return spectrum.argmax().item() * 8000 / 8192
+
+
+def test_build_vae_spectral_from_model_config():
+    cfg = OmegaConf.structured(ModelConfig)
+    cfg.sample_rate, cfg.audio_channels = 8000, 2
+    cfg.vae = {
+        "architecture": "spectral", "latent_channels": 4, "n_fft": 64, "stft_hop": 16, "latent_stride": 2,
+        "hidden_channels": 16, "encoder_layers": 1, "decoder_layers": 1, "scaling_factor": 0.5,
+    }
+    vae = build_vae(OmegaConf.to_object(cfg))
+    assert isinstance(vae, SpectralAudioVAE)
+    assert (vae.hop_length, vae.latent_channels, vae.config.audio_channels) == (32, 4, 2)
+    assert vae.config.scaling_factor == 0.5
+
+
+def test_build_vae_names_an_unknown_architecture():
+    cfg = OmegaConf.to_object(OmegaConf.structured(ModelConfig))
+    cfg.vae.architecture = "mel"
+    with pytest.raises(ValueError, match="'mel'"):
+        build_vae(cfg)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"audio_channels": 3}, "audio_channels"),
+        ({"n_fft": 63}, "n_fft"),
+        ({"stft_hop": 128}, "stft_hop"),
+        ({"stft_hop": 15}, "n_fft - stft_hop"),
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"latent_stride": 0}, "latent_stride"),
+        ({"encoder_layers": -1}, "encoder_layers"),
+        ({"scaling_factor": 0.0}, "scaling_factor"),
+        ({"chunk_seconds": 0.1, "overlap_seconds": 0.05}, "overlap_seconds"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SpectralAudioVAE(**{**TINY, **kwargs})
