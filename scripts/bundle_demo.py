@@ -63,7 +63,8 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
         "`configs/demo/`):",
         "",
         f"- CLAP (text tower {params['text_encoder']:,} parameters): {run_summary(work / 'runs' / 'clap')}",
-        f"- VAE ({params['vae']:,} parameters): {run_summary(work / 'runs' / 'vae')}",
+        f"- VAE (`{type(pipe.vae).__name__}`, {params['vae']:,} parameters, {pipe.vae.hop_length}x downsampling to "
+        f"{pipe.vae.latent_channels} latent channels): {run_summary(work / 'runs' / 'vae')}",
         f"- U-Net ({params['unet']:,} parameters, EMA weights) and timing projection: "
         f"{run_summary(work / 'runs' / 'unet')}",
         "",

@@ -226,3 +226,25 @@ def test_mismatched_latent_channels_are_named(tiny_model_dir, tmp_path):
 
 def test_max_seconds(tiny_pipeline):
     assert math.isclose(tiny_pipeline.max_seconds, 1.0)
+
+
+def test_spectral_vae_pipeline_saves_loads_and_keeps_exact_length(tiny_config, tmp_path):
+    # vae.architecture = spectral: model_index.json names SpectralAudioVAE and loading brings it back.
+    import copy
+
+    from stable_audio_kit import SpectralAudioVAE, build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    spectral = {"architecture": "spectral", "n_fft": 64, "stft_hop": 16, "latent_stride": 2, "hidden_channels": 16}
+    for key, value in {**spectral, "encoder_layers": 1, "decoder_layers": 1}.items():
+        setattr(cfg.vae, key, value)
+    pipe = build_pipeline(cfg)
+    assert isinstance(pipe.vae, SpectralAudioVAE) and pipe.vae.hop_length == 32
+    pipe.save_pretrained(tmp_path / "model")
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["vae"][1] == "SpectralAudioVAE"
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert isinstance(loaded.vae, SpectralAudioVAE)
+    audio = run(loaded, seconds_total=0.3333)
+    assert audio.shape == (1, 1, round(0.3333 * loaded.sample_rate))

@@ -280,6 +280,31 @@ def test_cli_train_then_export_loads_the_trained_vae_with_its_latent_scale(tiny_
     assert (latents * pipe.vae.config.scaling_factor).std().item() == pytest.approx(1.0, rel=1e-4)
 
 
+def test_spectral_vae_trains_with_the_discriminator_and_exports(tiny_config, tmp_path):
+    # The same trainer drives SpectralAudioVAE (vae.architecture: spectral); export keeps its class.
+    import copy
+
+    from stable_audio_kit import SpectralAudioVAE, build_pipeline
+    from stable_audio_kit.cli import main
+    from stable_audio_kit.pipeline import StableAudioKitPipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    for key, value in {"architecture": "spectral", "n_fft": 64, "stft_hop": 16, "hidden_channels": 16}.items():
+        setattr(cfg.vae, key, value)
+    build_pipeline(cfg).save_pretrained(tmp_path / "base")
+    catalogue = write_catalogue(tmp_path / "cat", [0.25])
+    run, out = tmp_path / "run", tmp_path / "exported"
+    extra = {"run.max_steps": 4, "adversarial": True, "adversarial_start": 2, "optim.lr": 3e-3}
+    assert main(["train", "vae", str(TINY_VAE), *overrides(tmp_path / "base", catalogue, run, **extra)]) == 0
+    assert sorted(scalars(run, "train/disc")) == [3, 4]
+    assert main(["export", str(run), str(out)]) == 0
+    pipe = StableAudioKitPipeline.from_pretrained(out)
+    trained = SpectralAudioVAE.from_pretrained(checkpoint(run, 4) / "export" / "vae")
+    assert isinstance(pipe.vae, SpectralAudioVAE)
+    assert same_tensors(pipe.vae.state_dict(), trained.state_dict())
+    assert pipe.vae.config.scaling_factor != 1.0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
