@@ -346,7 +346,10 @@ def _exported_loaders() -> dict[str, dict[str, Any]]:
     return {
         "unet": {"unet": UNet1DConditionModel.from_pretrained, "projection": ConditioningProjection.from_pretrained},
         "vae": {"vae": load_vae_folder},  # the class (Oobleck or spectral) is read from config.json
-        "clap": {"text_encoder": ClapTextModelWithProjection.from_pretrained, "tokenizer": AutoTokenizer.from_pretrained},
+        "clap": {
+            "text_encoder": ClapTextModelWithProjection.from_pretrained,
+            "tokenizer": AutoTokenizer.from_pretrained,
+        },
     }
 
 

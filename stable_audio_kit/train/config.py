@@ -75,7 +75,10 @@ class UNetTrainConfig:
 
 @dataclass
 class VAETrainConfig:
-    """``sak train vae``: the pipeline's VAE (Oobleck or spectral) on short random crops (see ``stable_audio_kit.train.vae``)."""
+    """``sak train vae``: the pipeline's VAE (Oobleck or spectral) on short random crops.
+
+    See ``stable_audio_kit.train.vae``.
+    """
 
     run: RunConfig = field(default_factory=RunConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

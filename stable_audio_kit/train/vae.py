@@ -32,8 +32,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..vae import AudioVAE, SpectralAudioVAE, load_vae_folder
-
-VAE = AudioVAE | SpectralAudioVAE
 from .common import (
     TrainerState,
     batches,
@@ -58,6 +56,8 @@ from .losses import (
 )
 
 logger = logging.getLogger(__name__)
+
+VAE = AudioVAE | SpectralAudioVAE
 
 
 class Autoencode(nn.Module):

@@ -171,7 +171,6 @@ class ChunkedCodingMixin:
         return torch.cat(tiles, dim=-1)
 
 
-
 class AudioVAE(ChunkedCodingMixin, AutoencoderOobleck):
     r"""Oobleck waveform autoencoder with a latent scale and length-independent peak memory.
 
@@ -278,6 +277,7 @@ class AudioVAE(ChunkedCodingMixin, AutoencoderOobleck):
         for stride in reversed(self.config.downsampling_ratios):
             length = max(1, (length - 1) * stride - 2 * math.ceil(stride / 2) + 2 * stride)
         return length
+
 
 VAE_ARCHITECTURES = ("oobleck", "spectral")
 

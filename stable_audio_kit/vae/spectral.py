@@ -65,8 +65,15 @@ class SpectralEncoder(nn.Module):
     """``(B, audio_channels, samples)`` to ``(B, 2 * latent_channels, samples // (stft_hop * latent_stride))``."""
 
     def __init__(
-        self, audio_channels: int, n_fft: int, stft_hop: int, latent_stride: int, hidden: int, layers: int,
-        latent_channels: int, kernel_size: int,
+        self,
+        audio_channels: int,
+        n_fft: int,
+        stft_hop: int,
+        latent_stride: int,
+        hidden: int,
+        layers: int,
+        latent_channels: int,
+        kernel_size: int,
     ):
         super().__init__()
         self.n_fft, self.stft_hop, self.latent_stride = n_fft, stft_hop, latent_stride
@@ -87,9 +94,7 @@ class SpectralEncoder(nn.Module):
         x = x[..., : (n // hop) * hop].reshape(b * c, -1)
         pad = (self.n_fft - self.stft_hop) // 2
         x = nn.functional.pad(x, (pad, self.n_fft - self.stft_hop - pad))
-        spec = torch.stft(
-            x.float(), self.n_fft, self.stft_hop, window=self.window, center=False, return_complex=True
-        )
+        spec = torch.stft(x.float(), self.n_fft, self.stft_hop, window=self.window, center=False, return_complex=True)
         feats = torch.log(spec.abs().clamp(min=1e-5))
         return feats.reshape(b, c * feats.shape[1], feats.shape[2])
 
@@ -103,8 +108,15 @@ class SpectralDecoder(nn.Module):
     """``(B, latent_channels, frames)`` to ``(B, audio_channels, frames * stft_hop * latent_stride)``."""
 
     def __init__(
-        self, audio_channels: int, n_fft: int, stft_hop: int, latent_stride: int, hidden: int, layers: int,
-        latent_channels: int, kernel_size: int,
+        self,
+        audio_channels: int,
+        n_fft: int,
+        stft_hop: int,
+        latent_stride: int,
+        hidden: int,
+        layers: int,
+        latent_channels: int,
+        kernel_size: int,
     ):
         super().__init__()
         self.audio_channels, self.n_fft, self.stft_hop = audio_channels, n_fft, stft_hop
@@ -192,8 +204,12 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
         if audio_channels not in (1, 2) or isinstance(audio_channels, bool):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels!r}")
         for name, value in (
-            ("sampling_rate", sampling_rate), ("latent_channels", latent_channels), ("n_fft", n_fft),
-            ("stft_hop", stft_hop), ("latent_stride", latent_stride), ("hidden_channels", hidden_channels),
+            ("sampling_rate", sampling_rate),
+            ("latent_channels", latent_channels),
+            ("n_fft", n_fft),
+            ("stft_hop", stft_hop),
+            ("latent_stride", latent_stride),
+            ("hidden_channels", hidden_channels),
             ("kernel_size", kernel_size),
         ):
             _check_positive_int(name, value)

@@ -125,8 +125,13 @@ def test_save_load_round_trip(tmp_path):
 
 def test_load_vae_folder_picks_the_class_and_names_bad_ones(tmp_path):
     oobleck = AudioVAE(
-        encoder_hidden_size=8, downsampling_ratios=[2, 4], channel_multiples=[1, 2], decoder_channels=8,
-        decoder_input_channels=4, audio_channels=1, sampling_rate=800,
+        encoder_hidden_size=8,
+        downsampling_ratios=[2, 4],
+        channel_multiples=[1, 2],
+        decoder_channels=8,
+        decoder_input_channels=4,
+        audio_channels=1,
+        sampling_rate=800,
     )
     oobleck.save_pretrained(tmp_path / "oobleck")
     assert type(load_vae_folder(tmp_path / "oobleck")) is AudioVAE
@@ -158,7 +163,8 @@ def test_learns_the_pitch_of_a_tone():
     for _ in range(150):
         out = vae.decode(vae.encode(x).latent_dist.mode()).sample
         loss = sum(
-            (torch.stft(out[0], n, n // 4, window=torch.hann_window(n), return_complex=True).abs() + 1e-5).log()
+            (torch.stft(out[0], n, n // 4, window=torch.hann_window(n), return_complex=True).abs() + 1e-5)
+            .log()
             .sub((torch.stft(x[0], n, n // 4, window=torch.hann_window(n), return_complex=True).abs() + 1e-5).log())
             .abs()
             .mean()
@@ -181,8 +187,15 @@ def test_build_vae_spectral_from_model_config():
     cfg = OmegaConf.structured(ModelConfig)
     cfg.sample_rate, cfg.audio_channels = 8000, 2
     cfg.vae = {
-        "architecture": "spectral", "latent_channels": 4, "n_fft": 64, "stft_hop": 16, "latent_stride": 2,
-        "hidden_channels": 16, "encoder_layers": 1, "decoder_layers": 1, "scaling_factor": 0.5,
+        "architecture": "spectral",
+        "latent_channels": 4,
+        "n_fft": 64,
+        "stft_hop": 16,
+        "latent_stride": 2,
+        "hidden_channels": 16,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "scaling_factor": 0.5,
     }
     vae = build_vae(OmegaConf.to_object(cfg))
     assert isinstance(vae, SpectralAudioVAE)
