@@ -40,6 +40,8 @@ class VAEConfig:
     hidden_channels: int = 256
     encoder_layers: int = 4
     decoder_layers: int = 8
+    # Spectral VAE phase: Griffin-Lim iterations (0: the decoder predicts the phase, Vocos-style).
+    griffin_lim_iters: int = 32
     latent_channels: int = 64
     # Multiplies latents before diffusion so that they have roughly unit variance.
     scaling_factor: float = 1.0

@@ -301,6 +301,7 @@ def build_vae(cfg: ModelConfig) -> AudioVAE | SpectralAudioVAE:
             hidden_channels=vae.hidden_channels,
             encoder_layers=vae.encoder_layers,
             decoder_layers=vae.decoder_layers,
+            griffin_lim_iters=vae.griffin_lim_iters,
             scaling_factor=vae.scaling_factor,
             chunk_seconds=vae.chunk_seconds,
             overlap_seconds=vae.overlap_seconds,

@@ -61,6 +61,55 @@ def _blocks(dim: int, n: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(*[ConvNeXtBlock(dim, 3, kernel_size, 1.0 / max(n, 1)) for _ in range(n)])
 
 
+def stft_same(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """STFT with "same" framing: ``(B, N)`` with ``N`` a multiple of ``hop`` gives ``N // hop`` frames,
+    frame ``t`` centred on ``t * hop + hop / 2`` (zero padding of ``(n_fft - hop) / 2`` on each side)."""
+    pad = (n_fft - hop) // 2
+    x = nn.functional.pad(x, (pad, n_fft - hop - pad))
+    return torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
+
+
+def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`stft_same`: ``(B, bins, T)`` gives exactly ``T * hop`` samples.
+
+    ``torch.istft`` with ``center=True`` returns ``(T - 1) * hop`` samples, and its window-envelope
+    check fails at the edges of "same" framing; this overlap-adds with ``fold`` and trims
+    ``(n_fft - hop) / 2`` samples from each side.
+    """
+    t = spec.shape[-1]
+    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]
+    length = (t - 1) * hop + n_fft
+    fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
+    audio = nn.functional.fold(frames, **fold)[:, 0, 0]
+    envelope = nn.functional.fold((window**2)[None, :, None].expand(1, n_fft, t), **fold)[0, 0, 0]
+    pad = (n_fft - hop) // 2
+    end = length - (n_fft - hop - pad)
+    return audio[:, pad:end] / envelope[pad:end].clamp(min=1e-11)
+
+
+def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, iters: int) -> torch.Tensor:
+    """Audio ``(B, T * hop)`` whose "same"-framed STFT magnitude approximates ``magnitude`` ``(B, bins, T)``.
+
+    Fast Griffin-Lim (Perraudin et al. 2013, momentum 0.99) from a fixed pseudo-random phase, so a decode is
+    deterministic and the same for every item of a batch.
+
+    Gradients reach ``magnitude`` through the final inverse STFT only: the phase search runs without
+    autograd and its result is a constant (backpropagating through the iterations trains nothing).
+    """
+    generator = torch.Generator().manual_seed(0)
+    phase = torch.rand(magnitude.shape[-2:], generator=generator) * (2 * math.pi)
+    angles = torch.polar(torch.ones_like(phase), phase).to(magnitude.device)[None].expand_as(magnitude)
+    with torch.no_grad():
+        target = magnitude.detach()
+        previous = None
+        for _ in range(iters):
+            rebuilt = stft_same(istft_same(target * angles, n_fft, hop, window), n_fft, hop, window)
+            angles = rebuilt if previous is None else rebuilt - (0.99 / 1.99) * previous
+            angles = angles / (angles.abs() + 1e-16)
+            previous = rebuilt
+    return istft_same(magnitude * angles, n_fft, hop, window)
+
+
 class SpectralEncoder(nn.Module):
     """``(B, audio_channels, samples)`` to ``(B, 2 * latent_channels, samples // (stft_hop * latent_stride))``."""
 
@@ -88,14 +137,14 @@ class SpectralEncoder(nn.Module):
         self.proj = nn.Conv1d(hidden, 2 * latent_channels, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-magnitude STFT ``(B, audio_channels * bins, samples // stft_hop)``, frames centred on hops."""
+        """Compressed magnitude STFT ``(B, audio_channels * bins, samples // stft_hop)``, frames centred on hops."""
         b, c, n = x.shape
         hop = self.stft_hop * self.latent_stride
         x = x[..., : (n // hop) * hop].reshape(b * c, -1)
-        pad = (self.n_fft - self.stft_hop) // 2
-        x = nn.functional.pad(x, (pad, self.n_fft - self.stft_hop - pad))
-        spec = torch.stft(x.float(), self.n_fft, self.stft_hop, window=self.window, center=False, return_complex=True)
-        feats = torch.log(spec.abs().clamp(min=1e-5))
+        spec = stft_same(x.float(), self.n_fft, self.stft_hop, self.window)
+        # log(1 + |X| / 0.01): silence is 0, so the input is not dominated by a constant floor (with log|X|
+        # the encoder's response to that floor swamped the differences between clips and the latents collapsed).
+        feats = torch.log1p(spec.abs() * 100.0)
         return feats.reshape(b, c * feats.shape[1], feats.shape[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +154,11 @@ class SpectralEncoder(nn.Module):
 
 
 class SpectralDecoder(nn.Module):
-    """``(B, latent_channels, frames)`` to ``(B, audio_channels, frames * stft_hop * latent_stride)``."""
+    """``(B, latent_channels, frames)`` to ``(B, audio_channels, frames * stft_hop * latent_stride)``.
+
+    With ``griffin_lim_iters = 0`` the head predicts magnitude and phase (Vocos); otherwise it predicts the
+    magnitude only and the phase comes from that many Griffin-Lim iterations.
+    """
 
     def __init__(
         self,
@@ -117,46 +170,46 @@ class SpectralDecoder(nn.Module):
         layers: int,
         latent_channels: int,
         kernel_size: int,
+        griffin_lim_iters: int,
     ):
         super().__init__()
         self.audio_channels, self.n_fft, self.stft_hop = audio_channels, n_fft, stft_hop
+        self.griffin_lim_iters = griffin_lim_iters
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         self.embed = nn.Conv1d(latent_channels, hidden, kernel_size, padding=kernel_size // 2)
         self.up = nn.ConvTranspose1d(hidden, hidden, latent_stride, stride=latent_stride)
         self.norm_in = _ChannelNorm(hidden, eps=1e-6)
         self.blocks = _blocks(hidden, layers, kernel_size)
         self.norm_out = nn.LayerNorm(hidden, eps=1e-6)
-        self.head = nn.Linear(hidden, audio_channels * (n_fft + 2))
+        self.outputs = 1 if griffin_lim_iters else 2  # magnitude only, or magnitude and phase
+        self.head = nn.Linear(hidden, audio_channels * self.outputs * (n_fft // 2 + 1))
+        # Start from a quiet, flat spectrum (|X| = e^-5, about -40 dB re a full-scale sine at n_fft 1024)
+        # with small weights. Started at |X| = 1, the first steps only lower the overall level, and the
+        # quickest lever for that is a large constant offset on every latent, which drowns the differences
+        # between clips (the latents collapsed to a constant before the decoder learned to read them).
+        with torch.no_grad():
+            self.head.weight.mul_(0.1)
+            self.head.bias.zero_()
+            self.head.bias.view(audio_channels, self.outputs, -1)[:, 0].fill_(-5.0)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.norm_in(self.up(self.embed(z))))
-        out = self.head(self.norm_out(h.transpose(1, 2))).float()  # (B, T, channels * 2 * bins)
+        out = self.head(self.norm_out(h.transpose(1, 2))).float()  # (B, T, channels * outputs * bins)
         b, t, _ = out.shape
         bins = self.n_fft // 2 + 1
-        out = out.reshape(b, t, self.audio_channels, 2, bins).permute(0, 2, 3, 4, 1)  # (B, C, 2, bins, T)
-        # Vocos: the magnitude is exp of the prediction (capped so that it cannot overflow), the phase raw.
-        mag = torch.exp(out[:, :, 0].clamp(max=math.log(1e2)))
-        phase = out[:, :, 1]
-        spec = torch.polar(mag, phase).reshape(b * self.audio_channels, bins, t)
-        return self.istft(spec).reshape(b, self.audio_channels, -1)
+        out = out.reshape(b, t, self.audio_channels, self.outputs, bins).permute(0, 2, 3, 4, 1)  # (B, C, o, bins, T)
+        # Vocos: the magnitude is exp of the prediction (capped so that it cannot overflow).
+        mag = torch.exp(out[:, :, 0].clamp(max=math.log(1e2))).reshape(b * self.audio_channels, bins, t)
+        if self.griffin_lim_iters:
+            audio = griffin_lim(mag, self.n_fft, self.stft_hop, self.window, self.griffin_lim_iters)
+        else:
+            phase = out[:, :, 1].reshape(b * self.audio_channels, bins, t)
+            audio = self.istft(torch.polar(mag, phase))
+        return audio.reshape(b, self.audio_channels, -1)
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
-        """Inverse STFT with "same" padding: ``T`` frames give exactly ``T * stft_hop`` samples.
-
-        ``torch.istft`` with ``center=True`` returns ``(T - 1) * hop`` samples, and its window-envelope
-        check fails at the edges of "same" framing; this overlap-adds with ``fold`` and trims
-        ``(n_fft - hop) / 2`` samples from each side, mirroring the encoder's framing.
-        """
-        n_fft, hop = self.n_fft, self.stft_hop
-        t = spec.shape[-1]
-        frames = torch.fft.irfft(spec, n=n_fft, dim=1) * self.window[None, :, None]
-        length = (t - 1) * hop + n_fft
-        fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
-        audio = nn.functional.fold(frames, **fold)[:, 0, 0]
-        envelope = nn.functional.fold((self.window**2)[None, :, None].expand(1, n_fft, t), **fold)[0, 0, 0]
-        pad = (n_fft - hop) // 2
-        end = length - (n_fft - hop - pad)
-        return audio[:, pad:end] / envelope[pad:end].clamp(min=1e-11)
+        """:func:`istft_same` with this decoder's STFT settings."""
+        return istft_same(spec, self.n_fft, self.stft_hop, self.window)
 
 
 class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigMixin):
@@ -173,6 +226,10 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
         encoder_layers: ConvNeXt blocks in the encoder.
         decoder_layers: ConvNeXt blocks in the decoder.
         kernel_size: Odd kernel of the depthwise convolutions, in STFT frames.
+        griffin_lim_iters: Phase reconstruction. ``> 0``: the decoder predicts magnitudes and the phase comes
+            from this many fast Griffin-Lim iterations (differentiable, so training sees them too); pitch is
+            right as soon as the magnitudes are. ``0``: the decoder also predicts the phase (Vocos), which
+            sounds better once learned but needs long adversarial training.
         scaling_factor: As for :class:`AudioVAE`: latents are multiplied by it before diffusion.
         chunk_seconds: Longest audio encoded or decoded at once (see :class:`AudioVAE`).
         overlap_seconds: Context on each side of a chunk, discarded afterwards.
@@ -196,6 +253,7 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
         encoder_layers: int = 4,
         decoder_layers: int = 8,
         kernel_size: int = 7,
+        griffin_lim_iters: int = 32,
         scaling_factor: float = 1.0,
         chunk_seconds: float = 30.0,
         overlap_seconds: float = 2.0,
@@ -213,7 +271,11 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
             ("kernel_size", kernel_size),
         ):
             _check_positive_int(name, value)
-        for name, value in (("encoder_layers", encoder_layers), ("decoder_layers", decoder_layers)):
+        for name, value in (
+            ("encoder_layers", encoder_layers),
+            ("decoder_layers", decoder_layers),
+            ("griffin_lim_iters", griffin_lim_iters),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if n_fft % 2 or stft_hop > n_fft or (n_fft - stft_hop) % 2:
@@ -226,7 +288,7 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
         chunk_seconds, overlap_seconds = check_chunking(chunk_seconds, overlap_seconds)
         args = (audio_channels, n_fft, stft_hop, latent_stride, hidden_channels)
         self.encoder = SpectralEncoder(*args, encoder_layers, latent_channels, kernel_size)
-        self.decoder = SpectralDecoder(*args, decoder_layers, latent_channels, kernel_size)
+        self.decoder = SpectralDecoder(*args, decoder_layers, latent_channels, kernel_size, griffin_lim_iters)
         self.hop_length = stft_hop * latent_stride
         self.sampling_rate = sampling_rate
         self.use_slicing = False
