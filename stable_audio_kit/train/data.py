@@ -13,6 +13,8 @@ compute both values the same way, so switching to latents changes nothing the mo
 
 from __future__ import annotations
 
+import abc
+
 import csv
 import hashlib
 import json
@@ -567,8 +569,8 @@ def draw_offset(seed: int, epoch: int, index: int, length: int, window: int, mul
     return multiple * int(np.random.default_rng([seed, epoch, index]).integers(count))
 
 
-class _CropDataset(Dataset):
-    """Epoch/seed bookkeeping shared by the audio and latent datasets."""
+class _CropDataset(Dataset, abc.ABC):
+    """Epoch/seed bookkeeping shared by the audio and latent datasets (which define the two abstract methods)."""
 
     train: bool
     seed: int
@@ -588,13 +590,13 @@ class _CropDataset(Dataset):
         index = self._check_index(index)
         return self.load_crop(index, self.sample_offset(index))
 
+    @abc.abstractmethod
     def sample_offset(self, index: int) -> int:
-        """The crop start of item ``index`` this epoch; each subclass defines it in its own units."""
-        raise NotImplementedError(f"{type(self).__name__} must define sample_offset")
+        """The crop start of item ``index`` this epoch, in the subclass's own units."""
 
+    @abc.abstractmethod
     def load_crop(self, index: int, offset: int) -> dict[str, Any]:
-        """Item ``index`` cropped at ``offset``; each subclass defines it (audio or latents)."""
-        raise NotImplementedError(f"{type(self).__name__} must define load_crop")
+        """Item ``index`` cropped at ``offset`` (audio or latents)."""
 
 
 def _validate_items(

@@ -26,14 +26,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_vae(**overrides) -> SpectralAudioVAE:
     torch.manual_seed(0)
     return SpectralAudioVAE(**{**TINY, **overrides}).eval()
