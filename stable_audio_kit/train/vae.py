@@ -6,6 +6,7 @@ random ``crop_seconds`` crops of the catalogue's training split; on each micro-b
     recon, kl = autoencode(audio)          posterior sample; its noise is a function of (seed, step)
     d_loss = D_loss(D(audio), D(recon))    only once `adversarial_start` steps are done
     g_loss = stft_weight * MR-STFT + kl_weight * KL (+ adversarial_weight * G_loss + feature_matching_weight * FM)
+             (+ magnitude_weight * |predicted log|X| - log|X||, spectral VAE only)
 
 then both models are clipped and stepped with their own optimizer and LR schedule, losses are
 logged, the held-out split is evaluated every ``run.valid_every`` steps, and a checkpoint is
@@ -63,16 +64,29 @@ VAE = AudioVAE | SpectralAudioVAE
 class Autoencode(nn.Module):
     """Encode, sample the posterior and decode in one ``forward``, so that a DDP wrapper sees (and
     synchronises the gradients of) a single call. ``audio`` ``(batch, channels, samples)`` ->
-    reconstruction ``(batch, channels, frames * hop_length)`` and the KL term of the posterior."""
+    ``(recon, kl, magnitude)``: the reconstruction ``(batch, channels, frames * hop_length)`` (``None``
+    with ``waveform=False``), the KL term of the posterior and, with ``magnitude=True`` (spectral VAE
+    only), the L1 distance between the decoder's predicted log-magnitudes and the input's (else ``None``)."""
 
     def __init__(self, vae: VAE):
         super().__init__()
         self.vae = vae
 
-    def forward(self, audio: torch.Tensor, generator: torch.Generator | None = None):
+    def forward(
+        self,
+        audio: torch.Tensor,
+        generator: torch.Generator | None = None,
+        magnitude: bool = False,
+        waveform: bool = True,
+    ):
         posterior = self.vae.encode(audio).latent_dist
-        recon = self.vae.decode(posterior.sample(generator=generator)).sample
-        return recon, posterior.kl()
+        latents = posterior.sample(generator=generator)
+        if not magnitude:
+            return self.vae.decode(latents).sample, posterior.kl(), None
+        out = self.vae.decoder.predict(latents)
+        distance = (out[:, :, 0] - self.vae.log_magnitude(audio)).abs().mean()
+        recon = self.vae.decoder.synthesize(out) if waveform else None
+        return recon, posterior.kl(), distance
 
 
 def check_config(cfg: VAETrainConfig) -> None:
@@ -81,9 +95,11 @@ def check_config(cfg: VAETrainConfig) -> None:
         raise ValueError("data.window_seconds is not used by the VAE trainer; set crop_seconds instead")
     if not cfg.crop_seconds > 0:
         raise ValueError(f"crop_seconds must be > 0, got {cfg.crop_seconds}")
-    for name in ("stft_weight", "kl_weight", "adversarial_weight", "feature_matching_weight"):
+    for name in ("stft_weight", "magnitude_weight", "kl_weight", "adversarial_weight", "feature_matching_weight"):
         if not getattr(cfg, name) >= 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not cfg.stft_weight > 0 and not cfg.magnitude_weight > 0:
+        raise ValueError("stft_weight and magnitude_weight are both 0; nothing would train the decoder")
     if cfg.adversarial_loss not in GAN_LOSSES:
         raise ValueError(f"adversarial_loss {cfg.adversarial_loss!r} is unknown; valid names: {sorted(GAN_LOSSES)}")
     for name in ("stft_fft_sizes", "disc_fft_sizes"):
@@ -112,6 +128,11 @@ def load_vae(cfg: VAETrainConfig) -> VAE:
     if not folder.is_dir():
         raise ValueError(f"model {cfg.model!r} has no vae/ folder; give a pipeline directory (`sak new-model`)")
     vae = load_vae_folder(folder)
+    if cfg.magnitude_weight > 0 and not isinstance(vae, SpectralAudioVAE):
+        raise ValueError(
+            f"magnitude_weight={cfg.magnitude_weight} needs a spectral VAE (vae.architecture: spectral); "
+            f"{str(folder)!r} holds a {type(vae).__name__}"
+        )
     crop = round(cfg.crop_seconds * vae.config.sampling_rate)
     if crop < vae.min_samples:
         raise ValueError(f"crop_seconds={cfg.crop_seconds} gives {crop} samples; the VAE needs >= {vae.min_samples}")
@@ -165,10 +186,18 @@ def train_micro_step(accelerator, cfg, model, disc, audio, generator, stft_loss,
     The discriminator learns from ``D(audio)`` vs ``D(recon.detach())``; the autoencoder's loss goes
     through an unwrapped ``D`` and is back-propagated into the autoencoder's parameters only.
     """
-    recon, kl = model(audio, generator=generator)
-    target = audio[..., : recon.shape[-1]]
-    losses = {"stft": stft_loss(recon.float(), target.float()), "kl": kl}
-    total = cfg.stft_weight * losses["stft"] + cfg.kl_weight * losses["kl"]
+    magnitude = cfg.magnitude_weight > 0
+    waveform = cfg.stft_weight > 0 or disc is not None
+    recon, kl, distance = model(audio, generator=generator, magnitude=magnitude, waveform=waveform)
+    losses = {"kl": kl}
+    total = cfg.kl_weight * kl
+    if magnitude:
+        losses["magnitude"] = distance
+        total = total + cfg.magnitude_weight * distance
+    if waveform:
+        target = audio[..., : recon.shape[-1]]
+        losses["stft"] = stft_loss(recon.float(), target.float())
+        total = total + cfg.stft_weight * losses["stft"]
     if disc is not None:
         logits, features = disc(torch.cat([target, recon.detach()]))
         real_logits, fake_logits = zip(*(x.chunk(2) for x in logits))

@@ -135,6 +135,12 @@ class SpectralEncoder(nn.Module):
         self.down = nn.Conv1d(hidden, hidden, latent_stride, stride=latent_stride)
         self.norm_out = _ChannelNorm(hidden, eps=1e-6)
         self.proj = nn.Conv1d(hidden, 2 * latent_channels, 1)
+        # Start the posterior narrow (std softplus(-4) ~ 0.02 against means of order 1). Started at std ~0.7,
+        # the sampling noise hides everything but loudness and onsets from the decoder, so it learns the
+        # clip-averaged spectrum first and pitch (which needs fine latent values) only very late; the
+        # KL term still widens the posterior wherever the decoder does not use the detail.
+        with torch.no_grad():
+            self.proj.bias[latent_channels:].fill_(-4.0)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Compressed magnitude STFT ``(B, audio_channels * bins, samples // stft_hop)``, frames centred on hops."""
@@ -192,20 +198,27 @@ class SpectralDecoder(nn.Module):
             self.head.bias.zero_()
             self.head.bias.view(audio_channels, self.outputs, -1)[:, 0].fill_(-5.0)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def predict(self, z: torch.Tensor) -> torch.Tensor:
+        """The head's raw output ``(B, audio_channels, outputs, bins, frames * latent_stride)``: the natural
+        log of the magnitude per bin (``[:, :, 0]``) and, with ``griffin_lim_iters = 0``, the phase (``[:, :, 1]``)."""
         h = self.blocks(self.norm_in(self.up(self.embed(z))))
         out = self.head(self.norm_out(h.transpose(1, 2))).float()  # (B, T, channels * outputs * bins)
         b, t, _ = out.shape
-        bins = self.n_fft // 2 + 1
-        out = out.reshape(b, t, self.audio_channels, self.outputs, bins).permute(0, 2, 3, 4, 1)  # (B, C, o, bins, T)
+        return out.reshape(b, t, self.audio_channels, self.outputs, self.n_fft // 2 + 1).permute(0, 2, 3, 4, 1)
+
+    def synthesize(self, out: torch.Tensor) -> torch.Tensor:
+        """Audio ``(B, audio_channels, T * stft_hop)`` from :meth:`predict`'s output."""
+        b, c, _, bins, t = out.shape
         # Vocos: the magnitude is exp of the prediction (capped so that it cannot overflow).
-        mag = torch.exp(out[:, :, 0].clamp(max=math.log(1e2))).reshape(b * self.audio_channels, bins, t)
+        mag = torch.exp(out[:, :, 0].clamp(max=math.log(1e2))).reshape(b * c, bins, t)
         if self.griffin_lim_iters:
             audio = griffin_lim(mag, self.n_fft, self.stft_hop, self.window, self.griffin_lim_iters)
         else:
-            phase = out[:, :, 1].reshape(b * self.audio_channels, bins, t)
-            audio = self.istft(torch.polar(mag, phase))
-        return audio.reshape(b, self.audio_channels, -1)
+            audio = self.istft(torch.polar(mag, out[:, :, 1].reshape(b * c, bins, t)))
+        return audio.reshape(b, c, -1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(self.predict(z))
 
     def istft(self, spec: torch.Tensor) -> torch.Tensor:
         """:func:`istft_same` with this decoder's STFT settings."""
@@ -309,6 +322,15 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
                 f"{num_samples} samples are too few to encode; at least hop_length = {self.hop_length} are needed"
             )
         return num_samples // self.hop_length
+
+    def log_magnitude(self, audio: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
+        """``log(max(|X|, floor))`` of ``audio`` ``(B, audio_channels, samples)``: the target of the decoder's
+        log-magnitude prediction (:meth:`SpectralDecoder.predict` ``[:, :, 0]``), ``(B, audio_channels, bins,
+        frames * latent_stride)`` for the ``frames = samples // hop_length`` latent frames ``encode`` returns."""
+        b, c, n = audio.shape
+        x = audio[..., : (n // self.hop_length) * self.hop_length].reshape(b * c, -1).float()
+        spec = stft_same(x, self.config.n_fft, self.config.stft_hop, self.decoder.window)
+        return torch.log(spec.abs().clamp(min=floor)).reshape(b, c, *spec.shape[1:])
 
     @property
     def min_samples(self) -> int:

@@ -305,6 +305,52 @@ def test_spectral_vae_trains_with_the_discriminator_and_exports(tiny_config, tmp
     assert pipe.vae.config.scaling_factor != 1.0
 
 
+def spectral_base(tiny_config, folder: Path) -> Path:
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    for key, value in {"architecture": "spectral", "n_fft": 64, "stft_hop": 16, "hidden_channels": 16}.items():
+        setattr(cfg.vae, key, value)
+    build_pipeline(cfg).save_pretrained(folder)
+    return folder
+
+
+def test_magnitude_loss_alone_trains_the_spectral_decoder_without_griffin_lim(tiny_config, tmp_path, monkeypatch):
+    # magnitude_weight with stft_weight 0 and no discriminator: the loss is the L1 distance of the predicted
+    # log-magnitudes, it falls, and the waveform (Griffin-Lim) is never synthesised during training.
+    from stable_audio_kit.vae import spectral
+
+    base = spectral_base(tiny_config, tmp_path / "base")
+    catalogue = write_catalogue(tmp_path / "cat", [0.25])
+    calls = []
+    real = spectral.SpectralDecoder.synthesize
+    monkeypatch.setattr(spectral.SpectralDecoder, "synthesize", lambda self, out: calls.append(1) or real(self, out))
+    extra = {"run.max_steps": 30, "magnitude_weight": 1.0, "stft_weight": 0.0, "adversarial": False, "optim.lr": 3e-3}
+    run = vae_trainer.train(config(base, catalogue, tmp_path / "run", **extra))
+    losses = scalars(run, "train/magnitude")
+    assert sorted(losses) == list(range(1, 31))
+    assert np.mean([losses[s] for s in range(26, 31)]) < 0.7 * np.mean([losses[s] for s in range(1, 6)])
+    assert not scalars(run, "train/stft")
+    assert calls == []  # validation would synthesise, but it is off here
+
+
+def test_magnitude_and_stft_losses_are_both_logged_when_both_weigh(tiny_config, tmp_path):
+    base = spectral_base(tiny_config, tmp_path / "base")
+    catalogue = write_catalogue(tmp_path / "cat", [0.25])
+    extra = {"run.max_steps": 2, "magnitude_weight": 0.5, "stft_weight": 1.0, "adversarial": False}
+    run = vae_trainer.train(config(base, catalogue, tmp_path / "run", **extra))
+    assert sorted(scalars(run, "train/magnitude")) == sorted(scalars(run, "train/stft")) == [1, 2]
+
+
+def test_magnitude_loss_needs_a_spectral_vae(tiny_model_dir, tmp_path):
+    catalogue = write_catalogue(tmp_path / "cat", [0.25])
+    with pytest.raises(ValueError, match="magnitude_weight=1.0 needs a spectral VAE.*AudioVAE"):
+        vae_trainer.train(config(tiny_model_dir, catalogue, tmp_path / "run", magnitude_weight=1.0))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -313,6 +359,8 @@ def test_spectral_vae_trains_with_the_discriminator_and_exports(tiny_config, tmp
         ({"data.window_seconds": 1.0}, "crop_seconds"),
         ({"crop_seconds": 0.02}, "stft_fft_sizes"),
         ({"kl_weight": -1.0}, "kl_weight must be >= 0"),
+        ({"magnitude_weight": -1.0}, "magnitude_weight must be >= 0"),
+        ({"stft_weight": 0.0}, "nothing would train the decoder"),
     ],
 )
 def test_bad_configs_are_rejected_before_the_run_folder_is_made(tiny_model_dir, tmp_path, extra, message):
