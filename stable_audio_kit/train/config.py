@@ -92,10 +92,10 @@ class VAETrainConfig:
     # hop = fft // 4, window = fft. The default is Stable Audio's; every size must fit in a crop.
     stft_fft_sizes: list[int] = field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
     stft_weight: float = 1.0
-    # Spectral VAE only: L1 between the decoder's predicted log-magnitudes and the input's log|STFT| (floor
-    # 1e-5), at the VAE's own n_fft / stft_hop. It trains the magnitudes directly, without going through
-    # Griffin-Lim, and is about 3x cheaper a step; with stft_weight 0 and no discriminator the decoder's
-    # waveform is not synthesised during training at all.
+    # Spectral VAE only: train.losses.magnitude_loss (spectral convergence + L1 of log(|X| + 1e-2)) between
+    # the decoder's predicted magnitudes and the input's STFT, at the VAE's own n_fft / stft_hop. It trains
+    # the magnitudes directly, without going through Griffin-Lim, and is about 3x cheaper a step; with
+    # stft_weight 0 and no discriminator the waveform is not synthesised during training at all.
     magnitude_weight: float = 0.0
     kl_weight: float = 1e-4
     # Adversarial multi-scale STFT discriminator with feature matching, on after `adversarial_start` steps.

@@ -43,6 +43,27 @@ def reconstruction_loss(audio_channels: int, fft_sizes: Sequence[int]) -> nn.Mod
 
 
 # --------------------------------------------------------------------------- discriminator
+def magnitude_loss(predicted: torch.Tensor, target: torch.Tensor, floor: float = 1e-2) -> torch.Tensor:
+    """Distance between two natural-log magnitude spectrograms ``(batch, ..., bins, frames)``: spectral
+    convergence ``||Y - X||_F / ||X||_F`` per item (dominated by the loud bins: harmonics and onsets) plus
+    the L1 distance of ``log(|.| + floor)`` (every audible bin; ``floor`` 1e-2 is about -90 dB re a
+    full-scale sine at n_fft 1024, so inaudible bins weigh nothing). Auraloss's STFT loss, computed on
+    magnitudes the decoder predicts instead of on the STFT of a waveform.
+
+    The plain L1 of log-magnitudes is a poor loss here: measured on a spectral VAE after 1600 steps,
+    half of it came from bins under the floor, while the 3 % of bins with ``|X| > 1`` (the harmonics) were
+    still off by a factor of e^1.6 on average and contributed 6 %.
+    """
+    predicted_mag = torch.exp(predicted.float().clamp(max=math.log(1e2)))
+    target_mag = torch.exp(target.float())
+    dims = tuple(range(1, predicted.ndim))
+    difference = torch.linalg.vector_norm(predicted_mag - target_mag, dim=dims)
+    # A norm of 1 is a sound about 70 dB under full scale: silence does not blow the ratio up.
+    convergence = difference / torch.linalg.vector_norm(target_mag, dim=dims).clamp(min=1.0)
+    log_distance = (torch.log(predicted_mag + floor) - torch.log(target_mag + floor)).abs().mean()
+    return convergence.mean() + log_distance
+
+
 class STFTDiscriminator(nn.Module):
     """One resolution of :class:`MultiScaleSTFTDiscriminator`.
 

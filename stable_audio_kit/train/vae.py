@@ -6,7 +6,7 @@ random ``crop_seconds`` crops of the catalogue's training split; on each micro-b
     recon, kl = autoencode(audio)          posterior sample; its noise is a function of (seed, step)
     d_loss = D_loss(D(audio), D(recon))    only once `adversarial_start` steps are done
     g_loss = stft_weight * MR-STFT + kl_weight * KL (+ adversarial_weight * G_loss + feature_matching_weight * FM)
-             (+ magnitude_weight * |predicted log|X| - log|X||, spectral VAE only)
+             (+ magnitude_weight * magnitude_loss(predicted log|X|, log|X|), spectral VAE only)
 
 then both models are clipped and stepped with their own optimizer and LR schedule, losses are
 logged, the held-out split is evaluated every ``run.valid_every`` steps, and a checkpoint is
@@ -52,6 +52,7 @@ from .losses import (
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
+    magnitude_loss,
     reconstruction_loss,
     si_sdr,
 )
@@ -66,7 +67,7 @@ class Autoencode(nn.Module):
     synchronises the gradients of) a single call. ``audio`` ``(batch, channels, samples)`` ->
     ``(recon, kl, magnitude)``: the reconstruction ``(batch, channels, frames * hop_length)`` (``None``
     with ``waveform=False``), the KL term of the posterior and, with ``magnitude=True`` (spectral VAE
-    only), the L1 distance between the decoder's predicted log-magnitudes and the input's (else ``None``)."""
+    only), :func:`~.losses.magnitude_loss` of the decoder's predicted log-magnitudes (else ``None``)."""
 
     def __init__(self, vae: VAE):
         super().__init__()
@@ -84,7 +85,7 @@ class Autoencode(nn.Module):
         if not magnitude:
             return self.vae.decode(latents).sample, posterior.kl(), None
         out = self.vae.decoder.predict(latents)
-        distance = (out[:, :, 0] - self.vae.log_magnitude(audio)).abs().mean()
+        distance = magnitude_loss(out[:, :, 0], self.vae.log_magnitude(audio))
         recon = self.vae.decoder.synthesize(out) if waveform else None
         return recon, posterior.kl(), distance
 

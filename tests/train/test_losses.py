@@ -8,6 +8,7 @@ import torch
 from auraloss.freq import MultiResolutionSTFTLoss, SumAndDifferenceSTFTLoss
 
 from stable_audio_kit.train.losses import (
+    magnitude_loss,
     MelDistance,
     MultiScaleSTFTDiscriminator,
     discriminator_loss,
@@ -101,3 +102,23 @@ def test_mel_distance_and_si_sdr():
     assert si_sdr(0.5 * x, x).item() > 60
     noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     assert 5 < si_sdr(noisy, x).item() < 30
+
+
+def test_magnitude_loss_weighs_loud_bins_and_ignores_inaudible_ones():
+    torch.manual_seed(0)
+    target = torch.full((2, 1, 33, 10), -9.0)  # |X| ~ 1e-4: under the 1e-2 floor
+    target[:, :, 8] = 3.0  # one loud harmonic
+    assert magnitude_loss(target, target) == 0
+    # Changing inaudible bins by a factor of e^2 costs almost nothing ...
+    quiet = target.clone()
+    quiet[:, :, 20:] -= 2.0
+    assert magnitude_loss(quiet, target) < 0.01
+    # ... missing the loud bin costs a lot, most of it spectral convergence (about 1: the whole norm).
+    missing = target.clone()
+    missing[:, :, 8] = -9.0
+    assert magnitude_loss(missing, target) > 1.0
+    # Silence as the target does not blow the ratio up, and the gradient reaches the prediction.
+    predicted = torch.zeros(1, 1, 33, 4, requires_grad=True)
+    loss = magnitude_loss(predicted, torch.full((1, 1, 33, 4), -20.0))
+    loss.backward()
+    assert torch.isfinite(loss) and loss < 20 and predicted.grad.abs().sum() > 0

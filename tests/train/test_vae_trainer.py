@@ -327,7 +327,7 @@ def test_magnitude_loss_alone_trains_the_spectral_decoder_without_griffin_lim(ti
     calls = []
     real = spectral.SpectralDecoder.synthesize
     monkeypatch.setattr(spectral.SpectralDecoder, "synthesize", lambda self, out: calls.append(1) or real(self, out))
-    extra = {"run.max_steps": 30, "magnitude_weight": 1.0, "stft_weight": 0.0, "adversarial": False, "optim.lr": 3e-3}
+    extra = {"run.max_steps": 30, "magnitude_weight": 1.0, "stft_weight": 0.0, "adversarial": False, "optim.lr": 1e-2}
     run = vae_trainer.train(config(base, catalogue, tmp_path / "run", **extra))
     losses = scalars(run, "train/magnitude")
     assert sorted(losses) == list(range(1, 31))
