@@ -42,6 +42,8 @@ class VAEConfig:
     decoder_layers: int = 8
     # Spectral VAE phase: Griffin-Lim iterations (0: the decoder predicts the phase, Vocos-style).
     griffin_lim_iters: int = 32
+    # Spectral VAE: source-filter decoder with fixed harmonic combs per semitone (learns pitch much sooner).
+    harmonic_templates: bool = False
     latent_channels: int = 64
     # Multiplies latents before diffusion so that they have roughly unit variance.
     scaling_factor: float = 1.0

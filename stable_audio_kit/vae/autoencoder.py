@@ -302,6 +302,7 @@ def build_vae(cfg: ModelConfig) -> AudioVAE | SpectralAudioVAE:
             encoder_layers=vae.encoder_layers,
             decoder_layers=vae.decoder_layers,
             griffin_lim_iters=vae.griffin_lim_iters,
+            harmonic_templates=vae.harmonic_templates,
             scaling_factor=vae.scaling_factor,
             chunk_seconds=vae.chunk_seconds,
             overlap_seconds=vae.overlap_seconds,

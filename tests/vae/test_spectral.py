@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from stable_audio_kit.config import ModelConfig
 from stable_audio_kit.vae import AudioVAE, SpectralAudioVAE, build_vae, load_vae_folder
-from stable_audio_kit.vae.spectral import griffin_lim, stft_same
+from stable_audio_kit.vae.spectral import griffin_lim, harmonic_templates, stft_same
 
 # 8 kHz, n_fft 64, STFT hop 16, 2 frames per latent: hop 32 (250 latent frames/s), about 20k parameters.
 TINY = {
@@ -189,6 +189,34 @@ def test_posterior_starts_narrow():
     assert posterior.mean.std() > 10 * posterior.std.mean()
 
 
+def test_harmonic_templates_peak_at_the_partials_of_each_semitone():
+    combs = harmonic_templates(22050, 1024)
+    assert combs.shape == (85, 513)  # MIDI 24..108, all under Nyquist
+    assert torch.allclose(combs.amax(dim=1), torch.ones(85))
+    a4 = combs[69 - 24]  # 440 Hz: peaks at bins 440 k / 21.53 = 20.4, 40.9, 61.3, ...
+    for k in (1, 2, 3, 10):
+        bin_ = 440 * k / (22050 / 1024)
+        assert a4[round(bin_)] > 0.5 and a4[round(bin_ + 10.2)] < 0.05
+    # At 8 kHz the notes stop below Nyquist.
+    assert harmonic_templates(8000, 64).shape[0] == 84
+
+
+def test_harmonic_decoder_adds_the_note_source_to_the_envelope():
+    vae = tiny_vae(harmonic_templates=True)
+    assert "templates" not in vae.state_dict()  # derived from the config, not saved
+    z = torch.randn(1, 4, 3)
+    with torch.no_grad():
+        vae.decoder.note_head.bias.fill_(-30.0)  # no notes: the source is log(0.1) everywhere
+        envelope_only = vae.decoder.predict(z)
+        vae.decoder.note_head.bias[69 - 24] = 5.0  # A4 on
+        with_a4 = vae.decoder.predict(z)
+    torch.testing.assert_close(envelope_only - envelope_only[..., :1, :, :], envelope_only * 0)
+    gain = (with_a4 - envelope_only)[0, 0, 0, :, 0]
+    assert gain.argmax() in (round(440 / 125), round(880 / 125), round(1320 / 125))
+    with pytest.raises(ValueError, match="harmonic_templates must be true or false, got 'yes'"):
+        tiny_vae(harmonic_templates="yes")
+
+
 def test_gradients_reach_every_parameter():
     vae = tiny_vae().train()
     x = torch.randn(2, 1, 320)
@@ -205,7 +233,8 @@ def test_learns_the_pitch_of_each_tone(griffin_lim_iters):
     # pitch. A collapsed latent (the same output for every input) cannot pass: the tones are an octave apart.
     vae = tiny_vae(griffin_lim_iters=griffin_lim_iters).train()
     t = torch.arange(4096) / 8000
-    x = 0.5 * torch.stack([torch.sin(2 * torch.pi * hz * t) for hz in (500.0, 1000.0)])[:, None]  # bins 4, 8
+    tones = (500.0, 1000.0)  # bins 4 and 8
+    x = 0.5 * torch.stack([torch.sin(2 * torch.pi * hz * t) for hz in tones])[:, None]
     opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
     for _ in range(200):
         out = vae.decode(vae.encode(x).latent_dist.mode()).sample
@@ -225,7 +254,7 @@ def test_learns_the_pitch_of_each_tone(griffin_lim_iters):
     spectrum = torch.fft.rfft(out * torch.hann_window(out.shape[-1]), n=8192).abs()
     peaks = (spectrum.argmax(dim=-1) * 8000 / 8192).tolist()
     # Within a tenth of the 125 Hz bin spacing of n_fft 64 (Griffin-Lim phases pull off-bin a little).
-    assert abs(peaks[0] - 500.0) < 15 and abs(peaks[1] - 1000.0) < 15, peaks
+    assert abs(peaks[0] - tones[0]) < 15 and abs(peaks[1] - tones[1]) < 15, peaks
 
 
 def test_build_vae_spectral_from_model_config():
