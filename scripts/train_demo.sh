@@ -2,7 +2,7 @@
 # Reproduce the bundled demo model on a CPU (see configs/demo/README.md). Every step resumes: run the
 # script again after an interruption and it continues each run from its newest checkpoint.
 #
-#   scripts/train_demo.sh [WORK_DIR]        (default WORK_DIR: ./demo-work)
+#   [EVAL_CLIPS=N] scripts/train_demo.sh [WORK_DIR]        (default WORK_DIR: ./demo-work)
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> export -> evaluate -> bundle into the package.
@@ -42,6 +42,8 @@ wait "$vae_pid" || { echo "VAE training failed, see $WORK/vae.log" >&2; exit 1; 
 run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/catalogue" latents="$WORK/latents"
 [ -d "$WORK/final" ] || sak export "$WORK/runs/unet" "$WORK/final"
 # The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
-[ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" -o "$WORK/report"
+# EVAL_CLIPS=N evaluates the first N held-out clips only (two generations each: the model and the floor).
+[ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \
+  ${EVAL_CLIPS:+--n "$EVAL_CLIPS"} -o "$WORK/report"
 python scripts/bundle_demo.py "$WORK"   # float16 copy + model card into stable_audio_kit/pretrained/demo
 echo "demo model ready in $WORK/final and bundled; report in $WORK/report"
