@@ -3,7 +3,8 @@
     python scripts/bundle_demo.py WORK_DIR [--out stable_audio_kit/pretrained/demo] [--max-mb 60]
 
 WORK_DIR is the folder `scripts/train_demo.sh` filled: `final/` (the exported pipeline with its
-`clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl` and `runs/{clap,vae,unet}`.
+`clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`, `runs/{clap,vae,unet}` and, if
+present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
 Weights are stored in float16 to keep the package small; `StableAudioKitPipeline.from_pretrained`
 computes in float32. The folder is written beside the target and renamed into place.
 """
@@ -75,6 +76,9 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
         report_md.split("\n", 1)[1].strip(),
         "",
     ]
+    pitch = work / "vae_pitch.md"
+    if pitch.is_file():  # scripts/vae_pitch_check.py on the VAE alone
+        lines += ["## How well the VAE keeps pitch", "", pitch.read_text().strip(), ""]
     return "\n".join(lines)
 
 

@@ -37,6 +37,8 @@ wait "$vae_pid" || { echo "VAE training failed, see $WORK/vae.log" >&2; exit 1; 
 [ -d "$WORK/with_clap" ] || sak export "$WORK/runs/clap" "$WORK/with_clap"
 # The trained VAE goes into the pipeline that already has the trained CLAP text tower (and clap/).
 [ -d "$WORK/stage2" ] || sak export "$WORK/runs/vae" "$WORK/stage2" --base "$WORK/with_clap"
+# How many held-out melodies keep their f0 and key through the VAE alone (goes into the model card).
+[ -f "$WORK/vae_pitch.md" ] || python scripts/vae_pitch_check.py "$WORK/catalogue" "$WORK/stage2/vae" -o "$WORK/vae_pitch.md"
 [ -f "$WORK/latents/index.json" ] || sak encode "$WORK/catalogue" --model "$WORK/stage2" -o "$WORK/latents" --text
 
 run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/catalogue" latents="$WORK/latents"
