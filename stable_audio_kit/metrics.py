@@ -50,6 +50,12 @@ SILENCE_FRAME_SECONDS = 0.05
 TONAL_MAX = 0.2
 PERCUSSIVE_MIN = 0.8
 BINARY_THRESHOLD = 0.5
+# Bins below this frequency are left out of the ratio: a kick drum or an 808 is a decaying sine of
+# 40-100 Hz, which HPSS files as harmonic, so trap and house grooves measured 0.15-0.4 over the
+# whole spectrum. On 300 training clips of the demo catalogue (211 tonal, 89 drums-only) the 0.5
+# split was right for 88 % with every bin and for 99.3 % from 150 Hz up (tonal at most 0.37, drums
+# at least 0.34, 95 % of drums above 0.75); the synthetic numbers above hold either way.
+PERCUSSIVE_MIN_HZ = 150.0
 
 # Register boundaries in MIDI note numbers: low < 55 (G3, 196 Hz) <= mid < 74 (D5, 587 Hz) <= high.
 # They sit in the gaps between the demo catalogue's note ranges (low 38-53, mid 57-72, high 76-91),
@@ -289,31 +295,38 @@ def tempo_match(estimated: float, requested: float, tolerance: float = 0.05, all
 # Percussive / tonal
 
 
-def percussive_ratio(audio: np.ndarray, sample_rate: float) -> float:
-    """Percussive share of the signal energy, from harmonic-percussive source separation.
+def percussive_ratio(audio: np.ndarray, sample_rate: float, min_hz: float = PERCUSSIVE_MIN_HZ) -> float:
+    """Percussive share of the signal energy above ``min_hz``, from harmonic-percussive separation.
 
     The magnitude STFT (~46 ms frames) is split by librosa's median-filtering HPSS with soft masks
     (harmonic + percussive = original), and the ratio is
-    ``E_percussive / (E_harmonic + E_percussive)`` with E the summed squared magnitude.
+    ``E_percussive / (E_harmonic + E_percussive)`` with E the summed squared magnitude of the bins
+    at or above ``min_hz``. Below it, kick drums and 808s are decaying low sines that HPSS calls
+    harmonic (see ``PERCUSSIVE_MIN_HZ``).
 
     Args:
         audio: ``(samples,)`` or ``(channels, samples)``.
         sample_rate: samples per second, > 0.
+        min_hz: lowest frequency counted, >= 0 and below Nyquist (0 counts every bin).
 
     Returns:
         A ratio in [0, 1] (see ``TONAL_MAX``/``PERCUSSIVE_MIN`` for calibrated thresholds), or NaN
-        for digital silence.
+        for digital silence or no energy above ``min_hz``.
     """
     librosa = _librosa()
     y = _as_mono(audio)
     sr = _check_sample_rate(sample_rate)
+    min_hz = check_finite_number("min_hz", min_hz)
+    if not 0 <= min_hz < sr / 2:
+        raise ValueError(f"min_hz must be in [0, {sr / 2}) for sample_rate {sr}, got {min_hz}")
     if not np.any(y):
         return math.nan
     n_fft = _n_fft(sr)
     spec = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=n_fft // 4))
     harmonic, percussive = librosa.decompose.hpss(spec)
-    e_harm = float(np.sum(harmonic.astype(np.float64) ** 2))
-    e_perc = float(np.sum(percussive.astype(np.float64) ** 2))
+    keep = librosa.fft_frequencies(sr=sr, n_fft=n_fft) >= min_hz
+    e_harm = float(np.sum(harmonic[keep].astype(np.float64) ** 2))
+    e_perc = float(np.sum(percussive[keep].astype(np.float64) ** 2))
     if e_harm + e_perc == 0.0:
         return math.nan
     return e_perc / (e_harm + e_perc)

@@ -32,3 +32,25 @@ def test_default_model_loads_offline_and_generates_exact_length(monkeypatch):
     ).audios
     assert audio.shape == (1, pipe.audio_channels, round(1.37 * pipe.sample_rate))
     assert np.isfinite(audio).all()
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="the default model is not installed")
+def test_sak_generate_without_model_writes_the_exact_length(tmp_path):
+    import soundfile as sf
+
+    from stable_audio_kit.cli import main
+
+    out = tmp_path / "out.wav"
+    args = ["generate", "a rock drum groove at 120 bpm", "--seconds", "2.5", "--steps", "3", "-o", str(out)]
+    assert main(args) == 0
+    info = sf.info(out)
+    assert info.frames == round(2.5 * info.samplerate)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="the default model is not installed")
+def test_default_model_has_its_card_and_evaluation():
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+    assert "## Measured scores" in card and "## Training" in card
+    assert (DEFAULT_MODEL_DIR / "evaluation.md").is_file()
+    size_mb = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()) / 2**20
+    assert size_mb <= 60

@@ -147,6 +147,28 @@ def test_percussive_ratio_separates_bursts_chords_and_mixtures():
     assert math.isnan(metrics.percussive_ratio(np.zeros(SR), SR))
 
 
+def test_percussive_ratio_leaves_out_the_kicks_low_sine():
+    """An 808-style groove: a long 55 Hz kick on the beat and hi-hat bursts on the off-beats.
+
+    Over every bin the kick's sine makes it read tonal; from PERCUSSIVE_MIN_HZ up it is drums.
+    """
+    pytest.importorskip("librosa")
+    seconds, beat = 4.0, 0.5
+    t = np.arange(int(beat * SR)) / SR
+    kick = np.sin(2 * np.pi * 55 * t) * np.exp(-t / 0.25)
+    groove = np.zeros(int(seconds * SR), np.float32)
+    for start in np.arange(0.0, seconds, beat):
+        i = int(start * SR)
+        groove[i : i + kick.size] += kick[: groove.size - i].astype(np.float32)
+    groove += 0.3 * burst_grid(120, seconds, seed=1)[np.arange(groove.size) - int(beat / 2 * SR)]
+    assert metrics.percussive_ratio(groove, SR, min_hz=0) < metrics.BINARY_THRESHOLD
+    assert metrics.percussive_ratio(groove, SR) >= metrics.BINARY_THRESHOLD
+    assert metrics.percussive_ratio(sustained_chord(), SR) < metrics.TONAL_MAX
+    for bad in (-1.0, SR / 2, math.nan):
+        with pytest.raises(ValueError, match="min_hz"):
+            metrics.percussive_ratio(groove, SR, min_hz=bad)
+
+
 def test_classify_percussive_tonal_thresholds():
     assert metrics.classify_percussive_tonal(metrics.TONAL_MAX - 1e-9) == "tonal"
     assert metrics.classify_percussive_tonal(metrics.TONAL_MAX) == "mixed"

@@ -43,6 +43,8 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl")
 SPLIT_VALUES = ("train", "valid")
 MANIFEST_NAME = "index.json"
 MANIFEST_FORMAT = "stable-audio-kit-latents"
+# Version 2 added ``silence_latent``; version 1 shards padded crops with zeros, not with silence.
+MANIFEST_VERSION = 2
 SILENCE_PEAK = 1e-6
 
 TextEncodeFn = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
@@ -790,6 +792,18 @@ def _encode_batch(
     return out
 
 
+def _silence_latent(vae: Any, channels: int, hop: int, scaling: float, device: torch.device) -> torch.Tensor:
+    """The latent frame of digital silence, ``(latent_channels,)``: what follows a short file's end.
+
+    The middle frame of an encoded silent stretch, away from the convolutions' edges. It is rarely
+    zero (biases), so padding latent crops with zeros would teach the U-Net a tail that decodes to
+    sound instead of silence.
+    """
+    frames = 32
+    silent = [np.zeros((channels, frames * hop), dtype=np.float32)]
+    return _encode_batch(vae, silent, hop, scaling, device)[0][:, frames // 2].contiguous()
+
+
 def encode_catalogue(
     vae: Any,
     root: str | Path,
@@ -821,7 +835,8 @@ def encode_catalogue(
     Shards are ``shard-XXXXX.safetensors`` (tensors ``"<k>.latents"`` and optionally
     ``"<k>.text_hidden"``, ``"<k>.text_mask"``; per-item metadata in the header), written atomically;
     the manifest ``index.json`` is written last and lists ``sample_rate``, ``channels``,
-    ``hop_length``, ``latent_channels``, ``latent_rate``, ``scaling_factor`` and every item
+    ``hop_length``, ``latent_channels``, ``latent_rate``, ``scaling_factor``, ``silence_latent`` (the
+    latent frame of silence, which pads crops past a file's end) and every item
     (``path``, ``caption``, ``extra``, ``seconds_total``, ``num_samples``, ``valid_frames``,
     ``shard``, ``key``). Unusable files raise ``ValueError`` up front unless ``skip_unreadable``,
     in which case they (and files failing while being decoded) are logged and listed under
@@ -918,15 +933,18 @@ def encode_catalogue(
             if len(pending_meta) >= shard_size:
                 flush()
     flush()
+    silence = _silence_latent(vae, channels, hop, scaling, device)
+    latent_channels = int(silence.shape[0]) if latent_channels is None else latent_channels
     manifest = {
         "format": MANIFEST_FORMAT,
-        "version": 1,
+        "version": MANIFEST_VERSION,
         "sample_rate": sample_rate,
         "channels": channels,
         "hop_length": hop,
         "latent_channels": latent_channels,
         "latent_rate": sample_rate / hop,
         "scaling_factor": scaling,
+        "silence_latent": silence.tolist(),
         "has_text": text_encode_fn is not None,
         "shards": shards,
         "items": entries,
@@ -945,6 +963,11 @@ def load_manifest(latent_dir: str | Path) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest")
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(
+            f"{str(path)!r} is version {manifest.get('version')!r} of the latent format, this toolkit reads "
+            f"version {MANIFEST_VERSION} (it pads crops with the latent of silence); re-encode with `sak encode`"
+        )
     return manifest
 
 
@@ -958,7 +981,8 @@ class LatentCropDataset(_CropDataset):
 
     Each item is a dict:
 
-    - ``latents``: float32 ``(latent_channels, window_frames)``, zeros after a short file's end
+    - ``latents``: float32 ``(latent_channels, window_frames)``; after a short file's end, the
+      manifest's ``silence_latent`` (what the VAE makes of the silence the audio path pads with)
     - ``padding_mask``: bool ``(window_frames,)``, ``True`` for frames holding any real audio
     - ``seconds_start``: ``frame_offset * hop_length / sample_rate``
     - ``seconds_total``: the source file's duration (as in the audio path)
@@ -988,6 +1012,12 @@ class LatentCropDataset(_CropDataset):
         self.latent_channels = manifest["latent_channels"]
         self.latent_rate = float(manifest["latent_rate"])
         self.has_text = bool(manifest["has_text"])
+        self.silence_latent = torch.tensor(manifest["silence_latent"], dtype=torch.float32)
+        if self.silence_latent.shape != (self.latent_channels,):
+            raise ValueError(
+                f"silence_latent in {str(self.latent_dir)!r} has shape {tuple(self.silence_latent.shape)}, "
+                f"expected ({self.latent_channels},)"
+            )
         _check_target(self.sample_rate, int(manifest["channels"]), window_seconds)
         self.window_seconds = float(window_seconds)
         self.window_frames = math.ceil(round(window_seconds * self.sample_rate) / self.hop_length)
@@ -1028,7 +1058,7 @@ class LatentCropDataset(_CropDataset):
             stored = f.get_slice(f"{key}.latents")[:, offset : offset + self.window_frames]
             text = (f.get_tensor(f"{key}.text_hidden"), f.get_tensor(f"{key}.text_mask")) if self.has_text else None
         real = min(stored.shape[-1], valid - offset)
-        latents = torch.zeros(stored.shape[0], self.window_frames, dtype=torch.float32)
+        latents = self.silence_latent[:, None].repeat(1, self.window_frames)
         latents[:, :real] = stored[:, :real]
         mask = torch.zeros(self.window_frames, dtype=torch.bool)
         mask[:real] = True

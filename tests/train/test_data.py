@@ -72,15 +72,16 @@ class FakeVAE(torch.nn.Module):
 
     hop_length = 10
 
-    def __init__(self) -> None:
+    def __init__(self, offset: float = 0.0) -> None:
         super().__init__()
         self.config = SimpleNamespace(scaling_factor=0.5)
         self.calls: list[tuple[int, ...]] = []
+        self.offset = offset  # what silence encodes to (a real VAE's biases make it nonzero)
 
     def encode(self, x: torch.Tensor) -> SimpleNamespace:
         assert not torch.is_grad_enabled()
         self.calls.append(tuple(x.shape))
-        pooled = F.avg_pool1d(x, self.hop_length)
+        pooled = F.avg_pool1d(x, self.hop_length) + self.offset
         return SimpleNamespace(latent_dist=FakeDist(torch.cat([pooled, -pooled], dim=1)))
 
 
@@ -498,8 +499,10 @@ def test_encode_catalogue_writes_shards_and_manifest(latent_catalogue_root, tmp_
     assert by_path["d.wav"]["num_samples"] == 403 and by_path["d.wav"]["valid_frames"] == 41
     assert by_path["e.wav"]["seconds_total"] == 1.5 and by_path["e.wav"]["num_samples"] == 1500
     assert by_path["c.wav"]["caption"] is None
-    # Whole files are encoded, one per call with batch_size=1, padded to a multiple of the hop.
-    assert (1, 1, 3000) in vae.calls and (1, 1, 1240) in vae.calls and len(vae.calls) == 5
+    # Whole files are encoded, one per call with batch_size=1, padded to a multiple of the hop; then
+    # a silent stretch, whose latent pads the crops.
+    assert (1, 1, 3000) in vae.calls and (1, 1, 1240) in vae.calls and len(vae.calls) == 6
+    assert manifest["version"] == 2 and manifest["silence_latent"] == [0.0, 0.0]
 
     with safe_open(str(out / by_path["a.wav"]["shard"]), framework="pt") as f:
         latents = f.get_tensor(f"{by_path['a.wav']['key']}.latents")
@@ -575,6 +578,28 @@ def test_latent_crops_match_audio_crops(latent_catalogue_root, tmp_path):
     assert [e["path"] for e in subset.entries] == ["d.wav", "a.wav"]
     with pytest.raises(ValueError, match="zz.wav"):
         LatentCropDataset(out, 0.5, paths=["zz.wav"])
+
+
+def test_latent_crops_pad_with_the_latent_of_silence(latent_catalogue_root, tmp_path):
+    """Past a file's end the crop holds what the VAE makes of silence, as the audio path would."""
+    out = tmp_path / "latents"
+    encode_catalogue(FakeVAE(offset=0.25), latent_catalogue_root, out, SR, 1)
+    assert load_manifest(out)["silence_latent"] == [0.125, -0.125]  # 0.5 * (silence + offset), and negated
+    short = LatentCropDataset(out, 0.5)[2]  # c.wav: 0.4 s -> 40 of 50 frames real
+    tail = short["latents"][:, ~short["padding_mask"]]
+    assert tail.shape == (2, 10) and bool((tail[0] == 0.125).all()) and bool((tail[1] == -0.125).all())
+    assert not bool((short["latents"][0, short["padding_mask"]] == 0.125).all())
+
+
+def test_old_latent_manifests_are_refused(latent_catalogue_root, tmp_path):
+    out = tmp_path / "latents"
+    encode_catalogue(FakeVAE(), latent_catalogue_root, out, SR, 1)
+    manifest = json.loads((out / "index.json").read_text())
+    del manifest["silence_latent"]
+    manifest["version"] = 1
+    (out / "index.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="version 1.*re-encode"):
+        LatentCropDataset(out, 0.5)
 
 
 def test_collate_latents_pads_cached_text(latent_catalogue_root, tmp_path):
