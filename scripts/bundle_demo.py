@@ -36,6 +36,36 @@ def run_summary(run_dir: Path) -> str:
     return f"{step} steps (`{run_dir.name}` run)"
 
 
+def limitations(summary: dict) -> list[str]:
+    """Card lines naming what the evaluation shows the model does not do (from report.json)."""
+    from stable_audio_kit.evaluation import LOWER_IS_BETTER, REPORT_ROWS
+
+    model, floor, real = summary["model"], summary["shuffled"], summary["real"]
+    weak = []
+    for key, name in REPORT_ROWS:
+        m, f = model.get(key), floor.get(key)
+        if m is None or f is None or key == "exact_length":
+            continue
+        better = f - m if key in LOWER_IS_BETTER else m - f
+        if better < 0.05:
+            ceiling = "" if real.get(key) is None else f", real clips {real[key]:.3f}"
+            weak.append(f"{name}: {m:.3f} (shuffled captions {f:.3f}{ceiling})")
+    lines = ["## Limitations", ""]
+    if weak:
+        lines.append("Not clearly better than the shuffled-caption floor (by less than 0.05):")
+        lines += [f"- {w}" for w in weak]
+    else:
+        lines.append("Every metric is at least 0.05 better than the shuffled-caption floor.")
+    lines += [
+        "",
+        "It is a 9M-parameter U-Net trained for under an hour on a CPU: every output has exactly the "
+        "requested length, but expect the right kind of sound (drums or tonal, register) more often than the "
+        "right notes, key, tempo or the silence after `seconds_total`.",
+        "",
+    ]
+    return lines
+
+
 def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str:
     rows = [json.loads(line) for line in (work / "catalogue" / "metadata.jsonl").read_text().splitlines() if line]
     train = [r for r in rows if r["split"] == "train"]
@@ -75,6 +105,7 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
         "",
         report_md.split("\n", 1)[1].strip(),
         "",
+        *limitations(json.loads((work / "report" / "report.json").read_text())["summary"]),
     ]
     pitch = work / "vae_pitch.md"
     if pitch.is_file():  # scripts/vae_pitch_check.py on the VAE alone

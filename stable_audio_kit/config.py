@@ -95,6 +95,8 @@ class UNetConfig:
     transformer_layers_per_block: int = 1
     norm_num_groups: int = 32
     dropout: float = 0.0
+    # Sinusoidal frame-position features added after the input conv (0 = none); see the U-Net's docs.
+    position_embedding_dim: int = 0
 
 
 @dataclass

@@ -406,6 +406,7 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         global_cond_dim=projection.global_dim,
         norm_num_groups=u.norm_num_groups,
         dropout=u.dropout,
+        position_embedding_dim=u.position_embedding_dim,
     )
     scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
     for module in (vae, projection, unet):

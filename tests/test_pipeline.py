@@ -248,3 +248,19 @@ def test_spectral_vae_pipeline_saves_loads_and_keeps_exact_length(tiny_config, t
     assert isinstance(loaded.vae, SpectralAudioVAE)
     audio = run(loaded, seconds_total=0.3333)
     assert audio.shape == (1, 1, round(0.3333 * loaded.sample_rate))
+
+
+def test_position_embedding_from_the_model_config(tiny_config, tmp_path):
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.unet.position_embedding_dim = 8
+    pipe = build_pipeline(cfg)
+    assert pipe.unet.position_embedding is not None
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.unet.config.position_embedding_dim == 8
+    assert run(loaded, seconds_total=0.5).shape == (1, loaded.audio_channels, round(0.5 * loaded.sample_rate))

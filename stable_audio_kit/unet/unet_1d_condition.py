@@ -15,7 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
 from diffusers.models.downsampling import Downsample1D
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.upsampling import Upsample1D
 from diffusers.utils import BaseOutput
@@ -135,6 +135,11 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         dropout: dropout in residual and attention blocks.
         time_embedding_dim: width of the timestep embedding that drives FiLM; `None` means
             `4 * block_out_channels[0]`.
+        position_embedding_dim: if > 0, sinusoidal features of this width of each frame's index in
+            the window are projected and added after `conv_in`. Without them the network knows a
+            frame's place only from the zero padding at the window's edges, as far as its receptive
+            field reaches: a small U-Net then cannot tell whether a frame lies past `seconds_total`.
+            0 (the default, and what models saved before it have) adds nothing.
     """
 
     _supports_gradient_checkpointing = True
@@ -155,6 +160,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         norm_num_groups: int = 32,
         dropout: float = 0.0,
         time_embedding_dim: int | None = None,
+        position_embedding_dim: int = 0,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -171,6 +177,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             norm_num_groups=norm_num_groups,
             dropout=dropout,
             time_embedding_dim=time_embedding_dim,
+            position_embedding_dim=position_embedding_dim,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -193,6 +200,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         )
 
         self.conv_in = nn.Conv1d(in_channels, channels[0], kernel_size=3, padding=1)
+        self.position_embedding = nn.Linear(position_embedding_dim, channels[0]) if position_embedding_dim > 0 else None
 
         last = len(channels) - 1
         self.down_resnets = nn.ModuleList()
@@ -287,6 +295,13 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         multiple = 2 ** (len(self.config.block_out_channels) - 1)
         pad = -frames % multiple
         hidden_states = self.conv_in(F.pad(sample, (0, pad)))
+        if self.position_embedding is not None:
+            # Frame indices 0 .. frames + pad - 1 of the window, the same for every item.
+            positions = torch.arange(frames + pad, device=sample.device, dtype=torch.float32)
+            features = get_timestep_embedding(
+                positions, self.config.position_embedding_dim, flip_sin_to_cos=True, downscale_freq_shift=0
+            )
+            hidden_states = hidden_states + self.position_embedding(features.to(hidden_states.dtype)).T[None]
 
         # 3. Down path; one skip per level, taken before its downsample.
         skips = []
@@ -411,6 +426,7 @@ def _validate_config(
     norm_num_groups: int,
     dropout: float,
     time_embedding_dim: int | None,
+    position_embedding_dim: int,
 ) -> None:
     positive = {
         "in_channels": in_channels,
@@ -428,6 +444,15 @@ def _validate_config(
     for name, value in positive.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if (
+        not isinstance(position_embedding_dim, int)
+        or isinstance(position_embedding_dim, bool)
+        or position_embedding_dim < 0
+        or position_embedding_dim % 2
+    ):
+        raise ValueError(
+            f"position_embedding_dim must be an even int >= 0 (0 = none), got {position_embedding_dim!r}"
+        )
     if not isinstance(global_cond_dim, int) or isinstance(global_cond_dim, bool) or global_cond_dim < 0:
         raise ValueError(f"global_cond_dim must be an int >= 0 (0 = no global conditioning), got {global_cond_dim!r}")
     if not 0.0 <= dropout < 1.0:

@@ -229,8 +229,29 @@ def test_global_input_rejected_without_global_cond():
         ({"layers_per_block": 0}, "layers_per_block"),
         ({"global_cond_dim": -1}, "global_cond_dim"),
         ({"dropout": 1.0}, "dropout"),
+        ({"position_embedding_dim": 3}, "position_embedding_dim"),
+        ({"position_embedding_dim": -2}, "position_embedding_dim"),
+        ({"position_embedding_dim": True}, "position_embedding_dim"),
     ],
 )
 def test_bad_config_raises(change, match):
     with pytest.raises(ValueError, match=match):
         UNet1DConditionModel(**{**TINY, **change})
+
+
+@torch.no_grad()
+def test_position_embedding_tells_frames_apart(tmp_path):
+    """The same input at every frame: without positions the interior frames (beyond the reach of
+    the zero padding at the edges) get the same output; with them, each frame knows where it is."""
+    inputs = make_inputs(256)
+    inputs["sample"] = inputs["sample"][:, :, :1].repeat(1, 1, 256)
+    plain = make_model()(**inputs).sample
+    # Frames 124 and 132: the same phase of the two stride-2 downsamples, far from both edges.
+    torch.testing.assert_close(plain[..., 124], plain[..., 132])
+    model = make_model(position_embedding_dim=8)
+    placed = model(**inputs).sample
+    assert not torch.allclose(placed[..., 124], placed[..., 132], atol=1e-4)
+    model.save_pretrained(tmp_path / "unet")
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.position_embedding_dim == 8
+    torch.testing.assert_close(loaded(**inputs).sample, placed)
