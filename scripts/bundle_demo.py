@@ -4,7 +4,9 @@
 
 WORK_DIR is the folder `scripts/train_demo.sh` filled: `final/` (the exported pipeline with its
 `clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`, `runs/{clap,vae,unet}` and, if
-present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
+present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`). A component retrained on top of the bundled
+model's others (say a new U-Net with the bundled CLAP and VAE) needs only its own run: the card keeps
+what the bundled card said about the missing runs and the VAE pitch check.
 Weights are stored in float16 to keep the package small; `StableAudioKitPipeline.from_pretrained`
 computes in float32. The folder is written beside the target and renamed into place.
 """
@@ -26,9 +28,16 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
-def run_summary(run_dir: Path) -> str:
+def run_summary(run_dir: Path, previous_card: str = "") -> str:
+    """``"N steps (`name` run)"`` from the run's newest checkpoint. A component reused from the bundled
+    model (its run folder is not in WORK_DIR) keeps what the bundled card says about it."""
     from stable_audio_kit.train.common import latest_checkpoint
 
+    if not run_dir.is_dir():
+        for line in previous_card.splitlines():
+            if line.startswith("- ") and f"(`{run_dir.name}` run)" in line:
+                return line.split("): ", 1)[1] if "): " in line else line[2:]
+        raise ValueError(f"run {str(run_dir)!r} is missing and the bundled model card does not describe it")
     last = latest_checkpoint(run_dir)
     if last is None:
         raise ValueError(f"run {str(run_dir)!r} has no checkpoint")
@@ -66,7 +75,7 @@ def limitations(summary: dict) -> list[str]:
     return lines
 
 
-def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str:
+def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previous_card: str = "") -> str:
     rows = [json.loads(line) for line in (work / "catalogue" / "metadata.jsonl").read_text().splitlines() if line]
     train = [r for r in rows if r["split"] == "train"]
     hours = sum(r["seconds"] for r in train) / 3600
@@ -93,11 +102,12 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
         "Trained on a 2-core CPU with the toolkit's own commands (`scripts/train_demo.sh`, configs in "
         "`configs/demo/`):",
         "",
-        f"- CLAP (text tower {params['text_encoder']:,} parameters): {run_summary(work / 'runs' / 'clap')}",
+        f"- CLAP (text tower {params['text_encoder']:,} parameters): "
+        f"{run_summary(work / 'runs' / 'clap', previous_card)}",
         f"- VAE (`{type(pipe.vae).__name__}`, {params['vae']:,} parameters, {pipe.vae.hop_length}x downsampling to "
-        f"{pipe.vae.latent_channels} latent channels): {run_summary(work / 'runs' / 'vae')}",
+        f"{pipe.vae.latent_channels} latent channels): {run_summary(work / 'runs' / 'vae', previous_card)}",
         f"- U-Net ({params['unet']:,} parameters, EMA weights) and timing projection: "
-        f"{run_summary(work / 'runs' / 'unet')}",
+        f"{run_summary(work / 'runs' / 'unet', previous_card)}",
         "",
         "Weights are stored in float16 (" + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()) + ").",
         "",
@@ -108,8 +118,11 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float]) -> str
         *limitations(json.loads((work / "report" / "report.json").read_text())["summary"]),
     ]
     pitch = work / "vae_pitch.md"
+    heading = "## How well the VAE keeps pitch"
     if pitch.is_file():  # scripts/vae_pitch_check.py on the VAE alone
-        lines += ["## How well the VAE keeps pitch", "", pitch.read_text().strip(), ""]
+        lines += [heading, "", pitch.read_text().strip(), ""]
+    elif heading in previous_card:  # the VAE is the bundled one: its check still holds
+        lines += [heading, "", previous_card.split(heading, 1)[1].split("\n## ", 1)[0].strip(), ""]
     return "\n".join(lines)
 
 
@@ -128,6 +141,7 @@ def main() -> int:
         if not need.exists():
             raise SystemExit(f"bundle_demo: {str(need)!r} is missing; run scripts/train_demo.sh {args.work} first")
     pipe = StableAudioKitPipeline.from_pretrained(final)
+    previous_card = (args.out / "README.md").read_text() if (args.out / "README.md").is_file() else ""
     with atomic_dir(args.out, overwrite=True) as tmp:
         pipe.to(torch.float16).save_pretrained(tmp)
         if (final / "clap").is_dir():
@@ -141,7 +155,7 @@ def main() -> int:
         if total > args.max_mb:
             raise SystemExit(f"bundle_demo: the model takes {total:.1f} MB, over --max-mb {args.max_mb}")
         pipe = pipe.to(torch.float32)
-        (tmp / "README.md").write_text(model_card(args.work, pipe, report.read_text(), sizes))
+        (tmp / "README.md").write_text(model_card(args.work, pipe, report.read_text(), sizes, previous_card))
         shutil.copy(report, tmp / "evaluation.md")
     print(f"bundled {total:.1f} MB into {args.out}")
     return 0

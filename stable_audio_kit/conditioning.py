@@ -217,3 +217,34 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         if not return_dict:
             return context, mask, global_states
         return ConditioningOutput(context, mask, global_states)
+
+
+def timing_mask(
+    seconds_start: torch.Tensor | float,
+    seconds_total: torch.Tensor | float,
+    batch: int,
+    frames: int,
+    sample_rate: int,
+    hop_length: int,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Which latent frames of a window the requested audio covers: ``(batch, frames)`` float, 1 then 0.
+
+    A window starts ``seconds_start`` into a sound ``seconds_total`` long (the training crops' meaning of
+    the two numbers), so the sound fills its first ``seconds_total - seconds_start`` seconds and
+    silence follows. A frame counts if any of its ``hop_length`` samples is sound, the rule by which the
+    training data marks a short file's real frames. ``seconds_start``/``seconds_total`` are ``(batch,)``
+    or one number for the whole batch.
+    """
+    values = []
+    for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
+        value = torch.as_tensor(value, device=device, dtype=torch.float64).reshape(-1)
+        if value.numel() == 1:
+            value = value.expand(batch)
+        if value.shape[0] != batch:
+            raise ValueError(f"{name} has {value.shape[0]} values for a batch of {batch}")
+        values.append(value)
+    samples = torch.round((values[1] - values[0]) * sample_rate).clamp(min=0)
+    covered = torch.ceil(samples / hop_length)
+    frame = torch.arange(frames, device=covered.device, dtype=torch.float64)
+    return (frame[None, :] < covered[:, None]).to(torch.float32)

@@ -97,6 +97,8 @@ class UNetConfig:
     dropout: float = 0.0
     # Sinusoidal frame-position features added after the input conv (0 = none); see the U-Net's docs.
     position_embedding_dim: int = 0
+    # One more input channel, 1 on the frames the requested audio covers and 0 after (see the U-Net's docs).
+    timing_mask_channel: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .conditioning import ConditioningProjection, encode_text
+from .conditioning import ConditioningProjection, encode_text, timing_mask
 from .objective import cfg_combine, null_context
 from .utils import check_finite_number
 
@@ -299,7 +299,12 @@ class StableAudioKitPipeline(DiffusionPipeline):
         # 4. Initial noise over the whole window.
         latents = self.prepare_latents(batch, context.dtype, device, generator, latents)
 
-        # 5. Denoising loop.
+        # 5. Denoising loop; a U-Net with a timing-mask channel sees where the requested audio ends.
+        frame_mask = None
+        if self.unet.config.get("timing_mask_channel", False):
+            frame_mask = timing_mask(
+                seconds_start, seconds_total, 1, latents.shape[-1], self.sample_rate, self.vae.hop_length, device
+            ).expand(batch * (2 if do_cfg else 1), -1)
         for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
@@ -309,6 +314,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 encoder_hidden_states=context,
                 encoder_attention_mask=mask,
                 global_hidden_states=global_states,
+                timing_mask=frame_mask,
             ).sample
             if do_cfg:
                 uncond, cond = noise_pred.chunk(2)
@@ -407,6 +413,7 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         norm_num_groups=u.norm_num_groups,
         dropout=u.dropout,
         position_embedding_dim=u.position_embedding_dim,
+        timing_mask_channel=u.timing_mask_channel,
     )
     scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
     for module in (vae, projection, unet):

@@ -264,3 +264,27 @@ def test_position_embedding_from_the_model_config(tiny_config, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert loaded.unet.config.position_embedding_dim == 8
     assert run(loaded, seconds_total=0.5).shape == (1, loaded.audio_channels, round(0.5 * loaded.sample_rate))
+
+
+def test_timing_mask_channel_from_the_model_config(tiny_config, tmp_path):
+    """The pipeline hands a timing-mask U-Net the frames that seconds_total covers, in both CFG halves."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.unet.timing_mask_channel = True
+    build_pipeline(cfg).save_pretrained(tmp_path / "model")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.unet.config.timing_mask_channel is True
+    seen = []
+    loaded.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["timing_mask"]), with_kwargs=True
+    )
+    seconds = 0.3
+    assert run(loaded, seconds_total=seconds).shape == (1, loaded.audio_channels, round(seconds * loaded.sample_rate))
+    covered = -(-round(seconds * loaded.sample_rate) // loaded.vae.hop_length)
+    assert seen and all(m.shape == (2, loaded.unet.config.sample_size) for m in seen)
+    assert (seen[0][:, :covered] == 1).all() and (seen[0][:, covered:] == 0).all()
+    assert covered < loaded.unet.config.sample_size

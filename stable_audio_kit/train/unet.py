@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..conditioning import timing_mask
 from ..objective import VObjective, drop_context
 from ..pipeline import StableAudioKitPipeline
 from .common import (
@@ -79,12 +80,14 @@ class ConditionedDenoiser(nn.Module):
         seconds_start: torch.Tensor,
         seconds_total: torch.Tensor,
         drop: torch.Tensor,
+        timing_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """v-prediction ``(B, C, T)`` for noisy latents ``(B, C, T)`` and timesteps ``(B,)``.
 
         ``drop`` ``(B,)`` bool marks the rows whose cross-attention context is replaced by the null
         context (classifier-free-guidance dropout, decided in the training step). The timing stays in
-        the global vector of every row, as in the pipeline's CFG.
+        the global vector of every row, as in the pipeline's CFG. ``timing_mask`` ``(B, T)`` goes to a
+        U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`).
         """
         cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total)
         context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
@@ -95,6 +98,7 @@ class ConditionedDenoiser(nn.Module):
             encoder_hidden_states=context,
             encoder_attention_mask=mask,
             global_hidden_states=cond.global_hidden_states,
+            timing_mask=timing_mask,
         ).sample
 
 
@@ -203,7 +207,8 @@ def draw(
 
 @torch.no_grad()
 def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Latents ``(B, C, T)``, frame mask ``(B, T)`` and text states ``(B, L, D)``/``(B, L)`` of a batch,
+    """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)`` and, for a U-Net with
+    ``timing_mask_channel``, the timing mask ``(B, T)`` of a batch,
     through the frozen VAE and text encoder unless the batch holds them already (pre-encoded shards).
 
     Audio is encoded to ``posterior mode * scaling_factor``, exactly what ``sak encode`` stores.
@@ -225,13 +230,21 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
         text_hidden, text_mask = batch["text_hidden"].to(device), batch["text_mask"].to(device).bool()
     else:
         text_hidden, text_mask = pipe.encode_prompt(list(batch["caption"]), device)
+    seconds_start, seconds_total = batch["seconds_start"].to(device), batch["seconds_total"].to(device)
+    mask_input = None
+    if pipe.unet.config.get("timing_mask_channel", False):
+        # From the timing numbers, exactly as the pipeline computes it at sampling time.
+        mask_input = timing_mask(
+            seconds_start, seconds_total, latents.shape[0], latents.shape[-1], pipe.sample_rate, pipe.vae.hop_length
+        ).to(device)
     return {
         "latents": latents.float(),
         "frame_mask": frame_mask,
+        "timing_mask": mask_input,
         "text_hidden": text_hidden,
         "text_mask": text_mask,
-        "seconds_start": batch["seconds_start"].to(device),
-        "seconds_total": batch["seconds_total"].to(device),
+        "seconds_start": seconds_start,
+        "seconds_total": seconds_total,
     }
 
 
@@ -254,6 +267,7 @@ def diffusion_loss(
         inputs["seconds_start"],
         inputs["seconds_total"],
         drop,
+        inputs["timing_mask"],
     )
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 

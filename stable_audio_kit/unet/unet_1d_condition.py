@@ -140,6 +140,13 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             frame's place only from the zero padding at the window's edges, as far as its receptive
             field reaches: a small U-Net then cannot tell whether a frame lies past `seconds_total`.
             0 (the default, and what models saved before it have) adds nothing.
+        timing_mask_channel: if True, `forward` takes a `timing_mask` `(batch, frames)`, 1 on the frames
+            the requested audio covers and 0 after them (see
+            [`stable_audio_kit.conditioning.timing_mask`]), and reads it as one more input channel. It
+            is the timing conditioning again, laid out along the frame axis, so that every
+            convolution knows whether its frames lie past `seconds_total` without having to work it
+            out from the pooled timing embedding and the frame's position. False (the default, and
+            what models saved before it have) takes no mask.
     """
 
     _supports_gradient_checkpointing = True
@@ -161,6 +168,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         dropout: float = 0.0,
         time_embedding_dim: int | None = None,
         position_embedding_dim: int = 0,
+        timing_mask_channel: bool = False,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -178,6 +186,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             dropout=dropout,
             time_embedding_dim=time_embedding_dim,
             position_embedding_dim=position_embedding_dim,
+            timing_mask_channel=timing_mask_channel,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -199,7 +208,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             else None
         )
 
-        self.conv_in = nn.Conv1d(in_channels, channels[0], kernel_size=3, padding=1)
+        self.conv_in = nn.Conv1d(in_channels + int(timing_mask_channel), channels[0], kernel_size=3, padding=1)
         self.position_embedding = nn.Linear(position_embedding_dim, channels[0]) if position_embedding_dim > 0 else None
 
         last = len(channels) - 1
@@ -252,6 +261,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         global_hidden_states: torch.Tensor | None = None,
+        timing_mask: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet1DConditionOutput | tuple[torch.Tensor]:
         r"""Predict from noisy latents.
@@ -268,13 +278,15 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
                 A row with every token ignored attends to nothing (no NaN). `None` attends to all.
             global_hidden_states: `(batch, global_cond_dim)`, required iff `global_cond_dim > 0`.
                 It is embedded and added to the timestep embedding, so it drives every FiLM.
+            timing_mask: `(batch, frames)`, 1 where the requested audio is and 0 where silence should
+                follow it; required iff `timing_mask_channel`. Concatenated to `sample` as a channel.
             return_dict: return a [`UNet1DConditionOutput`] rather than a tuple.
 
         Returns:
             [`UNet1DConditionOutput`] or `(sample,)`, with `sample` `(batch, out_channels, frames)`.
         """
         context, mask = self._check_and_prepare_inputs(
-            sample, encoder_hidden_states, encoder_attention_mask, global_hidden_states
+            sample, encoder_hidden_states, encoder_attention_mask, global_hidden_states, timing_mask
         )
         batch, _, frames = sample.shape
 
@@ -294,6 +306,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         # 2. Pad frames so every stride-2 downsample sees an even length and the up path lines up.
         multiple = 2 ** (len(self.config.block_out_channels) - 1)
         pad = -frames % multiple
+        if timing_mask is not None:
+            sample = torch.cat([sample, timing_mask.to(sample.dtype)[:, None]], dim=1)
         hidden_states = self.conv_in(F.pad(sample, (0, pad)))
         if self.position_embedding is not None:
             # Frame indices 0 .. frames + pad - 1 of the window, the same for every item.
@@ -338,6 +352,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_hidden_states: torch.Tensor | None,
         encoder_attention_mask: torch.Tensor | None,
         global_hidden_states: torch.Tensor | None,
+        timing_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate the inputs; return the cross-attention context `(batch, tokens, cross_attention_dim)`
         and a bool mask `(batch, 1, tokens)` (True = attend) or `None`."""
@@ -363,6 +378,21 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             raise ValueError(
                 f"global_hidden_states given (shape {tuple(global_hidden_states.shape)}) but this model has "
                 "global_cond_dim=0"
+            )
+
+        if config.timing_mask_channel:
+            if timing_mask is None:
+                raise ValueError(
+                    f"timing_mask of shape (batch={batch}, frames={sample.shape[2]}) is required because "
+                    "timing_mask_channel is set (stable_audio_kit.conditioning.timing_mask makes it)"
+                )
+            if timing_mask.shape != (batch, sample.shape[2]):
+                raise ValueError(
+                    f"timing_mask must be (batch={batch}, frames={sample.shape[2]}), got {tuple(timing_mask.shape)}"
+                )
+        elif timing_mask is not None:
+            raise ValueError(
+                f"timing_mask given (shape {tuple(timing_mask.shape)}) but this model has timing_mask_channel=False"
             )
 
         if encoder_hidden_states is None:
@@ -427,6 +457,7 @@ def _validate_config(
     dropout: float,
     time_embedding_dim: int | None,
     position_embedding_dim: int,
+    timing_mask_channel: bool,
 ) -> None:
     positive = {
         "in_channels": in_channels,
@@ -450,9 +481,9 @@ def _validate_config(
         or position_embedding_dim < 0
         or position_embedding_dim % 2
     ):
-        raise ValueError(
-            f"position_embedding_dim must be an even int >= 0 (0 = none), got {position_embedding_dim!r}"
-        )
+        raise ValueError(f"position_embedding_dim must be an even int >= 0 (0 = none), got {position_embedding_dim!r}")
+    if not isinstance(timing_mask_channel, bool):
+        raise ValueError(f"timing_mask_channel must be true or false, got {timing_mask_channel!r}")
     if not isinstance(global_cond_dim, int) or isinstance(global_cond_dim, bool) or global_cond_dim < 0:
         raise ValueError(f"global_cond_dim must be an int >= 0 (0 = no global conditioning), got {global_cond_dim!r}")
     if not 0.0 <= dropout < 1.0:

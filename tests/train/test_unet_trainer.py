@@ -429,3 +429,37 @@ def test_config_typos_are_rejected(tiny_model_dir, catalogue, tmp_path, capsys):
     assert main([*args, "cfg_dropout=1.5"]) == 2
     assert "cfg_dropout must be in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists(), "nothing is written before the config is valid"
+
+
+def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue, tmp_path, monkeypatch):
+    """A U-Net with timing_mask_channel trains from raw audio and from shards, and the mask it gets (from
+    seconds_start/seconds_total, as the pipeline computes it) marks exactly the frames the data holds
+    real audio in: what follows a short file's end is where the mask is 0."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.unet.timing_mask_channel = True
+    model = tmp_path / "model"
+    build_pipeline(cfg).save_pretrained(model)
+    latents = tmp_path / "latents"
+    assert main(["encode", str(catalogue), "--model", str(model), "-o", str(latents), "--text"]) == 0
+    encode = trainer.encode_batch
+    masks = []
+
+    def recording(pipe, batch, device):
+        inputs = encode(pipe, batch, device)
+        masks.append((inputs["timing_mask"], inputs["frame_mask"]))
+        return inputs
+
+    monkeypatch.setattr(trainer, "encode_batch", recording)
+    common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false"]
+    trainer.train(make_cfg(model, catalogue, tmp_path / "raw", *common))
+    reset_accelerate()
+    trainer.train(make_cfg(model, catalogue, tmp_path / "shards", f"latents={latents}", *common))
+    assert len(masks) == 10
+    for timing, frames in masks:
+        assert torch.equal(timing, frames.float())
+    assert any((frames == 0).any() for _, frames in masks), "a crop past a file's end is exercised"
+    assert (tmp_path / "shards" / "checkpoints" / "step_00000004").is_dir()

@@ -232,6 +232,7 @@ def test_global_input_rejected_without_global_cond():
         ({"position_embedding_dim": 3}, "position_embedding_dim"),
         ({"position_embedding_dim": -2}, "position_embedding_dim"),
         ({"position_embedding_dim": True}, "position_embedding_dim"),
+        ({"timing_mask_channel": 1}, "timing_mask_channel"),
     ],
 )
 def test_bad_config_raises(change, match):
@@ -255,3 +256,36 @@ def test_position_embedding_tells_frames_apart(tmp_path):
     loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
     assert loaded.config.position_embedding_dim == 8
     torch.testing.assert_close(loaded(**inputs).sample, placed)
+
+
+@torch.no_grad()
+def test_timing_mask_channel_tells_frames_past_the_end_apart(tmp_path):
+    """The same input at every frame: with the mask all ones, interior frames get the same output;
+    with the requested audio ending at frame 128, frames before and after the end differ."""
+    inputs = make_inputs(256)
+    inputs["sample"] = inputs["sample"][:, :, :1].repeat(1, 1, 256)
+    model = make_model(timing_mask_channel=True)
+    ones = torch.ones(BATCH, 256)
+    mask = ones.clone()
+    mask[:, 128:] = 0
+    full = model(**inputs, timing_mask=ones).sample
+    torch.testing.assert_close(full[..., 124], full[..., 132])
+    ended = model(**inputs, timing_mask=mask).sample
+    assert not torch.allclose(ended[..., 124], ended[..., 132], atol=1e-4)
+    # Away from the end (and the window's edges) the mask is all the model has to tell frames apart.
+    torch.testing.assert_close(ended[..., 60], ended[..., 68])
+    torch.testing.assert_close(ended[..., 188], ended[..., 196])
+    model.save_pretrained(tmp_path / "unet")
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.timing_mask_channel is True
+    torch.testing.assert_close(loaded(**inputs, timing_mask=mask).sample, ended)
+
+
+def test_timing_mask_is_required_and_checked():
+    model = make_model(timing_mask_channel=True)
+    with pytest.raises(ValueError, match="timing_mask of shape .* is required"):
+        model(**make_inputs())
+    with pytest.raises(ValueError, match="timing_mask must be"):
+        model(**make_inputs(), timing_mask=torch.ones(BATCH, 15))
+    with pytest.raises(ValueError, match="timing_mask_channel=False"):
+        make_model()(**make_inputs(), timing_mask=torch.ones(BATCH, 16))
