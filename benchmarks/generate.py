@@ -69,7 +69,15 @@ def main() -> None:
         "| steps (CFG 7) | sampling (s) | decoding (s) | total (s) | × real time |",
         "|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {s} | {a:.2f} | {d:.2f} | {t:.2f} | {x:.2f} |" for s, a, d, t, x in rows]
+    import inspect
+
+    from stable_audio_kit import StableAudioKitPipeline
+
+    default = inspect.signature(StableAudioKitPipeline.__call__).parameters["num_inference_steps"].default
+    lines += [
+        f"| {s}{' (default)' if s == default else ''} | {a:.2f} | {d:.2f} | {t:.2f} | {x:.2f} |"
+        for s, a, d, t, x in rows
+    ]
     table = "\n".join(lines)
     print(table)
     load_avg = os.getloadavg()[0]

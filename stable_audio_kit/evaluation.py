@@ -186,6 +186,9 @@ def embedding_metrics(
 
 # Higher is better for every row but the ones listed here.
 LOWER_IS_BETTER = {"duration_mean_abs_error_s", "fad_clap"}
+# Rows that measure the timing conditioning: the shuffled-caption floor keeps every clip's seconds_total,
+# so on these rows the floor should match the model rather than fall below it.
+TIMING_ROWS = {"duration_within_0.5s", "duration_mean_abs_error_s"}
 REPORT_ROWS = [
     ("exact_length", "exact length"),
     ("duration_within_0.5s", "duration within ±0.5 s"),
@@ -234,7 +237,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"percussive/tonal prompts {counts.get('percussive_vs_tonal_n', 0)}, "
         f"register prompts {counts.get('register_n', 0)}, key prompts {counts.get('key_n', 0)}.",
         "Duration adherence is measured on the untrimmed window: where the audio falls silent for good "
-        f"(frame RMS below {metrics.SILENCE_THRESHOLD_DBFS:.0f} dBFS) compared with `seconds_total`.",
+        f"(frame RMS below {metrics.SILENCE_THRESHOLD_DBFS:.0f} dBFS) compared with `seconds_total`. "
+        "The shuffled-caption floor keeps each clip's `seconds_total`, so it shows what the text adds: on the "
+        "duration rows it measures the timing conditioning, as the model's column does.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -245,7 +250,7 @@ def evaluate(
     out_dir: str | Path,
     n: int | None = None,
     clap: str | Path | None = None,
-    steps: int = 100,
+    steps: int = 50,
     guidance_scale: float = 7.0,
     seed: int = 0,
     device: str = "cpu",

@@ -233,7 +233,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         seconds_start: float = 0.0,
         seconds_total: float | None = None,
-        num_inference_steps: int = 100,
+        num_inference_steps: int = 50,
         guidance_scale: float = 7.0,
         num_waveforms_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
