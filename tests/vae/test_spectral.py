@@ -253,8 +253,11 @@ def test_learns_the_pitch_of_each_tone(griffin_lim_iters):
         out = vae.eval().decode(vae.encode(x).latent_dist.mode()).sample[:, 0, 512:-512]
     spectrum = torch.fft.rfft(out * torch.hann_window(out.shape[-1]), n=8192).abs()
     peaks = (spectrum.argmax(dim=-1) * 8000 / 8192).tolist()
-    # Within a tenth of the 125 Hz bin spacing of n_fft 64 (Griffin-Lim phases pull off-bin a little).
-    assert abs(peaks[0] - tones[0]) < 15 and abs(peaks[1] - tones[1]) < 15, peaks
+    # Predicted phases: within a tenth of the 125 Hz bin spacing of n_fft 64. Griffin-Lim only knows the
+    # magnitudes on that grid and 16 iterations pull its phases off-bin: 531 Hz for the 500 Hz tone on one
+    # x86 CPU, 500 on another; a third of a bin still tells the octave apart many times over.
+    tolerance = 15 if griffin_lim_iters == 0 else 125 / 3
+    assert abs(peaks[0] - tones[0]) < tolerance and abs(peaks[1] - tones[1]) < tolerance, peaks
 
 
 def test_build_vae_spectral_from_model_config():
