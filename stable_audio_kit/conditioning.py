@@ -128,6 +128,18 @@ class ConditioningOutput(BaseOutput):
     global_hidden_states: torch.Tensor | None = None
 
 
+def per_item(
+    name: str, value: torch.Tensor | float, batch: int, device: torch.device | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """A timing number as ``(batch,)``: one number is broadcast; anything else must have ``batch`` values."""
+    value = torch.as_tensor(value, device=device, dtype=dtype).reshape(-1)
+    if value.numel() == 1:
+        value = value.expand(batch)
+    if value.shape[0] != batch:
+        raise ValueError(f"{name} has {value.shape[0]} values for a batch of {batch}")
+    return value
+
+
 class ConditioningProjection(ModelMixin, ConfigMixin):
     """Projects text states into the conditioning space, embeds the timing numbers, and routes them.
 
@@ -182,11 +194,7 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         batch = text_hidden_states.shape[0]
         conds = {"prompt": (self.text_projection(text_hidden_states), text_attention_mask.bool())}
         for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
-            value = torch.as_tensor(value, device=text_hidden_states.device, dtype=torch.float32).reshape(-1)
-            if value.numel() == 1 and batch > 1:
-                value = value.expand(batch)
-            if value.shape[0] != batch:
-                raise ValueError(f"{name} has {value.shape[0]} values for a batch of {batch}")
+            value = per_item(name, value, batch, text_hidden_states.device, torch.float32)
             emb = self.number_embedders[name](value).to(text_hidden_states.dtype)
             conds[name] = (emb, torch.ones(batch, 1, dtype=torch.bool, device=emb.device))
         return conds
@@ -236,15 +244,9 @@ def timing_mask(
     training data marks a short file's real frames. ``seconds_start``/``seconds_total`` are ``(batch,)``
     or one number for the whole batch.
     """
-    values = []
-    for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
-        value = torch.as_tensor(value, device=device, dtype=torch.float64).reshape(-1)
-        if value.numel() == 1:
-            value = value.expand(batch)
-        if value.shape[0] != batch:
-            raise ValueError(f"{name} has {value.shape[0]} values for a batch of {batch}")
-        values.append(value)
-    samples = torch.round((values[1] - values[0]) * sample_rate).clamp(min=0)
+    start = per_item("seconds_start", seconds_start, batch, device, torch.float64)
+    total = per_item("seconds_total", seconds_total, batch, device, torch.float64)
+    samples = torch.round((total - start) * sample_rate).clamp(min=0)
     covered = torch.ceil(samples / hop_length)
     frame = torch.arange(frames, device=covered.device, dtype=torch.float64)
     return (frame[None, :] < covered[:, None]).to(torch.float32)
