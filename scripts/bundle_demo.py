@@ -3,10 +3,11 @@
     python scripts/bundle_demo.py WORK_DIR [--out stable_audio_kit/pretrained/demo] [--max-mb 60]
 
 WORK_DIR is the folder `scripts/train_demo.sh` filled: `final/` (the exported pipeline with its
-`clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`, `runs/{clap,vae,unet}` and, if
-present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`). A component retrained on top of the bundled
-model's others (say a new U-Net with the bundled CLAP and VAE) needs only its own run: the card keeps
-what the bundled card said about the missing runs and the VAE pitch check.
+`clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`,
+`runs/{clap,vae,unet,unet_numbers}` and, if present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
+A component retrained on top of the bundled model's others (say a new U-Net with the bundled CLAP and
+VAE) needs only its own run: the card keeps what the bundled card said about the missing runs and the
+VAE pitch check.
 Weights are stored in float16 to keep the package small; `StableAudioKitPipeline.from_pretrained`
 computes in float32. The folder is written beside the target and renamed into place.
 """
@@ -116,6 +117,14 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
         f"{pipe.vae.latent_channels} latent channels): {run_summary(work / 'runs' / 'vae', previous_card)}",
         f"- U-Net ({params['unet']:,} parameters, EMA weights) and timing projection: "
         f"{run_summary(work / 'runs' / 'unet', previous_card)}",
+        *(
+            [
+                "- then the same with the prompt's numbers embedded by value (`prompt_numbers`): "
+                f"{run_summary(work / 'runs' / 'unet_numbers', previous_card)}"
+            ]
+            if pipe.projection.config.get("prompt_numbers", False)
+            else []
+        ),
         "",
         "Weights are stored in float16 (" + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()) + ").",
         "",

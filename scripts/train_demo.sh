@@ -8,7 +8,8 @@
 # go into WORK/stage2 instead of two new runs (about 2 h 10 min saved on a 2-core CPU).
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
-# pipeline with both -> latent shards -> U-Net -> export -> evaluate -> bundle into the package.
+# pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
+# it -> export -> evaluate -> bundle into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -51,7 +52,12 @@ fi
 [ -f "$WORK/latents/index.json" ] || sak encode "$WORK/catalogue" --model "$WORK/stage2" -o "$WORK/latents" --text
 
 run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/catalogue" latents="$WORK/latents"
-[ -d "$WORK/final" ] || sak export "$WORK/runs/unet" "$WORK/final"
+[ -d "$WORK/unet_timing" ] || sak export "$WORK/runs/unet" "$WORK/unet_timing"
+# The numbers of the prompt (the BPM) by value: a zero-initialised embedding, then a fine-tune that learns it.
+[ -d "$WORK/stage3" ] || python scripts/add_prompt_numbers.py "$WORK/unet_timing" "$WORK/stage3"
+run unet_numbers unet configs/demo/unet_numbers.yaml model="$WORK/stage3" data.catalogue="$WORK/catalogue" \
+  latents="$WORK/latents"
+[ -d "$WORK/final" ] || sak export "$WORK/runs/unet_numbers" "$WORK/final"
 # The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
 # EVAL_CLIPS=N evaluates the first N held-out clips only (two generations each: the model and the floor).
 [ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \

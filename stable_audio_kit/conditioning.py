@@ -5,10 +5,17 @@ token-level states from a chosen hidden layer. ``seconds_start`` and ``seconds_t
 learned number embeddings (diffusers' Stable Audio number conditioner). :class:`ConditioningProjection`
 routes the named conditions into the U-Net's cross-attention context and its global vector, as set
 in its config, and every conditioner yields ``(embeddings (B, T, D), mask (B, T))``.
+
+With ``prompt_numbers``, the numbers written in a prompt ("96 BPM", "a 2.5 second hit") also reach the
+U-Net by value: each token of a number gets an embedding of that number added to its text state
+(:func:`prompt_numbers`, :class:`PromptNumberEmbedding`). A text encoder learns a number token such as
+``"107"`` as an arbitrary symbol, with nothing saying that it lies between 106 and 108.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +98,69 @@ def build_text_encoder(cfg: TextConfig) -> tuple[ClapTextModelWithProjection, Pr
     return ClapTextModelWithProjection(config).eval().requires_grad_(False), tokenizer
 
 
+def tokenize(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_length: int, **kwargs):
+    """The one tokenization of prompts (padded to ``max_length``) shared by the text states and the prompt numbers."""
+    return tokenizer(
+        list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt", **kwargs
+    )
+
+
+NUMBER_PATTERN = re.compile(r"\d+(?:\.\d+)?")
+
+
+def prompt_numbers(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], max_length: int) -> torch.Tensor:
+    """The value of the number each token belongs to: ``(B, max_length)`` float32, NaN for other tokens.
+
+    Numbers are runs of digits with an optional decimal part (``"96"``, ``"2.5"``). The tokens are those
+    of :func:`encode_text` with the same ``max_length``, so the values line up with the text states. A
+    token counts as part of a number if its characters overlap the number's (a number may span several
+    tokens, a token may carry a leading space).
+    """
+    tokens = tokenize(tokenizer, prompts, max_length, return_offsets_mapping=True)
+    values = torch.full(tokens.input_ids.shape, float("nan"), dtype=torch.float32)
+    for row, (prompt, offsets) in enumerate(zip(prompts, tokens.offset_mapping.tolist())):
+        spans = [(m.start(), m.end(), float(m.group())) for m in NUMBER_PATTERN.finditer(prompt)]
+        if not spans:
+            continue
+        for col, (start, end) in enumerate(offsets):
+            if end <= start:  # special and padding tokens
+                continue
+            for num_start, num_end, value in spans:
+                if start < num_end and num_start < end:
+                    values[row, col] = value
+                    break
+    return values
+
+
+class PromptNumberEmbedding(nn.Module):
+    """Embeds numbers ``(B, L)`` (NaN: no number) as ``(B, L, dim)``, zero where there is no number.
+
+    A number is clamped to ``[min_value, max_value]`` and placed on a log scale from 0 to 1, so equal
+    ratios (a tempo 5 % faster) are equal steps anywhere in the range; sines and cosines of it at
+    ``num_frequencies`` octaves go through a two-layer MLP. The last layer starts at zero, so adding
+    the embedding to a trained model leaves its outputs unchanged until it is trained.
+    """
+
+    def __init__(self, dim: int, min_value: float, max_value: float, num_frequencies: int = 10) -> None:
+        super().__init__()
+        if not 0 < min_value < max_value:
+            raise ValueError(f"prompt numbers need 0 < min < max, got min={min_value}, max={max_value}")
+        self.log_min, self.log_range = math.log(min_value), math.log(max_value) - math.log(min_value)
+        self.min_value, self.max_value = min_value, max_value
+        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(num_frequencies), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 * num_frequencies + 1, dim), nn.SiLU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        present = ~torch.isnan(values)
+        value = values.float().nan_to_num(self.min_value).clamp(self.min_value, self.max_value)
+        x = ((value.log() - self.log_min) / self.log_range).unsqueeze(-1)
+        angles = x * self.frequencies
+        features = torch.cat([x, angles.sin(), angles.cos()], dim=-1)
+        return self.mlp(features) * present.unsqueeze(-1).to(features.dtype)
+
+
 @torch.no_grad()
 def encode_text(
     text_encoder: ClapTextModelWithProjection,
@@ -107,7 +177,7 @@ def encode_text(
     if max_length is None:
         max_length = text_encoder.config.max_position_embeddings - 2
     device = device if device is not None else text_encoder.device
-    tokens = tokenizer(list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    tokens = tokenize(tokenizer, prompts, max_length)
     input_ids = tokens.input_ids.to(device)
     mask = tokens.attention_mask.to(device)
     out = text_encoder(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
@@ -159,6 +229,9 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         global_cond: tuple[str, ...] | list[str] = ("seconds_start", "seconds_total"),
         text_hidden_layer: int = -2,
         number_internal_dim: int = 256,
+        prompt_numbers: bool = False,
+        prompt_number_min: float = 1.0,
+        prompt_number_max: float = 1000.0,
     ):
         super().__init__()
         for group, names in (("cross_attention", cross_attention), ("global_cond", global_cond)):
@@ -178,6 +251,9 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
                 for name in ("seconds_start", "seconds_total")
             }
         )
+        self.prompt_number_embedder = (
+            PromptNumberEmbedding(conditioning_dim, prompt_number_min, prompt_number_max) if prompt_numbers else None
+        )
 
     @property
     def global_dim(self) -> int:
@@ -189,10 +265,23 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         text_attention_mask: torch.Tensor,
         seconds_start: torch.Tensor,
         seconds_total: torch.Tensor,
+        prompt_numbers: torch.Tensor | None = None,
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each named condition as ``(embeddings (B, T, D), mask (B, T))``."""
         batch = text_hidden_states.shape[0]
-        conds = {"prompt": (self.text_projection(text_hidden_states), text_attention_mask.bool())}
+        text = self.text_projection(text_hidden_states)
+        if self.prompt_number_embedder is not None:
+            if prompt_numbers is None:
+                raise ValueError(
+                    "this projection embeds the numbers of the prompt (prompt_numbers=True): pass prompt_numbers, "
+                    "from stable_audio_kit.conditioning.prompt_numbers"
+                )
+            if prompt_numbers.shape != text.shape[:2]:
+                raise ValueError(
+                    f"prompt_numbers has shape {tuple(prompt_numbers.shape)}, the text states {tuple(text.shape[:2])}"
+                )
+            text = text + self.prompt_number_embedder(prompt_numbers.to(text.device)).to(text.dtype)
+        conds = {"prompt": (text, text_attention_mask.bool())}
         for name, value in (("seconds_start", seconds_start), ("seconds_total", seconds_total)):
             value = per_item(name, value, batch, text_hidden_states.device, torch.float32)
             emb = self.number_embedders[name](value).to(text_hidden_states.dtype)
@@ -205,6 +294,7 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
         text_attention_mask: torch.Tensor,
         seconds_start: torch.Tensor | float,
         seconds_total: torch.Tensor | float,
+        prompt_numbers: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> ConditioningOutput | tuple:
         """
@@ -212,8 +302,10 @@ class ConditioningProjection(ModelMixin, ConfigMixin):
             text_hidden_states: ``(B, L, text_encoder_dim)`` CLAP token states.
             text_attention_mask: ``(B, L)``, nonzero where a token is real.
             seconds_start, seconds_total: ``(B,)`` seconds, or one number for the whole batch.
+            prompt_numbers: ``(B, L)`` value of the number each token is part of, NaN elsewhere
+                (:func:`prompt_numbers`); required with ``prompt_numbers=True``, ignored otherwise.
         """
-        conds = self.embed(text_hidden_states, text_attention_mask, seconds_start, seconds_total)
+        conds = self.embed(text_hidden_states, text_attention_mask, seconds_start, seconds_total, prompt_numbers)
         context = torch.cat([conds[n][0] for n in self.config.cross_attention], dim=1)
         mask = torch.cat([conds[n][1] for n in self.config.cross_attention], dim=1)
         pooled = []

@@ -82,6 +82,11 @@ class ConditioningConfig:
     max_seconds: float = 512.0
     cross_attention: list[str] = field(default_factory=lambda: list(CONDITION_NAMES))
     global_cond: list[str] = field(default_factory=lambda: ["seconds_start", "seconds_total"])
+    # Numbers written in the prompt ("96 BPM") also reach the U-Net by value, on a log scale from
+    # prompt_number_min to prompt_number_max (stable_audio_kit.conditioning.PromptNumberEmbedding).
+    prompt_numbers: bool = False
+    prompt_number_min: float = 1.0
+    prompt_number_max: float = 1000.0
 
 
 @dataclass

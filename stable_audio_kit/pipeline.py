@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .conditioning import ConditioningProjection, encode_text, timing_mask
+from .conditioning import ConditioningProjection, encode_text, prompt_numbers, timing_mask
 from .objective import cfg_combine, null_context
 from .utils import check_finite_number
 
@@ -190,6 +190,14 @@ class StableAudioKitPipeline(DiffusionPipeline):
             device=device,
         )
 
+    def encode_prompt_numbers(self, prompts: list[str], device: torch.device | None = None) -> torch.Tensor | None:
+        """The numbers of the prompts token by token ``(B, L)`` (NaN for other tokens), aligned with
+        :meth:`encode_prompt`, for a projection with ``prompt_numbers``; ``None`` for one without."""
+        if not self.projection.config.get("prompt_numbers", False):
+            return None
+        max_length = self.text_encoder.config.max_position_embeddings - 2
+        return prompt_numbers(self.tokenizer, prompts, max_length).to(device or self._execution_device)
+
     def encode_conditioning(
         self,
         prompts: list[str],
@@ -199,7 +207,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(context (B, L', D), context mask (B, L'), global (B, G))`` for the U-Net."""
         text, mask = self.encode_prompt(prompts, device)
-        out = self.projection(text, mask, seconds_start, seconds_total)
+        numbers = self.encode_prompt_numbers(prompts, device)
+        out = self.projection(text, mask, seconds_start, seconds_total, numbers)
         return out.encoder_hidden_states, out.encoder_attention_mask, out.global_hidden_states
 
     def prepare_latents(
@@ -398,6 +407,9 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         cross_attention=list(cond.cross_attention),
         global_cond=list(cond.global_cond),
         text_hidden_layer=cfg.text.hidden_layer,
+        prompt_numbers=cond.prompt_numbers,
+        prompt_number_min=cond.prompt_number_min,
+        prompt_number_max=cond.prompt_number_max,
     )
     u = cfg.unet
     unet = UNet1DConditionModel(

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from stable_audio_kit.conditioning import ConditioningProjection, build_text_encoder, encode_text, train_tokenizer
+from stable_audio_kit.conditioning import (
+    ConditioningProjection,
+    PromptNumberEmbedding,
+    build_text_encoder,
+    encode_text,
+    prompt_numbers,
+    train_tokenizer,
+)
 from stable_audio_kit.config import TextConfig
 
 
@@ -123,3 +130,59 @@ def test_timing_mask_covers_the_frames_of_the_requested_audio():
     assert timing_mask(0.0, 0.3, 2, 5, 100, 10).tolist() == [[1, 1, 1, 0, 0]] * 2
     with pytest.raises(ValueError, match="seconds_total has 3 values for a batch of 2"):
         timing_mask(0.0, torch.ones(3), 2, 5, 100, 10)
+
+
+def test_prompt_numbers_line_up_with_the_tokens(text_tower):
+    _, tokenizer = text_tower  # byte-level: every character is its own token
+    prompts = ["drums 96 BPM", "a 2.5 s hit", "no numbers", "x 12345678 5"]
+    values = prompt_numbers(tokenizer, prompts, 12)
+    assert values.shape == (4, 12) and values.dtype == torch.float32
+    tokens = tokenizer(prompts, padding="max_length", truncation=True, max_length=12, return_offsets_mapping=True)
+    for row, prompt in enumerate(prompts):
+        for col, (start, end) in enumerate(tokens["offset_mapping"][row]):
+            text = prompt[start:end].strip()
+            if end > start and text and (text.isdigit() or text == "."):
+                assert not torch.isnan(values[row, col]), (prompt, text)
+            else:
+                assert torch.isnan(values[row, col]), (prompt, text)
+    assert set(values[0][~values[0].isnan()].tolist()) == {96.0}
+    assert set(values[1][~values[1].isnan()].tolist()) == {2.5}  # "2", "." and "5" all carry 2.5
+    assert values[2].isnan().all()
+    # 12 tokens with <s> and </s>: "5" falls outside.
+    assert set(values[3][~values[3].isnan()].tolist()) == {12345678.0}
+
+
+def test_prompt_number_embedding_log_scale_and_zero_start():
+    embed = PromptNumberEmbedding(8, 10.0, 1000.0, num_frequencies=4)
+    values = torch.tensor([[float("nan"), 100.0, 5.0, 1e6]])
+    assert embed(values).abs().max() == 0  # the last layer starts at zero
+    torch.nn.init.normal_(embed.mlp[-1].weight)
+    out = embed(values)
+    assert out.shape == (1, 4, 8) and out[0, 0].abs().max() == 0  # no number, no embedding
+    torch.testing.assert_close(out[0, 2], embed(torch.tensor([[10.0]]))[0, 0])  # clamped to the range
+    torch.testing.assert_close(out[0, 3], embed(torch.tensor([[1000.0]]))[0, 0])
+    assert not torch.allclose(embed(torch.tensor([[100.0]])), embed(torch.tensor([[105.0]])))
+    for low, high in ((0.0, 10.0), (5.0, 5.0)):
+        with pytest.raises(ValueError, match="prompt numbers need 0 < min < max"):
+            PromptNumberEmbedding(8, low, high)
+
+
+def test_projection_adds_prompt_numbers_to_their_tokens_only():
+    proj = ConditioningProjection(text_encoder_dim=4, conditioning_dim=4, prompt_numbers=True, prompt_number_max=500.0)
+    text, mask = torch.randn(2, 3, 4), torch.ones(2, 3)
+    nan = float("nan")
+    numbers = torch.tensor([[nan, 120.0, nan], [nan, nan, nan]])
+    plain = ConditioningProjection(text_encoder_dim=4, conditioning_dim=4)
+    torch.testing.assert_close(proj(text, mask, 0.0, 1.0, numbers).encoder_hidden_states[:, :3], text)
+    torch.nn.init.normal_(proj.prompt_number_embedder.mlp[-1].weight)
+    out = proj(text, mask, 0.0, 1.0, numbers).encoder_hidden_states
+    changed = (out[:, :3] - text).abs().amax(-1) > 0
+    assert changed.tolist() == [[False, True, False], [False, False, False]]
+    faster = proj(text, mask, 0.0, 1.0, numbers * 1.05).encoder_hidden_states
+    assert not torch.allclose(faster[0, 1], out[0, 1])
+    assert plain.prompt_number_embedder is None  # off by default; numbers are ignored
+    torch.testing.assert_close(plain(text, mask, 0.0, 1.0, numbers).encoder_hidden_states[:, :3], text)
+    with pytest.raises(ValueError, match="pass prompt_numbers"):
+        proj(text, mask, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"prompt_numbers has shape \(2, 2\), the text states \(2, 3\)"):
+        proj(text, mask, 0.0, 1.0, numbers[:, :2])

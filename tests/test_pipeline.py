@@ -288,3 +288,33 @@ def test_timing_mask_channel_from_the_model_config(tiny_config, tmp_path):
     assert seen and all(m.shape == (2, loaded.unet.config.sample_size) for m in seen)
     assert (seen[0][:, :covered] == 1).all() and (seen[0][:, covered:] == 0).all()
     assert covered < loaded.unet.config.sample_size
+
+
+def test_prompt_numbers_from_the_model_config(tiny_config, tiny_pipeline, tmp_path):
+    """A projection with prompt_numbers gets the numbers of each prompt; a new one changes nothing until
+    trained, and once trained the number's value changes the audio."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    assert tiny_pipeline.encode_prompt_numbers(["drums at 96 BPM"]) is None
+    cfg = copy.deepcopy(tiny_config)
+    cfg.conditioning.prompt_numbers = True
+    build_pipeline(cfg).save_pretrained(tmp_path / "model")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    seen, scale = [], {"by": 1.0}
+
+    def numbers_hook(module, args):
+        seen.append(args[4])
+        return (*args[:4], args[4] * scale["by"])
+
+    loaded.projection.register_forward_pre_hook(numbers_hook)
+    as_written = run(loaded, "drums at 96 BPM")
+    assert {v for v in seen[0][0].tolist() if v == v} == {96.0}
+    scale["by"] = 1.5
+    np.testing.assert_array_equal(run(loaded, "drums at 96 BPM"), as_written)  # zero until trained
+    torch.nn.init.normal_(loaded.projection.prompt_number_embedder.mlp[-1].weight)
+    at_144 = run(loaded, "drums at 96 BPM")
+    scale["by"] = 1.0
+    assert not np.allclose(run(loaded, "drums at 96 BPM"), at_144)

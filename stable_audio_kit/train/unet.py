@@ -81,15 +81,17 @@ class ConditionedDenoiser(nn.Module):
         seconds_total: torch.Tensor,
         drop: torch.Tensor,
         timing_mask: torch.Tensor | None = None,
+        prompt_numbers: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """v-prediction ``(B, C, T)`` for noisy latents ``(B, C, T)`` and timesteps ``(B,)``.
 
         ``drop`` ``(B,)`` bool marks the rows whose cross-attention context is replaced by the null
         context (classifier-free-guidance dropout, decided in the training step). The timing stays in
         the global vector of every row, as in the pipeline's CFG. ``timing_mask`` ``(B, T)`` goes to a
-        U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`).
+        U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`), and
+        ``prompt_numbers`` ``(B, L)`` to a projection with ``prompt_numbers``.
         """
-        cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total)
+        cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total, prompt_numbers)
         context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
         context, mask = drop_context(context, mask, drop)
         return self.unet(
@@ -207,8 +209,9 @@ def draw(
 
 @torch.no_grad()
 def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)`` and, for a U-Net with
-    ``timing_mask_channel``, the timing mask ``(B, T)`` of a batch,
+    """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)``, for a U-Net with
+    ``timing_mask_channel`` the timing mask ``(B, T)`` and for a projection with ``prompt_numbers`` the
+    numbers of the captions ``(B, L)`` of a batch,
     through the frozen VAE and text encoder unless the batch holds them already (pre-encoded shards).
 
     Audio is encoded to ``posterior mode * scaling_factor``, exactly what ``sak encode`` stores.
@@ -230,6 +233,13 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
         text_hidden, text_mask = batch["text_hidden"].to(device), batch["text_mask"].to(device).bool()
     else:
         text_hidden, text_mask = pipe.encode_prompt(list(batch["caption"]), device)
+    # From the captions even when the text states are cached: shards encoded before the option still work.
+    numbers = pipe.encode_prompt_numbers(list(batch["caption"]), device)
+    if numbers is not None and numbers.shape != text_mask.shape:
+        raise ValueError(
+            f"the captions give {numbers.shape[1]} tokens but the text states have {text_mask.shape[1]}: "
+            "re-encode the latent shards with this model's text encoder (`sak encode --text`)"
+        )
     seconds_start, seconds_total = batch["seconds_start"].to(device), batch["seconds_total"].to(device)
     mask_input = None
     if pipe.unet.config.get("timing_mask_channel", False):
@@ -241,6 +251,7 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
         "latents": latents.float(),
         "frame_mask": frame_mask,
         "timing_mask": mask_input,
+        "prompt_numbers": numbers,
         "text_hidden": text_hidden,
         "text_mask": text_mask,
         "seconds_start": seconds_start,
@@ -268,6 +279,7 @@ def diffusion_loss(
         inputs["seconds_total"],
         drop,
         inputs["timing_mask"],
+        inputs["prompt_numbers"],
     )
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 

@@ -463,3 +463,39 @@ def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue,
         assert torch.equal(timing, frames.float())
     assert any((frames == 0).any() for _, frames in masks), "a crop past a file's end is exercised"
     assert (tmp_path / "shards" / "checkpoints" / "step_00000004").is_dir()
+
+
+def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, tmp_path, monkeypatch):
+    """With prompt_numbers, the numbers of the captions ("a tone of 340 hertz") go to the projection, also
+    when the text states come cached in shards, and the number embedding (zero at the start) learns."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.conditioning.prompt_numbers = True
+    model = tmp_path / "model"
+    build_pipeline(cfg).save_pretrained(model)
+    latents = tmp_path / "latents"
+    assert main(["encode", str(catalogue), "--model", str(model), "-o", str(latents), "--text"]) == 0
+    encode = trainer.encode_batch
+    seen = []
+
+    def recording(pipe, batch, device):
+        inputs = encode(pipe, batch, device)
+        seen.append((list(batch["caption"]), inputs["prompt_numbers"], pipe))
+        return inputs
+
+    monkeypatch.setattr(trainer, "encode_batch", recording)
+    common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
+    trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
+    assert seen
+    for captions, numbers, pipe in seen:
+        assert numbers.shape[0] == len(captions)
+        for caption, row in zip(captions, numbers):
+            assert set(row[~row.isnan()].tolist()) == {float(caption.split()[-2])}
+        torch.testing.assert_close(numbers, pipe.encode_prompt_numbers(captions), equal_nan=True)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+    trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").projection
+    assert trained.config.prompt_numbers
+    assert trained.prompt_number_embedder.mlp[-1].weight.abs().max() > 0
