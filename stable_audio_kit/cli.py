@@ -390,6 +390,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         guidance_scale=args.cfg,
         seed=args.seed,
         device=args.device,
+        timing_floor=not args.no_timing_floor,
     )
     from .evaluation import render_markdown
 
@@ -489,6 +490,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--no-timing-floor",
+        action="store_true",
+        help="skip the wrong-lengths column of the duration rows (saves one generation per clip)",
+    )
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_evaluate)
 

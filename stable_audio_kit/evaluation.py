@@ -7,6 +7,11 @@ Every metric is reported three ways, side by side:
 - **shuffled**: the model given another clip's caption with this clip's length (the floor, which
   shows how much the text matters). Each is measured against the *original* clip's parameters.
 
+The shuffled-caption floor keeps the lengths, so on the duration rows it is no floor at all. A fourth
+column gives those rows theirs: **wrong lengths**, the model given each clip's own caption with
+another clip's ``seconds_total``, measured against the clip's own length (``timing_floor=False``
+skips it and its generations).
+
 The catalogue is a folder with ``metadata.jsonl`` as written by ``sak catalogue make``: rows with
 ``path``, ``caption``, ``split``, ``seconds`` and, where the prompt names them, ``bpm``, ``kind``,
 ``register``, ``tonic``/``mode``.
@@ -32,6 +37,7 @@ from .utils import atomic_write_text
 logger = logging.getLogger(__name__)
 
 CONDITIONS = ("model", "real", "shuffled")
+TIMING_FLOOR = "wrong_lengths"
 
 
 @dataclass
@@ -144,6 +150,23 @@ def measure(clips: Sequence[Clip], rows: Sequence[dict], sample_rate: int) -> di
     return {"clips": per_clip, "summary": summarise(per_clip)}
 
 
+def measure_timing(clips: Sequence[Clip], rows: Sequence[dict], sample_rate: int) -> dict[str, Any]:
+    """Only the duration rows: where each window falls silent against its row's ``seconds``."""
+    per_clip = []
+    for clip, row in zip(clips, rows):
+        onset = metrics.silence_onset(clip.window, sample_rate)
+        per_clip.append(
+            {
+                "path": row["path"],
+                "requested_seconds": clip.audio.shape[-1] / sample_rate,
+                "silence_onset": onset,
+                "duration_error": onset - row["seconds"],
+            }
+        )
+    summary = summarise(per_clip)
+    return {"clips": per_clip, "summary": {k: v for k, v in summary.items() if k == "n" or k in TIMING_ROWS}}
+
+
 def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.mean(vals)) if vals else None
@@ -222,14 +245,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"catalogue: `{report['catalogue']}` ({report['n']} held-out clips)  ",
         f"sampling: {report['steps']} steps, CFG {report['guidance_scale']}, seed {report['seed']}",
         "",
-        "| metric | model | real (ceiling) | shuffled captions (floor) |",
-        "|---|---|---|---|",
+    ]
+    columns = [*CONDITIONS, TIMING_FLOOR] if TIMING_FLOOR in s else list(CONDITIONS)
+    header = "| metric | model | real (ceiling) | shuffled captions (floor) |"
+    lines += [
+        header + (" wrong lengths (timing floor) |" if TIMING_FLOOR in s else ""),
+        "|---" * len(columns) + "|---|",
     ]
     for key, label in REPORT_ROWS:
         if all(s[c].get(key) is None for c in CONDITIONS):
             continue
         arrow = " ↓" if key in LOWER_IS_BETTER else ""
-        lines.append(f"| {label}{arrow} | " + " | ".join(_fmt(s[c].get(key)) for c in CONDITIONS) + " |")
+        lines.append(f"| {label}{arrow} | " + " | ".join(_fmt(s[c].get(key)) for c in columns) + " |")
     counts = s["model"]
     lines += [
         "",
@@ -241,6 +268,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "The shuffled-caption floor keeps each clip's `seconds_total`, so it shows what the text adds: on the "
         "duration rows it measures the timing conditioning, as the model's column does.",
     ]
+    if TIMING_FLOOR in s:
+        lines.append(
+            "The wrong-lengths column is the floor of the duration rows: each clip's own caption with another "
+            "held-out clip's `seconds_total`, measured against its own (a partner of about the same length "
+            "still counts)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -255,10 +288,12 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    timing_floor: bool = True,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
-    (default: ``<model>/clap`` if it exists); without one those rows are left out."""
+    (default: ``<model>/clap`` if it exists); without one those rows are left out. ``timing_floor``
+    adds the wrong-lengths column of the duration rows (one more generation per clip)."""
     from tqdm.auto import tqdm
 
     from .pipeline import StableAudioKitPipeline
@@ -313,6 +348,13 @@ def evaluate(
                 summary["fad_clap"] = None
         report["summary"][name] = summary
         report["clips"][name] = measured["clips"]
+    if timing_floor:
+        wrong = generate_clips(
+            pipe, captions, [seconds[j] for j in perm], seed, steps, guidance_scale, lambda it: bar(it, TIMING_FLOOR)
+        )
+        measured = measure_timing(wrong, rows, sr)
+        report["summary"][TIMING_FLOOR] = measured["summary"]
+        report["clips"][TIMING_FLOOR] = measured["clips"]
 
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out_dir / "report.md", render_markdown(report))

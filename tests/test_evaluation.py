@@ -95,8 +95,21 @@ def test_evaluate_writes_report(catalogue, model_dir, tmp_path, capsys):
     assert real["percussive_vs_tonal"] == 1.0 and real["percussive_vs_tonal_n"] == 3
     assert real["register"] == 1.0 and real["register_n"] == 2
     assert real["duration_within_0.5s"] == 1.0
-    assert "| exact length | 1.000 | 1.000 | 1.000 |" in (out / "report.md").read_text()
+    assert "| exact length | 1.000 | 1.000 | 1.000 | – |" in (out / "report.md").read_text()
     assert "percussive vs tonal correct" in capsys.readouterr().out
+    # The timing floor: own captions with the partner's length, measured against the clip's own length.
+    wrong = report["clips"]["wrong_lengths"]
+    requested = [c["requested_seconds"] for c in wrong]
+    assert requested == pytest.approx([[3.5, 0.7, 0.5][j] for j in report["shuffle"]], abs=1 / 8000)
+    for clip, own in zip(wrong, [3.5, 0.7, 0.5]):
+        assert clip["duration_error"] == pytest.approx(clip["silence_onset"] - own)
+    assert set(report["summary"]["wrong_lengths"]) == {"n", "duration_within_0.5s", "duration_mean_abs_error_s"}
+    assert "wrong lengths (timing floor)" in (out / "report.md").read_text()
+    out2 = tmp_path / "no_floor"
+    args = ["evaluate", "--model", str(model_dir), "--catalogue", str(catalogue), "--steps", "1", "--n", "2"]
+    assert main([*args, "--no-timing-floor", "-o", str(out2)]) == 0
+    assert "wrong_lengths" not in json.loads((out2 / "report.json").read_text())["summary"]
+    assert "| exact length | 1.000 | 1.000 | 1.000 |\n" in (out2 / "report.md").read_text()
 
 
 def test_evaluate_bad_input(catalogue, model_dir, tmp_path, capsys):
