@@ -58,7 +58,8 @@ def limitations(summary: dict) -> list[str]:
         floors.update({key: (TIMING_FLOOR, "wrong lengths") for key in TIMING_ROWS})
     weak = []
     for key, name in REPORT_ROWS:
-        if key not in floors or key == "exact_length":
+        # FAD compares sets; the shuffled captions are the same set of prompts (the report says so).
+        if key not in floors or key in ("exact_length", "fad_clap"):
             continue
         column, floor_name = floors[key]
         m, f = model.get(key), summary[column].get(key)
@@ -74,6 +75,14 @@ def limitations(summary: dict) -> list[str]:
         lines += [f"- {w}" for w in weak]
     else:
         lines.append("Every metric is at least 0.05 better than its floor.")
+    if model.get("fad_clap") is not None and summary["shuffled"].get("fad_clap") is not None:
+        lines += [
+            "",
+            f"FAD against the real clips is {model['fad_clap']:.3f} (shuffled captions "
+            f"{summary['shuffled']['fad_clap']:.3f}). Shuffling the captions keeps the set of prompts, so FAD "
+            "cannot tell the two apart: it says how close the generated set is to the real one, not whether "
+            "each clip follows its text.",
+        ]
     within = model.get("duration_within_0.5s")
     if within is not None:
         floor_within = summary.get(TIMING_FLOOR, {}).get("duration_within_0.5s")

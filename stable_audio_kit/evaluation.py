@@ -268,6 +268,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         "The shuffled-caption floor keeps each clip's `seconds_total`, so it shows what the text adds: on the "
         "duration rows it measures the timing conditioning, as the model's column does.",
     ]
+    if s["shuffled"].get("fad_clap") is not None:
+        lines.append(
+            "FAD compares sets, and shuffling the captions leaves the set of prompts as it was: the floor's FAD "
+            "differs from the model's only through which length each caption is generated at, so that row cannot "
+            "show that the text matters."
+        )
     if TIMING_FLOOR in s:
         lines.append(
             "The wrong-lengths column is the floor of the duration rows: each clip's own caption with another "

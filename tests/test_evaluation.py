@@ -132,3 +132,34 @@ def test_evaluate_bad_input(catalogue, model_dir, tmp_path, capsys):
         == 2
     )
     assert not (tmp_path / "r").exists()
+
+
+def test_report_markdown_columns_and_notes():
+    from stable_audio_kit.evaluation import render_markdown
+
+    def summary(**values):
+        return {"n": 2, "exact_length": 1.0, **values}
+
+    report = {
+        "model": "m",
+        "catalogue": "c",
+        "n": 2,
+        "steps": 1,
+        "guidance_scale": 7.0,
+        "seed": 0,
+        "summary": {
+            "model": summary(**{"duration_within_0.5s": 0.9, "fad_clap": 0.06}),
+            "real": summary(**{"duration_within_0.5s": 1.0, "fad_clap": None}),
+            "shuffled": summary(**{"duration_within_0.5s": 0.85, "fad_clap": 0.07}),
+            "wrong_lengths": {"n": 2, "duration_within_0.5s": 0.1},
+        },
+    }
+    text = render_markdown(report)
+    assert "| duration within ±0.5 s | 0.900 | 1.000 | 0.850 | 0.100 |" in text
+    assert "| FAD (CLAP embeddings) ↓ | 0.060 | – | 0.070 | – |" in text
+    assert "FAD compares sets" in text and "wrong-lengths column" in text
+    del report["summary"]["wrong_lengths"]
+    report["summary"]["shuffled"]["fad_clap"] = None
+    text = render_markdown(report)
+    assert "| duration within ±0.5 s | 0.900 | 1.000 | 0.850 |\n" in text
+    assert "FAD compares sets" not in text and "wrong-lengths" not in text
