@@ -431,20 +431,28 @@ def test_config_typos_are_rejected(tiny_model_dir, catalogue, tmp_path, capsys):
     assert not (tmp_path / "run").exists(), "nothing is written before the config is valid"
 
 
-def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue, tmp_path, monkeypatch):
-    """A U-Net with timing_mask_channel trains from raw audio and from shards, and the mask it gets (from
-    seconds_start/seconds_total, as the pipeline computes it) marks exactly the frames the data holds
-    real audio in: what follows a short file's end is where the mask is 0."""
+def model_with_shards(tiny_config, catalogue: Path, tmp_path: Path, edit) -> tuple[Path, Path]:
+    """The tiny model with ``edit(cfg)`` applied, saved, and the catalogue encoded into shards with text."""
     import copy
 
     from stable_audio_kit import build_pipeline
 
     cfg = copy.deepcopy(tiny_config)
-    cfg.unet.timing_mask_channel = True
+    edit(cfg)
     model = tmp_path / "model"
     build_pipeline(cfg).save_pretrained(model)
     latents = tmp_path / "latents"
     assert main(["encode", str(catalogue), "--model", str(model), "-o", str(latents), "--text"]) == 0
+    return model, latents
+
+
+def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue, tmp_path, monkeypatch):
+    """A U-Net with timing_mask_channel trains from raw audio and from shards, and the mask it gets (from
+    seconds_start/seconds_total, as the pipeline computes it) marks exactly the frames the data holds
+    real audio in: what follows a short file's end is where the mask is 0."""
+    model, latents = model_with_shards(
+        tiny_config, catalogue, tmp_path, lambda cfg: setattr(cfg.unet, "timing_mask_channel", True)
+    )
     encode = trainer.encode_batch
     masks = []
 
@@ -468,16 +476,9 @@ def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue,
 def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, tmp_path, monkeypatch):
     """With prompt_numbers, the numbers of the captions ("a tone of 340 hertz") go to the projection, also
     when the text states come cached in shards, and the number embedding (zero at the start) learns."""
-    import copy
-
-    from stable_audio_kit import build_pipeline
-
-    cfg = copy.deepcopy(tiny_config)
-    cfg.conditioning.prompt_numbers = True
-    model = tmp_path / "model"
-    build_pipeline(cfg).save_pretrained(model)
-    latents = tmp_path / "latents"
-    assert main(["encode", str(catalogue), "--model", str(model), "-o", str(latents), "--text"]) == 0
+    model, latents = model_with_shards(
+        tiny_config, catalogue, tmp_path, lambda cfg: setattr(cfg.conditioning, "prompt_numbers", True)
+    )
     encode = trainer.encode_batch
     seen = []
 
