@@ -342,3 +342,50 @@ def timing_mask(
     covered = torch.ceil(samples / hop_length)
     frame = torch.arange(frames, device=covered.device, dtype=torch.float64)
     return (frame[None, :] < covered[:, None]).to(torch.float32)
+
+
+# "96 bpm", "96 BPM", "96.5 beats per minute": the tempo written in a prompt.
+TEMPO_PATTERN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats\s+per\s+minute)\b", re.IGNORECASE)
+BEAT_GRID_CHANNELS = 4
+
+
+def prompt_tempo(prompts: Sequence[str]) -> torch.Tensor:
+    """The tempo each prompt names (``"... at 96 BPM"``, ``"96 beats per minute"``): ``(B,)`` float32 in
+    beats per minute, NaN for a prompt that names none. The first tempo of a prompt wins."""
+    values = []
+    for prompt in prompts:
+        match = TEMPO_PATTERN.search(prompt)
+        values.append(float(match.group(1)) if match else float("nan"))
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def beat_grid(
+    bpm: torch.Tensor,
+    seconds_start: torch.Tensor | float,
+    frames: int,
+    sample_rate: int,
+    hop_length: int,
+    beats_per_bar: int = 4,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """The beat and bar phase of every latent frame: ``(B, 4, frames)`` float32.
+
+    Channels are cos and sin of the beat phase, then of the bar phase (``beats_per_bar`` beats), with
+    beat 1 at the start of the sound: frame ``f`` of a window starting ``seconds_start`` into the sound
+    lies ``seconds_start + f * hop_length / sample_rate`` seconds in. A row whose ``bpm`` is NaN (no
+    tempo asked for) is all zeros. ``bpm`` is ``(B,)``; ``seconds_start`` ``(B,)`` or one number.
+    """
+    bpm = torch.as_tensor(bpm, dtype=torch.float64, device=device)
+    if bpm.ndim != 1:
+        raise ValueError(f"bpm must be shaped (batch,), got {tuple(bpm.shape)}")
+    known = torch.isfinite(bpm)
+    if bool((bpm[known] <= 0).any()):
+        raise ValueError(f"bpm must be > 0, got {bpm[known & (bpm <= 0)].tolist()}")
+    if beats_per_bar < 1:
+        raise ValueError(f"beats_per_bar must be >= 1, got {beats_per_bar}")
+    start = per_item("seconds_start", seconds_start, bpm.shape[0], bpm.device, torch.float64)
+    seconds = start[:, None] + torch.arange(frames, device=bpm.device, dtype=torch.float64) * hop_length / sample_rate
+    beats = seconds * torch.where(known, bpm, 0.0)[:, None] / 60.0
+    turns = torch.stack([beats % 1.0, (beats % beats_per_bar) / beats_per_bar], dim=1) * (2 * math.pi)
+    grid = torch.cat([turns.cos(), turns.sin()], dim=1)[:, [0, 2, 1, 3]]
+    return (grid * known[:, None, None]).to(torch.float32)

@@ -104,6 +104,8 @@ class UNetConfig:
     position_embedding_dim: int = 0
     # One more input channel, 1 on the frames the requested audio covers and 0 after (see the U-Net's docs).
     timing_mask_channel: bool = False
+    # Four more input channels, the beat and bar phase at the prompt's tempo ("96 bpm"); see the U-Net's docs.
+    beat_grid_channel: bool = False
 
 
 @dataclass

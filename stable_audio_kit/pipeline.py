@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .conditioning import ConditioningProjection, encode_text, prompt_numbers, timing_mask
+from .conditioning import ConditioningProjection, beat_grid, encode_text, prompt_numbers, prompt_tempo, timing_mask
 from .objective import cfg_combine, null_context
 from .utils import check_finite_number
 
@@ -198,6 +198,23 @@ class StableAudioKitPipeline(DiffusionPipeline):
         max_length = self.text_encoder.config.max_position_embeddings - 2
         return prompt_numbers(self.tokenizer, prompts, max_length).to(device or self._execution_device)
 
+    def encode_beat_grid(
+        self,
+        prompts: list[str],
+        seconds_start: float,
+        bpm: float | None = None,
+        device: torch.device | None = None,
+    ) -> torch.Tensor | None:
+        """For a U-Net with ``beat_grid_channel``, the beat and bar phase of every latent frame ``(B, 4, frames)``
+        at ``bpm``, or else at the tempo each prompt names ("96 bpm"; zeros for a prompt naming none);
+        ``None`` for a U-Net without it."""
+        if not self.unet.config.get("beat_grid_channel", False):
+            return None
+        tempo = prompt_tempo(prompts) if bpm is None else torch.full((len(prompts),), float(bpm))
+        return beat_grid(
+            tempo, seconds_start, self.unet.config.sample_size, self.sample_rate, self.vae.hop_length
+        ).to(device or self._execution_device)
+
     def encode_conditioning(
         self,
         prompts: list[str],
@@ -251,6 +268,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
         return_dict: bool = True,
         callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers convention)
+        bpm: float | None = None,
     ) -> AudioPipelineOutput | tuple:
         """Generate audio of exactly ``seconds_total`` seconds for each prompt.
 
@@ -258,6 +276,10 @@ class StableAudioKitPipeline(DiffusionPipeline):
         ``(len(prompts) * num_waveforms_per_prompt, channels, round(seconds_total * sample_rate))``
         (numpy float32 or torch), or the final latents ``(B, D, sample_size)`` for ``output_type="latent"``.
         ``guidance_scale <= 1`` switches classifier-free guidance off.
+
+        A U-Net with ``beat_grid_channel`` plays at ``bpm``, or else at the tempo each prompt names
+        ("at 96 bpm"). The tempo belongs to the prompt: the unconditional half of guidance gets the
+        negative prompt's tempo, or none, so guidance pushes towards the requested tempo too.
         """
         # 1. Validate everything before any work.
         if seconds_total is None:
@@ -277,6 +299,15 @@ class StableAudioKitPipeline(DiffusionPipeline):
             if name not in ("latents", "noise_pred"):
                 raise ValueError(
                     f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
+                )
+        if bpm is not None:
+            bpm = check_finite_number("bpm", bpm)
+            if bpm <= 0:
+                raise ValueError(f"bpm must be > 0, got {bpm}")
+            if not self.unet.config.get("beat_grid_channel", False):
+                raise ValueError(
+                    f"bpm={bpm} given but this model's U-Net has no beat grid (beat_grid_channel); "
+                    "name the tempo in the prompt instead"
                 )
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
@@ -308,7 +339,18 @@ class StableAudioKitPipeline(DiffusionPipeline):
         # 4. Initial noise over the whole window.
         latents = self.prepare_latents(batch, context.dtype, device, generator, latents)
 
-        # 5. Denoising loop; a U-Net with a timing-mask channel sees where the requested audio ends.
+        # 5. Denoising loop; a U-Net with a timing-mask channel sees where the requested audio ends, one
+        # with a beat grid the requested tempo.
+        grid = self.encode_beat_grid(prompts, seconds_start, bpm, device)
+        if grid is not None:
+            grid = grid.repeat_interleave(repeat, 0)
+            if do_cfg:
+                neg_grid = (
+                    self.encode_beat_grid(negatives, seconds_start, None, device).repeat_interleave(repeat, 0)
+                    if negatives is not None
+                    else torch.zeros_like(grid)
+                )
+                grid = torch.cat([neg_grid, grid])
         frame_mask = None
         if self.unet.config.get("timing_mask_channel", False):
             frame_mask = timing_mask(
@@ -324,6 +366,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 encoder_attention_mask=mask,
                 global_hidden_states=global_states,
                 timing_mask=frame_mask,
+                beat_grid=grid,
             ).sample
             if do_cfg:
                 uncond, cond = noise_pred.chunk(2)
@@ -426,6 +469,7 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         dropout=u.dropout,
         position_embedding_dim=u.position_embedding_dim,
         timing_mask_channel=u.timing_mask_channel,
+        beat_grid_channel=u.beat_grid_channel,
     )
     scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
     for module in (vae, projection, unet):

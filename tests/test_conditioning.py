@@ -186,3 +186,51 @@ def test_projection_adds_prompt_numbers_to_their_tokens_only():
         proj(text, mask, 0.0, 1.0)
     with pytest.raises(ValueError, match=r"prompt_numbers has shape \(2, 2\), the text states \(2, 3\)"):
         proj(text, mask, 0.0, 1.0, numbers[:, :2])
+
+
+def test_prompt_tempo_reads_the_bpm_of_each_prompt():
+    from stable_audio_kit.conditioning import prompt_tempo
+
+    tempo = prompt_tempo(
+        [
+            "rock drums at 96 bpm",
+            "a 4 bar groove, 72.5 BPM, loud",
+            "house beat at 124 beats per minute",
+            "124bpm techno, then 90 bpm",  # the first wins
+            "a tone of 440 hertz",
+            "bpm unknown",
+        ]
+    )
+    assert tempo.dtype == torch.float32
+    assert tempo[:4].tolist() == [96.0, 72.5, 124.0, 124.0]
+    assert tempo[4:].isnan().all()
+
+
+def test_beat_grid_phase_of_each_frame():
+    from stable_audio_kit.conditioning import beat_grid
+
+    # 120 bpm at 200 Hz with hop 5: a beat every 20 frames, a 4-beat bar every 80.
+    grid = beat_grid(torch.tensor([120.0, float("nan"), 120.0]), torch.tensor([0.0, 0.0, 0.5]), 100, 200, 5)
+    assert grid.shape == (3, 4, 100) and grid.dtype == torch.float32
+    beat_cos, beat_sin, bar_cos, bar_sin = grid[0]
+    torch.testing.assert_close(beat_cos[[0, 20, 40, 60]], torch.ones(4))
+    torch.testing.assert_close(beat_sin[[5, 25]], torch.ones(2))  # a quarter beat in
+    torch.testing.assert_close(bar_cos[[0, 80]], torch.ones(2))
+    torch.testing.assert_close(bar_sin[20], torch.tensor(1.0))  # beat 2 is a quarter of the bar
+    torch.testing.assert_close(bar_cos[40], torch.tensor(-1.0))
+    assert (grid[1] == 0).all(), "no tempo asked for: no grid"
+    # Half a second into the sound is one beat in: the same beat phase, the bar a quarter further.
+    torch.testing.assert_close(grid[2, :2], grid[0, :2])
+    torch.testing.assert_close(grid[2, 2:, :60], grid[0, 2:, 20:80])
+    assert beat_grid(torch.tensor([90.0]), 0.0, 7, 100, 5).shape == (1, 4, 7)
+
+
+def test_beat_grid_rejects_bad_input():
+    from stable_audio_kit.conditioning import beat_grid
+
+    with pytest.raises(ValueError, match=r"bpm must be > 0, got \[-60.0\]"):
+        beat_grid(torch.tensor([120.0, -60.0]), 0.0, 10, 100, 5)
+    with pytest.raises(ValueError, match="bpm must be shaped"):
+        beat_grid(torch.tensor(120.0), 0.0, 10, 100, 5)
+    with pytest.raises(ValueError, match="seconds_start has 3 values for a batch of 2"):
+        beat_grid(torch.tensor([120.0, 90.0]), torch.zeros(3), 10, 100, 5)

@@ -318,3 +318,52 @@ def test_prompt_numbers_from_the_model_config(tiny_config, tiny_pipeline, tmp_pa
     at_144 = run(loaded, "drums at 96 BPM")
     scale["by"] = 1.0
     assert not np.allclose(run(loaded, "drums at 96 BPM"), at_144)
+
+
+def test_beat_grid_from_the_prompt_or_bpm(tiny_config, tmp_path):
+    """A beat-grid U-Net gets the grid of the prompt's tempo (or of bpm=) in the conditional half of CFG
+    and the negative prompt's (or none) in the other; bpm is checked before any work."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+    from stable_audio_kit.conditioning import beat_grid
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.unet.beat_grid_channel = True
+    build_pipeline(cfg).save_pretrained(tmp_path / "model")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.unet.config.beat_grid_channel is True
+    seen = []
+    loaded.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["beat_grid"]), with_kwargs=True)
+    frames, sr, hop = loaded.unet.config.sample_size, loaded.sample_rate, loaded.vae.hop_length
+
+    def expected(*bpm):
+        return beat_grid(torch.tensor(bpm, dtype=torch.float32), 0.0, frames, sr, hop)
+
+    run(loaded, "drums at 96 bpm", num_inference_steps=2)
+    assert len(seen) == 2
+    for grid in seen:
+        torch.testing.assert_close(grid, torch.cat([torch.zeros_like(expected(96.0)), expected(96.0)]))
+    seen.clear()
+    run(loaded, "drums at 96 bpm", negative_prompt="slow 60 bpm", num_inference_steps=1, bpm=140)
+    torch.testing.assert_close(seen[0], torch.cat([expected(60.0), expected(140.0)]))
+    seen.clear()
+    run(loaded, ["a 120 bpm beat", "a pad"], num_inference_steps=1, guidance_scale=1.0, num_waveforms_per_prompt=2)
+    torch.testing.assert_close(seen[0], expected(120.0, 120.0, float("nan"), float("nan")))
+    # With zero grid weights (what scripts/add_beat_grid.py starts from) the tempo changes nothing;
+    # with trained ones it changes the audio.
+    with torch.no_grad():
+        loaded.unet.conv_in.weight[:, -4:] = 0
+    assert np.array_equal(run(loaded, "drums at 96 bpm"), run(loaded, "drums at 96 bpm", bpm=150))
+    with torch.no_grad():
+        loaded.unet.conv_in.weight[:, -4:].normal_()
+    assert not np.allclose(run(loaded, "drums at 96 bpm"), run(loaded, "drums at 96 bpm", bpm=150))
+    for bad, match in ((-5, "bpm must be > 0, got -5"), (float("nan"), "bpm must be finite, got nan")):
+        with pytest.raises(ValueError, match=match):
+            run(loaded, "drums", bpm=bad)
+
+
+def test_bpm_needs_a_beat_grid_unet(tiny_pipeline):
+    with pytest.raises(ValueError, match=r"bpm=120.0 given but this model's U-Net has no beat grid"):
+        run(tiny_pipeline, "drums", bpm=120)

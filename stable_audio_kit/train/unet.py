@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..conditioning import timing_mask
+from ..conditioning import beat_grid, prompt_tempo, timing_mask
 from ..objective import VObjective, drop_context
 from ..pipeline import StableAudioKitPipeline
 from .common import (
@@ -82,6 +82,7 @@ class ConditionedDenoiser(nn.Module):
         drop: torch.Tensor,
         timing_mask: torch.Tensor | None = None,
         prompt_numbers: torch.Tensor | None = None,
+        beat_grid: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """v-prediction ``(B, C, T)`` for noisy latents ``(B, C, T)`` and timesteps ``(B,)``.
 
@@ -89,11 +90,15 @@ class ConditionedDenoiser(nn.Module):
         context (classifier-free-guidance dropout, decided in the training step). The timing stays in
         the global vector of every row, as in the pipeline's CFG. ``timing_mask`` ``(B, T)`` goes to a
         U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`), and
-        ``prompt_numbers`` ``(B, L)`` to a projection with ``prompt_numbers``.
+        ``prompt_numbers`` ``(B, L)`` to a projection with ``prompt_numbers``. ``beat_grid``
+        ``(B, 4, T)`` goes to a U-Net with ``beat_grid_channel``; it comes from the caption, so dropped
+        rows get none, as the unconditional half of the pipeline's CFG does.
         """
         cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total, prompt_numbers)
         context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
         context, mask = drop_context(context, mask, drop)
+        if beat_grid is not None:
+            beat_grid = beat_grid * (~drop).to(beat_grid.dtype)[:, None, None]
         return self.unet(
             noisy,
             timesteps,
@@ -101,6 +106,7 @@ class ConditionedDenoiser(nn.Module):
             encoder_attention_mask=mask,
             global_hidden_states=cond.global_hidden_states,
             timing_mask=timing_mask,
+            beat_grid=beat_grid,
         ).sample
 
 
@@ -210,8 +216,8 @@ def draw(
 @torch.no_grad()
 def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)``, for a U-Net with
-    ``timing_mask_channel`` the timing mask ``(B, T)`` and for a projection with ``prompt_numbers`` the
-    numbers of the captions ``(B, L)`` of a batch,
+    ``timing_mask_channel`` the timing mask ``(B, T)``, for one with ``beat_grid_channel`` the beat grid
+    ``(B, 4, T)`` and for a projection with ``prompt_numbers`` the numbers of the captions ``(B, L)`` of a batch,
     through the frozen VAE and text encoder unless the batch holds them already (pre-encoded shards).
 
     Audio is encoded to ``posterior mode * scaling_factor``, exactly what ``sak encode`` stores.
@@ -247,10 +253,21 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
         mask_input = timing_mask(
             seconds_start, seconds_total, latents.shape[0], latents.shape[-1], pipe.sample_rate, pipe.vae.hop_length
         ).to(device)
+    grid = None
+    if pipe.unet.config.get("beat_grid_channel", False):
+        # The tempo of each caption on the crop's frames, as the pipeline lays it out at sampling time.
+        grid = beat_grid(
+            prompt_tempo(list(batch["caption"])),
+            seconds_start,
+            latents.shape[-1],
+            pipe.sample_rate,
+            pipe.vae.hop_length,
+        ).to(device)
     return {
         "latents": latents.float(),
         "frame_mask": frame_mask,
         "timing_mask": mask_input,
+        "beat_grid": grid,
         "prompt_numbers": numbers,
         "text_hidden": text_hidden,
         "text_mask": text_mask,
@@ -280,6 +297,7 @@ def diffusion_loss(
         drop,
         inputs["timing_mask"],
         inputs["prompt_numbers"],
+        inputs["beat_grid"],
     )
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 

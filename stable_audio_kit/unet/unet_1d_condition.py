@@ -21,6 +21,8 @@ from diffusers.models.upsampling import Upsample1D
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..conditioning import BEAT_GRID_CHANNELS
+
 
 @dataclass
 class UNet1DConditionOutput(BaseOutput):
@@ -147,6 +149,12 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             convolution knows whether its frames lie past `seconds_total` without having to work it
             out from the pooled timing embedding and the frame's position. False (the default, and
             what models saved before it have) takes no mask.
+        beat_grid_channel: if True, `forward` takes a `beat_grid` `(batch, 4, frames)`: cos and sin of the
+            beat and bar phase of each frame at the requested tempo, zeros where no tempo is asked for
+            (see [`stable_audio_kit.conditioning.beat_grid`]), read as four more input channels. A tempo
+            given only as a text token is a symbol the U-Net has to map to a period; the grid lays the
+            period out along the frame axis, where a convolution can place onsets on it. False (the
+            default, and what models saved before it have) takes no grid.
     """
 
     _supports_gradient_checkpointing = True
@@ -169,6 +177,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         time_embedding_dim: int | None = None,
         position_embedding_dim: int = 0,
         timing_mask_channel: bool = False,
+        beat_grid_channel: bool = False,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -187,6 +196,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             time_embedding_dim=time_embedding_dim,
             position_embedding_dim=position_embedding_dim,
             timing_mask_channel=timing_mask_channel,
+            beat_grid_channel=beat_grid_channel,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -208,7 +218,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             else None
         )
 
-        self.conv_in = nn.Conv1d(in_channels + int(timing_mask_channel), channels[0], kernel_size=3, padding=1)
+        extra = int(timing_mask_channel) + BEAT_GRID_CHANNELS * int(beat_grid_channel)
+        self.conv_in = nn.Conv1d(in_channels + extra, channels[0], kernel_size=3, padding=1)
         self.position_embedding = nn.Linear(position_embedding_dim, channels[0]) if position_embedding_dim > 0 else None
 
         last = len(channels) - 1
@@ -262,6 +273,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_attention_mask: torch.Tensor | None = None,
         global_hidden_states: torch.Tensor | None = None,
         timing_mask: torch.Tensor | None = None,
+        beat_grid: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet1DConditionOutput | tuple[torch.Tensor]:
         r"""Predict from noisy latents.
@@ -280,13 +292,15 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
                 It is embedded and added to the timestep embedding, so it drives every FiLM.
             timing_mask: `(batch, frames)`, 1 where the requested audio is and 0 where silence should
                 follow it; required iff `timing_mask_channel`. Concatenated to `sample` as a channel.
+            beat_grid: `(batch, 4, frames)` beat and bar phase; required iff `beat_grid_channel`.
+                Concatenated to `sample` after the timing mask.
             return_dict: return a [`UNet1DConditionOutput`] rather than a tuple.
 
         Returns:
             [`UNet1DConditionOutput`] or `(sample,)`, with `sample` `(batch, out_channels, frames)`.
         """
         context, mask = self._check_and_prepare_inputs(
-            sample, encoder_hidden_states, encoder_attention_mask, global_hidden_states, timing_mask
+            sample, encoder_hidden_states, encoder_attention_mask, global_hidden_states, timing_mask, beat_grid
         )
         batch, _, frames = sample.shape
 
@@ -308,6 +322,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         pad = -frames % multiple
         if timing_mask is not None:
             sample = torch.cat([sample, timing_mask.to(sample.dtype)[:, None]], dim=1)
+        if beat_grid is not None:
+            sample = torch.cat([sample, beat_grid.to(sample.dtype)], dim=1)
         hidden_states = self.conv_in(F.pad(sample, (0, pad)))
         if self.position_embedding is not None:
             # Frame indices 0 .. frames + pad - 1 of the window, the same for every item.
@@ -353,6 +369,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_attention_mask: torch.Tensor | None,
         global_hidden_states: torch.Tensor | None,
         timing_mask: torch.Tensor | None,
+        beat_grid: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate the inputs; return the cross-attention context `(batch, tokens, cross_attention_dim)`
         and a bool mask `(batch, 1, tokens)` (True = attend) or `None`."""
@@ -393,6 +410,20 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         elif timing_mask is not None:
             raise ValueError(
                 f"timing_mask given (shape {tuple(timing_mask.shape)}) but this model has timing_mask_channel=False"
+            )
+
+        grid_shape = (batch, BEAT_GRID_CHANNELS, sample.shape[2])
+        if config.get("beat_grid_channel", False):
+            if beat_grid is None:
+                raise ValueError(
+                    f"beat_grid of shape {grid_shape} is required because beat_grid_channel is set "
+                    "(stable_audio_kit.conditioning.beat_grid makes it)"
+                )
+            if beat_grid.shape != grid_shape:
+                raise ValueError(f"beat_grid must be {grid_shape}, got {tuple(beat_grid.shape)}")
+        elif beat_grid is not None:
+            raise ValueError(
+                f"beat_grid given (shape {tuple(beat_grid.shape)}) but this model has beat_grid_channel=False"
             )
 
         if encoder_hidden_states is None:
@@ -458,6 +489,7 @@ def _validate_config(
     time_embedding_dim: int | None,
     position_embedding_dim: int,
     timing_mask_channel: bool,
+    beat_grid_channel: bool,
 ) -> None:
     positive = {
         "in_channels": in_channels,
@@ -484,6 +516,8 @@ def _validate_config(
         raise ValueError(f"position_embedding_dim must be an even int >= 0 (0 = none), got {position_embedding_dim!r}")
     if not isinstance(timing_mask_channel, bool):
         raise ValueError(f"timing_mask_channel must be true or false, got {timing_mask_channel!r}")
+    if not isinstance(beat_grid_channel, bool):
+        raise ValueError(f"beat_grid_channel must be true or false, got {beat_grid_channel!r}")
     if not isinstance(global_cond_dim, int) or isinstance(global_cond_dim, bool) or global_cond_dim < 0:
         raise ValueError(f"global_cond_dim must be an int >= 0 (0 = no global conditioning), got {global_cond_dim!r}")
     if not 0.0 <= dropout < 1.0:

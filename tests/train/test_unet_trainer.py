@@ -500,3 +500,60 @@ def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, t
     trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").projection
     assert trained.config.prompt_numbers
     assert trained.prompt_number_embedder.mlp[-1].weight.abs().max() > 0
+
+
+def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkeypatch):
+    """A beat-grid U-Net gets the grid of each caption's tempo on its crop's frames (seconds_start
+    included), none on the rows CFG dropout empties, and its grid weights (zero at the start) learn."""
+    from stable_audio_kit.conditioning import beat_grid, prompt_tempo
+
+    catalogue = write_catalogue(tmp_path / "audio", [0.3, 0.55, 0.8, 0.2, 1.1, 0.6])
+    captions = ["a tone at 90 bpm", "a 150 BPM tone", "a tone", "120 bpm", "a tone at 75 bpm", "a tone"]
+    for i, caption in enumerate(captions):
+        meta = catalogue / f"tone{i}.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "caption": caption}))
+
+    def edit(cfg):
+        cfg.unet.beat_grid_channel = True
+
+    model, latents = model_with_shards(tiny_config, catalogue, tmp_path, edit)
+    pipe = StableAudioKitPipeline.from_pretrained(model)
+    with torch.no_grad():
+        pipe.unet.conv_in.weight[:, -4:] = 0
+    pipe.save_pretrained(model)
+    encode = trainer.encode_batch
+    seen, unet_grids = [], []
+
+    def recording(pipe, batch, device):
+        inputs = encode(pipe, batch, device)
+        seen.append((list(batch["caption"]), inputs["seconds_start"], inputs["beat_grid"], pipe))
+        return inputs
+
+    monkeypatch.setattr(trainer, "encode_batch", recording)
+    original_forward = trainer.ConditionedDenoiser.forward
+
+    def forward(self, noisy, timesteps, *args, **kwargs):
+        hook = self.unet.register_forward_pre_hook(
+            lambda module, a, kw: unet_grids.append((args[4].clone(), kw["beat_grid"])), with_kwargs=True
+        )
+        try:
+            return original_forward(self, noisy, timesteps, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(trainer.ConditionedDenoiser, "forward", forward)
+    common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
+    trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
+    assert seen and unet_grids
+    frames = seen[0][2].shape[-1]
+    assert any(start.gt(0).any() for _, start, _, _ in seen), "a crop inside a long file is exercised"
+    for captions, start, grid, pipe in seen:
+        expected = beat_grid(prompt_tempo(captions), start, frames, pipe.sample_rate, pipe.vae.hop_length)
+        torch.testing.assert_close(grid, expected)
+    for drop, grid in unet_grids:
+        assert (grid[drop] == 0).all()
+    assert any(drop.any() for drop, _ in unet_grids) and any((~drop).any() for drop, _ in unet_grids)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+    trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").unet
+    assert trained.config.beat_grid_channel
+    assert trained.conv_in.weight[:, -4:].abs().max() > 0

@@ -289,3 +289,26 @@ def test_timing_mask_is_required_and_checked():
         model(**make_inputs(), timing_mask=torch.ones(BATCH, 15))
     with pytest.raises(ValueError, match="timing_mask_channel=False"):
         make_model()(**make_inputs(), timing_mask=torch.ones(BATCH, 16))
+
+
+@torch.no_grad()
+def test_beat_grid_channel_is_read_and_checked(tmp_path):
+    """The grid is four more input channels: required, shape-checked, and it changes the output."""
+    from stable_audio_kit.conditioning import beat_grid
+
+    model = make_model(beat_grid_channel=True, timing_mask_channel=True)
+    assert model.conv_in.in_channels == TINY["in_channels"] + 1 + 4
+    inputs, mask = make_inputs(), torch.ones(BATCH, 16)
+    grid = beat_grid(torch.tensor([120.0, 90.0]), 0.0, 16, 100, 10)
+    out = model(**inputs, timing_mask=mask, beat_grid=grid).sample
+    assert not torch.allclose(out, model(**inputs, timing_mask=mask, beat_grid=torch.zeros_like(grid)).sample)
+    with pytest.raises(ValueError, match=r"beat_grid of shape \(2, 4, 16\) is required"):
+        model(**inputs, timing_mask=mask)
+    with pytest.raises(ValueError, match=r"beat_grid must be \(2, 4, 16\), got \(2, 2, 16\)"):
+        model(**inputs, timing_mask=mask, beat_grid=grid[:, :2])
+    with pytest.raises(ValueError, match="beat_grid_channel=False"):
+        make_model()(**inputs, beat_grid=grid)
+    model.save_pretrained(tmp_path / "unet")
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.beat_grid_channel is True
+    torch.testing.assert_close(loaded(**inputs, timing_mask=mask, beat_grid=grid).sample, out)
