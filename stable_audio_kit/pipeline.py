@@ -211,9 +211,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
         if not self.unet.config.get("beat_grid_channel", False):
             return None
         tempo = prompt_tempo(prompts) if bpm is None else torch.full((len(prompts),), float(bpm))
-        return beat_grid(
-            tempo, seconds_start, self.unet.config.sample_size, self.sample_rate, self.vae.hop_length
-        ).to(device or self._execution_device)
+        return beat_grid(tempo, seconds_start, self.unet.config.sample_size, self.sample_rate, self.vae.hop_length).to(
+            device or self._execution_device
+        )
 
     def encode_conditioning(
         self,

@@ -335,7 +335,9 @@ def test_beat_grid_from_the_prompt_or_bpm(tiny_config, tmp_path):
     loaded.set_progress_bar_config(disable=True)
     assert loaded.unet.config.beat_grid_channel is True
     seen = []
-    loaded.unet.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["beat_grid"]), with_kwargs=True)
+    loaded.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["beat_grid"]), with_kwargs=True
+    )
     frames, sr, hop = loaded.unet.config.sample_size, loaded.sample_rate, loaded.vae.hop_length
 
     def expected(*bpm):
