@@ -4,7 +4,7 @@
 
 WORK_DIR is the folder `scripts/train_demo.sh` filled: `final/` (the exported pipeline with its
 `clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`,
-`runs/{clap,vae,unet,unet_numbers}` and, if present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
+`runs/{clap,vae,unet,unet_numbers,unet_beats}` and, if present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
 A component retrained on top of the bundled model's others (say a new U-Net with the bundled CLAP and
 VAE) needs only its own run: the card keeps what the bundled card said about the missing runs and the
 VAE pitch check.
@@ -142,6 +142,14 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
                 f"{run_summary(work / 'runs' / 'unet_numbers', previous_card)}"
             ]
             if pipe.projection.config.get("prompt_numbers", False)
+            else []
+        ),
+        *(
+            [
+                "- then the same with the beat grid of the prompt's tempo as four more input channels "
+                f"(`beat_grid_channel`): {run_summary(work / 'runs' / 'unet_beats', previous_card)}"
+            ]
+            if pipe.unet.config.get("beat_grid_channel", False)
             else []
         ),
         "",

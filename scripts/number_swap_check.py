@@ -1,13 +1,14 @@
-"""Does the U-Net follow the prompt's numbers by value? Same words, the number embeddings scaled.
+"""Does the U-Net follow the prompt's tempo by value? Same words, the numbers (and beat grid) scaled.
 
     python scripts/number_swap_check.py MODEL_DIR CATALOGUE_DIR [--n 30] [--scale 1.25] [--steps 50]
 
 For the first N held-out drum and mixed clips whose caption names its BPM, it generates twice with
 the same seed: once as written, once with the values of the prompt's numbers multiplied by --scale
-while the text (and so the CLAP token states) stays the same. Only clips whose scaled tempo lies in
-the training captions' range are used. If the model reads the tempo from the
-numbers' values, the estimated tempo of the second should be about --scale times the first. Needs a
-model with `prompt_numbers` and the `[eval]` extra (librosa).
+while the text (and so the CLAP token states) stays the same. A U-Net with a beat grid gets the grid
+of the scaled tempo too (`bpm=`). Only clips whose scaled tempo lies in the training captions' range
+are used. If the model reads the tempo from the numbers' values, the estimated tempo of the second
+should be about --scale times the first. Needs a model with `prompt_numbers` or `beat_grid_channel`
+and the `[eval]` extra (librosa).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def main() -> int:
     from stable_audio_kit import StableAudioKitPipeline, metrics
 
     pipe = StableAudioKitPipeline.from_pretrained(args.model)
-    if not pipe.projection.config.get("prompt_numbers", False):
-        raise SystemExit(f"number_swap_check: {str(args.model)!r} has no prompt-number embedding")
+    numbers = pipe.projection.config.get("prompt_numbers", False)
+    grid = pipe.unet.config.get("beat_grid_channel", False)
+    if not numbers and not grid:
+        raise SystemExit(f"number_swap_check: {str(args.model)!r} has neither prompt numbers nor a beat grid")
     pipe.set_progress_bar_config(disable=True)
     rows = [json.loads(line) for line in (args.catalogue / "metadata.jsonl").read_text().splitlines() if line]
     # Only tempi whose scaled value the model has seen in training.
@@ -54,7 +57,8 @@ def main() -> int:
 
     written = pipe.encode_prompt_numbers
     scale = {"by": 1.0}
-    pipe.encode_prompt_numbers = lambda prompts, device=None: written(prompts, device) * scale["by"]
+    if numbers:
+        pipe.encode_prompt_numbers = lambda prompts, device=None: written(prompts, device) * scale["by"]
     ratios, lines = (
         [],
         ["| caption BPM | tempo as written | tempo with numbers scaled | ratio |", "|---:|---:|---:|---:|"],
@@ -67,6 +71,7 @@ def main() -> int:
                 row["caption"],
                 seconds_total=row["seconds"],
                 num_inference_steps=args.steps,
+                bpm=row["bpm"] * by if grid else None,
                 generator=torch.Generator().manual_seed(i),
             ).audios[0]
             tempos.append(metrics.estimate_tempo(audio.mean(axis=0), pipe.sample_rate))

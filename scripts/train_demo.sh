@@ -9,7 +9,7 @@
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
-# it -> export -> evaluate -> bundle into the package.
+# it -> beat-grid inputs added -> U-Net fine-tuned with them -> export -> evaluate -> bundle into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -57,7 +57,12 @@ run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/
 [ -d "$WORK/stage3" ] || python scripts/add_prompt_numbers.py "$WORK/unet_timing" "$WORK/stage3"
 run unet_numbers unet configs/demo/unet_numbers.yaml model="$WORK/stage3" data.catalogue="$WORK/catalogue" \
   latents="$WORK/latents"
-[ -d "$WORK/final" ] || sak export "$WORK/runs/unet_numbers" "$WORK/final"
+[ -d "$WORK/numbers" ] || sak export "$WORK/runs/unet_numbers" "$WORK/numbers"
+# The beat grid of the caption's tempo as four more U-Net inputs (zero weights), then a fine-tune that learns it.
+[ -d "$WORK/stage4" ] || python scripts/add_beat_grid.py "$WORK/numbers" "$WORK/stage4"
+run unet_beats unet configs/demo/unet_beats.yaml model="$WORK/stage4" data.catalogue="$WORK/catalogue" \
+  latents="$WORK/latents"
+[ -d "$WORK/final" ] || sak export "$WORK/runs/unet_beats" "$WORK/final"
 # The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
 # EVAL_CLIPS=N evaluates the first N held-out clips only (two generations each: the model and the floor).
 [ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \

@@ -197,6 +197,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch must be >= 1, got {args.batch}")
     if not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
+    if args.bpm is not None and not (math.isfinite(args.bpm) and args.bpm > 0):
+        raise CLIError(f"--bpm must be a finite number > 0, got {args.bpm}")
     if args.scheduler is not None:
         from .objective import SCHEDULERS
 
@@ -235,6 +237,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     state = PartialState(cpu=args.device == "cpu" or (args.device is None and cpu_data_parallel()))
     device = args.device or str(state.device)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
+    if args.bpm is not None and not pipe.unet.config.get("beat_grid_channel", False):
+        raise CLIError("--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt")
     for job in jobs:
         if job.seconds is None:
             job.seconds = pipe.max_seconds
@@ -264,6 +268,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 guidance_scale=args.cfg,
                 num_waveforms_per_prompt=args.batch,
                 generator=generator,
+                bpm=args.bpm,
             ).audios
             for path, wav in zip(_output_paths(job, out, args.batch, single), audio):
                 save_audio(path, wav, pipe.sample_rate)
@@ -421,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale (<= 1 switches it off)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--bpm", type=float, default=None, help="tempo for a beat-grid model (default: the one the prompt names)"
+    )
     p.add_argument("--batch", type=int, default=1, help="waveforms per prompt")
     p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
     p.add_argument("--scheduler", default=None, help="sampler name, e.g. dpmsolver++, ddim, euler, unipc")

@@ -145,6 +145,9 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
         (["generate"], "give either a PROMPT or --prompts FILE"),
         (["generate", "--prompts", "missing.txt"], "prompt file 'missing.txt' does not exist"),
         (["generate", "x", "--scheduler", "nope"], "unknown scheduler 'nope'"),
+        (["generate", "x", "--bpm", "0"], "--bpm must be a finite number > 0, got 0.0"),
+        (["generate", "x", "--bpm", "nan"], "--bpm must be a finite number > 0, got nan"),
+        (["generate", "x", "--bpm", "120"], "--bpm needs a model whose U-Net has a beat grid"),
     ],
 )
 def test_generate_bad_input(model_dir, tmp_path, monkeypatch, capsys, args, match):
@@ -188,3 +191,14 @@ def test_info_bad_dir(tmp_path, capsys):
 def test_module_entry_point():
     r = subprocess.run([sys.executable, "-m", "stable_audio_kit.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "generate" in r.stdout
+
+
+def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path):
+    model = tmp_path / "m"
+    assert main(["new-model", str(ROOT / "configs" / "tiny.yaml"), str(model), "unet.beat_grid_channel=true"]) == 0
+    args = ["generate", "drums", "--seconds", "0.3", "--steps", "2", "--seed", "0", "--model", str(model)]
+    assert main([*args, "--bpm", "90", "-o", str(tmp_path / "a.wav")]) == 0
+    assert main([*args, "--bpm", "150", "-o", str(tmp_path / "b.wav")]) == 0
+    a, b = sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0]
+    assert len(a) == len(b) == round(0.3 * 8000)
+    assert not np.allclose(a, b), "the tempo reaches the (untrained, so randomly weighted) grid inputs"
