@@ -238,7 +238,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = args.device or str(state.device)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
     if args.bpm is not None and not pipe.unet.config.get("beat_grid_channel", False):
-        raise CLIError("--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt")
+        raise CLIError(
+            "--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt"
+        )
     for job in jobs:
         if job.seconds is None:
             job.seconds = pipe.max_seconds
