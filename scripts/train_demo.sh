@@ -54,12 +54,12 @@ fi
 run unet unet configs/demo/unet.yaml model="$WORK/stage2" data.catalogue="$WORK/catalogue" latents="$WORK/latents"
 [ -d "$WORK/unet_timing" ] || sak export "$WORK/runs/unet" "$WORK/unet_timing"
 # The numbers of the prompt (the BPM) by value: a zero-initialised embedding, then a fine-tune that learns it.
-[ -d "$WORK/stage3" ] || python scripts/add_prompt_numbers.py "$WORK/unet_timing" "$WORK/stage3"
+[ -d "$WORK/stage3" ] || sak extend "$WORK/unet_timing" "$WORK/stage3" --prompt-numbers
 run unet_numbers unet configs/demo/unet_numbers.yaml model="$WORK/stage3" data.catalogue="$WORK/catalogue" \
   latents="$WORK/latents"
 [ -d "$WORK/numbers" ] || sak export "$WORK/runs/unet_numbers" "$WORK/numbers"
 # The beat grid of the caption's tempo as four more U-Net inputs (zero weights), then a fine-tune that learns it.
-[ -d "$WORK/stage4" ] || python scripts/add_beat_grid.py "$WORK/numbers" "$WORK/stage4"
+[ -d "$WORK/stage4" ] || sak extend "$WORK/numbers" "$WORK/stage4" --beat-grid
 run unet_beats unet configs/demo/unet_beats.yaml model="$WORK/stage4" data.catalogue="$WORK/catalogue" \
   latents="$WORK/latents"
 [ -d "$WORK/final" ] || sak export "$WORK/runs/unet_beats" "$WORK/final"

@@ -365,6 +365,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_extend(args: argparse.Namespace) -> int:
+    from .train.extend import extend_model
+
+    out = extend_model(
+        args.model,
+        args.out_dir,
+        prompt_numbers=args.prompt_numbers,
+        prompt_number_min=args.number_min,
+        prompt_number_max=args.number_max,
+        beat_grid=args.beat_grid,
+        overwrite=args.force,
+    )
+    added = [name for name, on in (("prompt numbers", args.prompt_numbers), ("a beat grid", args.beat_grid)) if on]
+    print(f"wrote pipeline directory {out}: {args.model} with {' and '.join(added)} (zero at the start)")
+    return 0
+
+
 def cmd_catalogue_make(args: argparse.Namespace) -> int:
     from .demo_catalogue import make_catalogue
 
@@ -507,6 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("extend", help="add prompt-number embeddings or a beat grid to a trained model, for fine-tuning")
+    p.add_argument("model")
+    p.add_argument("out_dir")
+    p.add_argument("--prompt-numbers", action="store_true", help="embed the numbers of the prompt by value")
+    p.add_argument("--number-min", type=float, default=1.0, help="smallest prompt number told apart (default 1)")
+    p.add_argument("--number-max", type=float, default=1000.0, help="largest prompt number told apart (default 1000)")
+    p.add_argument("--beat-grid", action="store_true", help="beat and bar phase of the prompt's tempo as U-Net inputs")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_extend)
 
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)

@@ -353,7 +353,7 @@ def test_beat_grid_from_the_prompt_or_bpm(tiny_config, tmp_path):
     seen.clear()
     run(loaded, ["a 120 bpm beat", "a pad"], num_inference_steps=1, guidance_scale=1.0, num_waveforms_per_prompt=2)
     torch.testing.assert_close(seen[0], expected(120.0, 120.0, float("nan"), float("nan")))
-    # With zero grid weights (what scripts/add_beat_grid.py starts from) the tempo changes nothing;
+    # With zero grid weights (what `sak extend --beat-grid` starts from) the tempo changes nothing;
     # with trained ones it changes the audio.
     with torch.no_grad():
         loaded.unet.conv_in.weight[:, -4:] = 0
