@@ -96,7 +96,7 @@ def limitations(summary: dict) -> list[str]:
     lines += [
         "",
         "It is a 9M-parameter U-Net trained for under three hours on a CPU: every output has exactly the requested "
-        "length, and with a tempo in the prompt (\"at 96 bpm\") it plays on that beat grid, but expect the right "
+        'length, and with a tempo in the prompt ("at 96 bpm") it plays on that beat grid, but expect the right '
         "kind of sound (drums or tonal, register) more often than the right notes or key.",
         "",
     ]

@@ -45,6 +45,19 @@ def cmd_new_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def conditioning_inputs(pipe) -> list[str]:
+    """What the model is conditioned on, in words (``sak info``)."""
+    projection, unet = pipe.projection.config, pipe.unet.config
+    inputs = ["text", "seconds_start/seconds_total"]
+    if projection.get("prompt_numbers", False):
+        inputs.append("prompt numbers by value")
+    if unet.get("timing_mask_channel", False):
+        inputs.append("timing mask channel")
+    if unet.get("beat_grid_channel", False):
+        inputs.append("beat grid (the prompt's bpm, or --bpm)")
+    return inputs
+
+
 def describe_pipeline(pipe, path: Path | str) -> str:
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -59,6 +72,7 @@ def describe_pipeline(pipe, path: Path | str) -> str:
         f"window:           {pipe.unet.config.sample_size} latent frames",
         f"maximum length:   {pipe.max_seconds:.3f} s",
         f"scheduler:        {type(pipe.scheduler).__name__}",
+        f"conditioning:     {', '.join(conditioning_inputs(pipe))}",
         "parameters:",
     ]
     total = 0

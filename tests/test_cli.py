@@ -45,7 +45,14 @@ def test_new_model_generate_info_end_to_end(tmp_path):
     assert sr == 8000 and len(audio) == round(0.37 * 8000)
     r = run("info", str(model))
     assert r.returncode == 0, r.stderr
-    for text in ("8000 Hz", "channels:         1", "latent rate:      250.000", "maximum length:   1.000 s", "unet"):
+    for text in (
+        "8000 Hz",
+        "channels:         1",
+        "latent rate:      250.000",
+        "maximum length:   1.000 s",
+        "conditioning:     text, seconds_start/seconds_total\n",
+        "unet",
+    ):
         assert text in r.stdout
 
 
@@ -193,7 +200,7 @@ def test_module_entry_point():
     assert r.returncode == 0 and "generate" in r.stdout
 
 
-def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path):
+def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path, capsys):
     model = tmp_path / "m"
     assert main(["new-model", str(ROOT / "configs" / "tiny.yaml"), str(model), "unet.beat_grid_channel=true"]) == 0
     args = ["generate", "drums", "--seconds", "0.3", "--steps", "2", "--seed", "0", "--model", str(model)]
@@ -202,3 +209,5 @@ def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path):
     a, b = sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0]
     assert len(a) == len(b) == round(0.3 * 8000)
     assert not np.allclose(a, b), "the tempo reaches the (untrained, so randomly weighted) grid inputs"
+    assert main(["info", str(model)]) == 0
+    assert "conditioning:     text, seconds_start/seconds_total, beat grid" in capsys.readouterr().out

@@ -54,3 +54,23 @@ def test_default_model_has_its_card_and_evaluation():
     assert (DEFAULT_MODEL_DIR / "evaluation.md").is_file()
     size_mb = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.rglob("*") if p.is_file()) / 2**20
     assert size_mb <= 60
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="the default model is not installed")
+@pytest.mark.parametrize("kwargs, bpm", [({}, 100.0), ({"bpm": 140.0}, 140.0)])
+def test_default_model_plays_at_the_requested_tempo(kwargs, bpm):
+    """The bundled model's beat grid: the prompt's tempo, or bpm= over it (any seed works; 10 steps suffice)."""
+    pytest.importorskip("librosa")
+    from stable_audio_kit import metrics
+
+    pipe = StableAudioKitPipeline.from_pretrained()
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.unet.config.beat_grid_channel
+    audio = pipe(
+        "a rock drum groove at 100 bpm",
+        seconds_total=6.0,
+        num_inference_steps=10,
+        generator=torch.Generator().manual_seed(0),
+        **kwargs,
+    ).audios[0]
+    assert abs(metrics.estimate_tempo(audio.mean(axis=0), pipe.sample_rate) / bpm - 1) <= 0.05
