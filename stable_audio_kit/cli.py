@@ -255,6 +255,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(
             "--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt"
         )
+    if pipe.unet.config.get("beat_grid_channel", False):
+        try:  # every row's tempo, before the first file is written
+            pipe.check_tempo([text for job in jobs for text in (job.prompt, job.negative) if text], args.bpm)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
     for job in jobs:
         if job.seconds is None:
             job.seconds = pipe.max_seconds

@@ -198,6 +198,22 @@ class StableAudioKitPipeline(DiffusionPipeline):
         max_length = self.text_encoder.config.max_position_embeddings - 2
         return prompt_numbers(self.tokenizer, prompts, max_length).to(device or self._execution_device)
 
+    @property
+    def max_bpm(self) -> float:
+        """The fastest tempo a beat grid can carry: two latent frames a beat (the frame rate's Nyquist limit)."""
+        return 30.0 * self.sample_rate / self.vae.hop_length
+
+    def check_tempo(self, prompts: list[str], bpm: float | None) -> None:
+        """Raise ``ValueError`` naming the tempo if ``bpm`` or a tempo a prompt names is beyond :attr:`max_bpm`."""
+        if bpm is not None and bpm >= self.max_bpm:
+            raise ValueError(f"bpm must be below {self.max_bpm:.0f} for this model's latent frame rate, got {bpm}")
+        for prompt, tempo in zip(prompts, prompt_tempo(prompts).tolist()):
+            if tempo == 0 or tempo >= self.max_bpm:
+                raise ValueError(
+                    f"the prompt {prompt!r} names a tempo of {tempo:g} bpm; this model's beat grid takes tempi "
+                    f"above 0 and below {self.max_bpm:.0f}"
+                )
+
     def encode_beat_grid(
         self,
         prompts: list[str],
@@ -309,6 +325,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
                     f"bpm={bpm} given but this model's U-Net has no beat grid (beat_grid_channel); "
                     "name the tempo in the prompt instead"
                 )
+        if self.unet.config.get("beat_grid_channel", False):
+            self.check_tempo(prompts + (negatives or []), bpm)
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         batch = len(prompts) * num_waveforms_per_prompt

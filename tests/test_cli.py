@@ -209,5 +209,11 @@ def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path, capsys):
     a, b = sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0]
     assert len(a) == len(b) == round(0.3 * 8000)
     assert not np.allclose(a, b), "the tempo reaches the (untrained, so randomly weighted) grid inputs"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("drums at 90 bpm\ndrums at 9000 bpm\n")
+    out = str(tmp_path / "out")
+    assert main(["generate", "--prompts", str(prompts), "--seconds", "0.2", "--model", str(model), "-o", out]) == 2
+    assert "names a tempo of 9000 bpm" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists(), "no row is generated before every tempo is checked"
     assert main(["info", str(model)]) == 0
     assert "conditioning:     text, seconds_start/seconds_total, beat grid" in capsys.readouterr().out

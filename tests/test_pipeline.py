@@ -361,9 +361,18 @@ def test_beat_grid_from_the_prompt_or_bpm(tiny_config, tmp_path):
     with torch.no_grad():
         loaded.unet.conv_in.weight[:, -4:].normal_()
     assert not np.allclose(run(loaded, "drums at 96 bpm"), run(loaded, "drums at 96 bpm", bpm=150))
-    for bad, match in ((-5, "bpm must be > 0, got -5"), (float("nan"), "bpm must be finite, got nan")):
+    top = 30.0 * loaded.sample_rate / loaded.vae.hop_length  # two latent frames a beat
+    assert loaded.max_bpm == top
+    for bad, match in (
+        (-5, "bpm must be > 0, got -5"),
+        (float("nan"), "bpm must be finite, got nan"),
+        (top, f"bpm must be below {top:.0f}"),
+    ):
         with pytest.raises(ValueError, match=match):
             run(loaded, "drums", bpm=bad)
+    for prompt, negative in ((f"drums at {top:g} bpm", None), ("drums", "0 bpm")):
+        with pytest.raises(ValueError, match=r"names a tempo of \d+ bpm; this model's beat grid takes tempi"):
+            run(loaded, prompt, negative_prompt=negative)
 
 
 def test_bpm_needs_a_beat_grid_unet(tiny_pipeline):
