@@ -413,6 +413,7 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         soundfont=args.soundfont,
         progress=True,
+        transpositions=args.transpositions,
     )
     print(f"wrote {path}")
     return 0
@@ -525,6 +526,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--max-seconds", type=float, default=10.0, help="longest clip (the model window)")
     q.add_argument("--valid-fraction", type=float, default=0.1)
     q.add_argument("--soundfont", default=None, help="a General MIDI .sf2 (default: an installed one)")
+    q.add_argument(
+        "--transpositions",
+        type=int,
+        default=0,
+        help="also render every tonal training clip in this many other keys (0-11), after the N clips",
+    )
     q.set_defaults(func=cmd_catalogue_make)
 
     p = sub.add_parser("evaluate", help="generate from held-out captions and measure the audio")

@@ -22,7 +22,8 @@ program, is_drum, register, velocity, median MIDI pitch and note count of every 
 ``tempo`` (slow|moderate|fast), ``tonic`` / ``mode`` / ``key`` (null for drums only), ``register``
 and ``median_midi_pitch`` of the lead part, ``dynamics`` and its ``velocity``, ``mood`` (the mood
 words used in the caption, possibly none), ``groove`` (drum style or null), ``progression`` (roman
-numerals), ``patterns``, ``seed`` (catalogue seed), ``composition_seed``, ``rendition`` and
+numerals), ``patterns``, ``seed`` (catalogue seed), ``composition_seed``, ``rendition``, ``transposed_from`` (the index of
+the clip this one is a transposed copy of, else null; see ``make_catalogue(transpositions=)``) and
 ``soundfont``. :func:`compose_midi` rebuilds a row's notes from the row alone.
 
 Audio is mono 16-bit PCM WAV at ``sample_rate`` (FluidSynth's stereo output averaged), with a fixed
@@ -967,8 +968,14 @@ def _caption(rng: np.random.Generator, row: dict[str, Any]) -> tuple[str, list[s
 # ---------------------------------------------------------------------------------------------------
 
 
-def _plan(clips: int, seed: int, sample_rate: int, max_seconds: float, valid_fraction: float) -> list[dict[str, Any]]:
-    """All rows without the composed facts (median pitches, caption): cheap, so splits can see every group."""
+def _plan(
+    clips: int, seed: int, sample_rate: int, max_seconds: float, valid_fraction: float, transpositions: int = 0
+) -> list[dict[str, Any]]:
+    """All rows without the composed facts (median pitches, caption): cheap, so splits can see every group.
+
+    ``clips`` rows, then ``transpositions`` copies of every tonal or mixed training row in other keys
+    (same mode, tonics drawn without repeats), each with ``transposed_from`` set to its original's index.
+    """
     root = np.random.SeedSequence(seed)
     comp_rng = np.random.default_rng(root.spawn(1)[0])
     rows: list[dict[str, Any]] = []
@@ -997,7 +1004,18 @@ def _plan(clips: int, seed: int, sample_rate: int, max_seconds: float, valid_fra
         count += group_sizes[gi]
     for row in rows:
         row["split"] = "valid" if int(row["group"][1:]) in valid_groups else "train"
-    return rows
+        row["transposed_from"] = None
+    # Transposed copies go after every original clip, so the first `clips` rows (and the held-out set)
+    # do not depend on `transpositions`.
+    copies = []
+    for index, row in enumerate(rows):
+        if row["split"] != "train" or row["mode"] is None or transpositions == 0:
+            continue
+        others = [t for t in TONIC_NAMES[row["mode"]] if t != row["tonic"]]
+        picks = np.random.default_rng([seed, int(row["group"][1:]), row["rendition"], 5]).permutation(len(others))
+        for k in picks[:transpositions]:
+            copies.append({**row, "tonic": others[int(k)], "transposed_from": index})
+    return rows + copies
 
 
 def _median(values: Sequence[int]) -> float | None:
@@ -1055,6 +1073,7 @@ def _finish_row(
         "seed": seed,
         "composition_seed": row["composition_seed"],
         "rendition": row["rendition"],
+        "transposed_from": row["transposed_from"],
         "soundfont": soundfont.name,
     }
     return out, midi
@@ -1141,6 +1160,7 @@ def make_catalogue(
     valid_fraction: float = 0.1,
     soundfont: str | Path | None = None,
     progress: bool = True,
+    transpositions: int = 0,
 ) -> Path:
     """Compose, render and caption ``clips`` clips into ``out_dir``; returns the ``metadata.jsonl`` path.
 
@@ -1153,17 +1173,25 @@ def make_catalogue(
     :func:`find_soundfont`. An existing catalogue in ``out_dir`` is replaced (its listed audio files
     that the new one does not reuse are removed); any other non-empty ``out_dir`` is refused.
 
+    ``transpositions`` (0-11) adds that many copies of every tonal or mixed *training* clip in other
+    keys of the same mode: the same composition, instruments, dynamics, length and caption wording,
+    only the key moved (its row's ``transposed_from`` is the original's index). They follow the
+    ``clips`` originals, which stay exactly as without them, and the held-out split gets none. They
+    show a model the same music in several keys, so the key words of a caption are what tells them apart.
+
     Raises ``ValueError`` naming the bad value before any work for ``clips < 1``, ``max_seconds < 1``,
     a sample rate outside FluidSynth's range, ``valid_fraction`` outside ``[0, 1)``, an unwritable or
     foreign non-empty ``out_dir`` and a missing or unloadable ``soundfont``.
     """
     from tqdm import tqdm
 
+    if isinstance(transpositions, bool) or not isinstance(transpositions, int) or not 0 <= transpositions <= 11:
+        raise ValueError(f"transpositions must be an integer in [0, 11] (other keys of a mode), got {transpositions!r}")
     out, font = _check_inputs(out_dir, clips, seed, sample_rate, max_seconds, valid_fraction, soundfont)
     renderer = _Renderer(font, sample_rate)  # loads the SoundFont: fails here, before any file is written
     previous = _previous_paths(out)
     try:
-        plans = _plan(clips, seed, sample_rate, float(max_seconds), float(valid_fraction))
+        plans = _plan(clips, seed, sample_rate, float(max_seconds), float(valid_fraction), transpositions)
         rows = []
         for index, plan in enumerate(tqdm(plans, desc="catalogue", unit="clip", disable=not progress)):
             row, midi = _finish_row(index, plan, seed, sample_rate, font)
@@ -1176,11 +1204,13 @@ def make_catalogue(
     for stale in sorted(previous - {row["path"] for row in rows}):
         (out / stale).unlink(missing_ok=True)
     n_valid = sum(row["split"] == "valid" for row in rows)
+    n_copies = sum(row["transposed_from"] is not None for row in rows)
     hours = sum(row["seconds"] for row in rows) / 3600
     logger.info(
-        "wrote %d clips (%d train, %d valid, %.2f h) to %s with %s",
+        "wrote %d clips (%d train including %d transposed copies, %d valid, %.2f h) to %s with %s",
         len(rows),
         len(rows) - n_valid,
+        n_copies,
         n_valid,
         hours,
         out,

@@ -197,6 +197,40 @@ def test_rebuilding_replaces_the_previous_catalogue(tmp_path):
     assert {r["split"] for r in rows} == {"train"}
 
 
+def test_transposed_copies_move_only_the_key(tmp_path):
+    # The originals stay byte-identical; each tonal training clip gets two copies in other keys of its mode,
+    # with the same caption but for the key, the same note timings, and notes in the new key.
+    kwargs = {"clips": 12, "seed": 5, "max_seconds": MAX_SECONDS, "progress": False}
+    plain = read_rows(dc.make_catalogue(tmp_path / "plain", **kwargs))
+    out = tmp_path / "moved"
+    rows = read_rows(dc.make_catalogue(out, transpositions=2, **kwargs))
+    assert rows[:12] == plain
+    for row in plain:
+        assert (out / row["path"]).read_bytes() == (tmp_path / "plain" / row["path"]).read_bytes()
+    copies = rows[12:]
+    tonal_train = [r["index"] for r in plain if r["split"] == "train" and r["mode"]]
+    assert tonal_train and sorted(r["transposed_from"] for r in copies) == sorted(2 * tonal_train)
+    assert all(r["transposed_from"] is None for r in plain)
+    for copy in copies:
+        original = rows[copy["transposed_from"]]
+        assert copy["split"] == "train" and copy["group"] == original["group"] and copy["mode"] == original["mode"]
+        assert copy["tonic"] != original["tonic"]
+        assert copy["caption"].replace(copy["key"], "?") == original["caption"].replace(original["key"], "?")
+        assert has_word(copy["caption"], [copy["key"]])
+        scale = {(dc.TONIC_NAMES[copy["mode"]].index(copy["tonic"]) + s) % 12 for s in dc.SCALES[copy["mode"]]}
+        for part, new, old in zip(
+            copy["parts"], dc.compose_midi(copy).instruments, dc.compose_midi(original).instruments, strict=True
+        ):
+            assert [n.start for n in new.notes] == [n.start for n in old.notes]
+            if not part["is_drum"]:
+                assert {n.pitch % 12 for n in new.notes} <= scale
+    tonics = [(r["tonic"], rows[r["transposed_from"]]["tonic"]) for r in copies]
+    assert len({t for t, _ in tonics}) > 2
+    with pytest.raises(ValueError, match="transpositions must be an integer in \\[0, 11\\].*got 12"):
+        dc.make_catalogue(tmp_path / "bad", transpositions=12, **kwargs)
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

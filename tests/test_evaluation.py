@@ -163,3 +163,23 @@ def test_report_markdown_columns_and_notes():
     text = render_markdown(report)
     assert "| duration within ±0.5 s | 0.900 | 1.000 | 0.850 |\n" in text
     assert "FAD compares sets" not in text and "wrong-lengths" not in text
+
+
+def test_fad_by_kind_sees_clips_of_the_wrong_kind_where_the_set_fad_cannot():
+    # Two kinds far apart in embedding space. Swapping which clips answer which prompts leaves the set (and
+    # its FAD) unchanged, but FAD within each requested kind grows.
+    from stable_audio_kit import metrics
+    from stable_audio_kit.evaluation import fad_by_group
+
+    rng = np.random.default_rng(0)
+    real = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(5, 1, (40, 4))])
+    kinds = ["tonal"] * 40 + ["percussive"] * 40
+    right = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(5, 1, (40, 4))])
+    swapped = right[::-1]
+    assert metrics.frechet_distance(right, real) == pytest.approx(metrics.frechet_distance(swapped, real))
+    assert fad_by_group(right, real, kinds) < 1.0 < 50.0 < fad_by_group(swapped, real, kinds)
+    # A kind with a single clip has no covariance and is left out of the mean.
+    assert fad_by_group(right, real, ["a"] + ["b"] * 79) == pytest.approx(metrics.frechet_distance(right[1:], real[1:]))
+    assert fad_by_group(right[:2], real[:2], ["a", "b"]) is None
+    with pytest.raises(ValueError, match="3 groups for 80"):
+        fad_by_group(right, real, ["a", "b", "c"])

@@ -98,6 +98,10 @@ class VAETrainConfig:
     # stft_weight 0 and no discriminator the waveform is not synthesised during training at all.
     magnitude_weight: float = 0.0
     kl_weight: float = 1e-4
+    # false trains the decoder alone: the encoder, its latents and the scaling factor stay exactly those of
+    # `model`, so a U-Net trained on that model's latents (and its latent shards) works with the result.
+    # The way to improve how a trained model sounds without retraining its U-Net.
+    train_encoder: bool = True
     # Adversarial multi-scale STFT discriminator with feature matching, on after `adversarial_start` steps.
     adversarial: bool = False
     adversarial_start: int = 1000

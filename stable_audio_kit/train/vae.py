@@ -17,7 +17,8 @@ uninterrupted run.
 At every checkpoint (so also after training) the exported VAE's ``scaling_factor`` is set to
 ``1 / std`` of its posterior-mode latents over ``scaling_batches`` training batches, so that
 diffusion latents ``mode * scaling_factor`` have unit variance (``set_scaling_factor: false``
-keeps the base model's factor).
+keeps the base model's factor, and so does `train_encoder: false`, which trains the decoder alone and
+leaves the encoder and its latents exactly as they were).
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def train_micro_step(accelerator, cfg, model, disc, audio, generator, stft_loss,
     losses["total"] = total
     for name, value in losses.items():
         check_loss(value, step, run_dir, f"{name} loss", accelerator)
-    accelerator.backward(total, inputs=list(model.parameters()))
+    accelerator.backward(total, inputs=[p for p in model.parameters() if p.requires_grad])
     return {name: value.detach() for name, value in losses.items()}
 
 
@@ -309,7 +310,9 @@ def train(cfg: VAETrainConfig, resume: bool = False) -> Path:
 
     # 3. Models, optimizers and LR schedules; the discriminator's schedule starts when it does.
     model = Autoencode(vae)
-    optimizer = make_optimizer(model.parameters(), cfg.optim)
+    if not cfg.train_encoder:
+        vae.encoder.requires_grad_(False)  # the latent space stays exactly that of the base model
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optim)
     lr_scheduler = make_lr_scheduler(optimizer, cfg.optim, cfg.run.max_steps)
     disc = d_optimizer = d_lr_scheduler = None
     if cfg.adversarial:
@@ -369,7 +372,7 @@ def train(cfg: VAETrainConfig, resume: bool = False) -> Path:
                         log_examples(writer, target, recon, sample_rate, cfg.valid_audio_clips, step)
                 accelerator.wait_for_everyone()
             if step % cfg.run.checkpoint_every == 0 or step == cfg.run.max_steps:
-                if cfg.set_scaling_factor and accelerator.is_main_process:
+                if cfg.set_scaling_factor and cfg.train_encoder and accelerator.is_main_process:
                     scale = fit_scaling_factor(vae, scale_loader, cfg.scaling_batches, device)
                     vae.register_to_config(scaling_factor=scale)
                     accelerator.log({"train/scaling_factor": scale}, step=step)

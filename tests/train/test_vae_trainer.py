@@ -336,6 +336,29 @@ def test_magnitude_loss_alone_trains_the_spectral_decoder_without_griffin_lim(ti
     assert calls == []  # validation would synthesise, but it is off here
 
 
+def test_train_encoder_false_trains_the_decoder_and_keeps_the_latents(tiny_config, tmp_path):
+    # Decoder-only fine-tuning: the encoder's weights and the scaling factor come out bit-identical (so a
+    # U-Net trained on the base model's latents still fits), while the decoder moves and its loss falls.
+    from stable_audio_kit import SpectralAudioVAE
+
+    base = spectral_base(tiny_config, tmp_path / "base")
+    catalogue = write_catalogue(tmp_path / "cat", [0.25])
+    extra = {"run.max_steps": 20, "magnitude_weight": 1.0, "stft_weight": 0.0, "optim.lr": 1e-2}
+    run = vae_trainer.train(config(base, catalogue, tmp_path / "run", train_encoder=False, **extra))
+    before = SpectralAudioVAE.from_pretrained(base / "vae")
+    after = SpectralAudioVAE.from_pretrained(checkpoint(run, 20) / "export" / "vae")
+    assert same_tensors(before.encoder.state_dict(), after.encoder.state_dict())
+    assert not same_tensors(before.decoder.state_dict(), after.decoder.state_dict())
+    assert after.config.scaling_factor == before.config.scaling_factor
+    losses = scalars(run, "train/magnitude")
+    assert np.mean([losses[s] for s in range(16, 21)]) < 0.8 * np.mean([losses[s] for s in range(1, 6)])
+    # The same run with the encoder trained does move it, and refits the scale.
+    run = vae_trainer.train(config(base, catalogue, tmp_path / "run2", **{**extra, "run.max_steps": 2}))
+    both = SpectralAudioVAE.from_pretrained(checkpoint(run, 2) / "export" / "vae")
+    assert not same_tensors(before.encoder.state_dict(), both.encoder.state_dict())
+    assert both.config.scaling_factor != before.config.scaling_factor
+
+
 def test_magnitude_and_stft_losses_are_both_logged_when_both_weigh(tiny_config, tmp_path):
     base = spectral_base(tiny_config, tmp_path / "base")
     catalogue = write_catalogue(tmp_path / "cat", [0.25])
