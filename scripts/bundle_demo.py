@@ -4,7 +4,9 @@
 
 WORK_DIR is the folder `scripts/train_demo.sh` filled: `final/` (the exported pipeline with its
 `clap/`), `report/report.md` (from `sak evaluate`), `catalogue/metadata.jsonl`,
-`runs/{clap,vae,unet,unet_numbers,unet_beats}` and, if present, `vae_pitch.md` (from `scripts/vae_pitch_check.py`).
+`runs/{clap,vae,unet,unet_numbers,unet_beats,unet_keys,vae_decoder}`, `catalogue_t/metadata.jsonl` (the
+catalogue with transposed copies) and, if present, `vae_decoder_pitch.md` or `vae_pitch.md` (from
+`scripts/vae_pitch_check.py`).
 A component retrained on top of the bundled model's others (say a new U-Net with the bundled CLAP and
 VAE) needs only its own run: the card keeps what the bundled card said about the missing runs and the
 VAE pitch check.
@@ -46,6 +48,13 @@ def run_summary(run_dir: Path, previous_card: str = "") -> str:
     return f"{step} steps (`{run_dir.name}` run)"
 
 
+def optional_run(run_dir: Path, previous_card: str = "") -> str | None:
+    """:func:`run_summary` of a recipe step that an older model may not have had; ``None`` without it."""
+    if not run_dir.is_dir() and f"(`{run_dir.name}` run)" not in previous_card:
+        return None
+    return run_summary(run_dir, previous_card)
+
+
 def limitations(summary: dict) -> list[str]:
     """Card lines naming what the evaluation shows the model does not do (from report.json)."""
     from stable_audio_kit.evaluation import LOWER_IS_BETTER, REPORT_ROWS, TIMING_FLOOR, TIMING_ROWS
@@ -59,6 +68,7 @@ def limitations(summary: dict) -> list[str]:
     weak = []
     for key, name in REPORT_ROWS:
         # FAD compares sets; the shuffled captions are the same set of prompts (the report says so).
+        # FAD within each requested kind is the row that can tell them apart.
         if key not in floors or key in ("exact_length", "fad_clap"):
             continue
         column, floor_name = floors[key]
@@ -81,7 +91,13 @@ def limitations(summary: dict) -> list[str]:
             f"FAD against the real clips is {model['fad_clap']:.3f} (shuffled captions "
             f"{summary['shuffled']['fad_clap']:.3f}). Shuffling the captions keeps the set of prompts, so FAD "
             "cannot tell the two apart: it says how close the generated set is to the real one, not whether "
-            "each clip follows its text.",
+            "each clip follows its text"
+            + (
+                f". FAD within each requested kind can: {model['fad_clap_by_kind']:.3f} against "
+                f"{summary['shuffled']['fad_clap_by_kind']:.3f}."
+                if model.get("fad_clap_by_kind") is not None and summary["shuffled"].get("fad_clap_by_kind") is not None
+                else "."
+            ),
         ]
     within = model.get("duration_within_0.5s")
     if within is not None:
@@ -107,6 +123,17 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
     rows = [json.loads(line) for line in (work / "catalogue" / "metadata.jsonl").read_text().splitlines() if line]
     train = [r for r in rows if r["split"] == "train"]
     hours = sum(r["seconds"] for r in train) / 3600
+    transposed = []
+    if (work / "catalogue_t" / "metadata.jsonl").is_file():
+        text_t = (work / "catalogue_t" / "metadata.jsonl").read_text()
+        rows_t = [json.loads(line) for line in text_t.splitlines() if line]
+        copies = [r for r in rows_t if r.get("transposed_from") is not None]
+        transposed = [
+            "",
+            f"The last two steps below trained on the same catalogue with `--transpositions 2`: {len(copies)} more "
+            f"training clips ({sum(r['seconds'] for r in copies) / 3600:.2f} h), every tonal training clip again in "
+            "two other keys of its mode, with the caption's key changed to match.",
+        ]
     params = {
         n: sum(p.numel() for p in getattr(pipe, n).parameters()) for n in ("vae", "text_encoder", "projection", "unet")
     }
@@ -124,6 +151,7 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
         "SoundFont, captioned in the style of MidiCaps (instruments, tempo, key and mode, register, dynamics, "
         f"texture, mood); {len(rows) - len(train)} held-out clips from other compositions for evaluation. "
         "It knows only what that catalogue holds: GM instruments and drum grooves, 60-160 bpm, 1-10 s.",
+        *transposed,
         "",
         "## Training",
         "",
@@ -152,6 +180,19 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
             if pipe.unet.config.get("beat_grid_channel", False)
             else []
         ),
+        *(
+            [f"- then the same fine-tuned on the catalogue with transposed copies: {keys}"]
+            if (keys := optional_run(work / "runs" / "unet_keys", previous_card))
+            else []
+        ),
+        *(
+            [
+                "- and, beside it, the VAE's decoder alone (`train_encoder: false`: encoder and latents unchanged) "
+                f"on the same catalogue: {decoder}"
+            ]
+            if (decoder := optional_run(work / "runs" / "vae_decoder", previous_card))
+            else []
+        ),
         "",
         "Weights are stored in float16 (" + ", ".join(f"{k} {v:.1f} MB" for k, v in sizes.items()) + ").",
         "",
@@ -161,7 +202,9 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
         "",
         *limitations(json.loads((work / "report" / "report.json").read_text())["summary"]),
     ]
-    pitch = work / "vae_pitch.md"
+    pitch = work / "vae_decoder_pitch.md"
+    if not pitch.is_file():
+        pitch = work / "vae_pitch.md"
     heading = "## How well the VAE keeps pitch"
     if pitch.is_file():  # scripts/vae_pitch_check.py on the VAE alone
         lines += [heading, "", pitch.read_text().strip(), ""]

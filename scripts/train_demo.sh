@@ -9,7 +9,8 @@
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
-# it -> beat-grid inputs added -> U-Net fine-tuned with them -> export -> evaluate -> bundle into the package.
+# it -> beat-grid inputs added -> U-Net fine-tuned with them -> catalogue with transposed copies -> U-Net
+# fine-tuned on it beside a decoder-only VAE fine-tune -> export -> evaluate -> bundle into the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -62,7 +63,28 @@ run unet_numbers unet configs/demo/unet_numbers.yaml model="$WORK/stage3" data.c
 [ -d "$WORK/stage4" ] || sak extend "$WORK/numbers" "$WORK/stage4" --beat-grid
 run unet_beats unet configs/demo/unet_beats.yaml model="$WORK/stage4" data.catalogue="$WORK/catalogue" \
   latents="$WORK/latents"
-[ -d "$WORK/final" ] || sak export "$WORK/runs/unet_beats" "$WORK/final"
+[ -d "$WORK/beats" ] || sak export "$WORK/runs/unet_beats" "$WORK/beats"
+# The key: the same catalogue plus two transposed copies of every tonal training clip (the first 2000 clips and
+# the held-out split are byte-identical to WORK/catalogue), encoded with the same VAE encoder.
+[ -f "$WORK/catalogue_t/metadata.jsonl" ] || sak catalogue make "$WORK/catalogue_t" --clips 2000 --seed 0 \
+  --transpositions 2
+[ -f "$WORK/latents_t/index.json" ] || sak encode "$WORK/catalogue_t" --model "$WORK/beats" -o "$WORK/latents_t" --text
+# The U-Net fine-tune on it and the decoder-only VAE fine-tune do not depend on each other (the encoder and its
+# latents stay fixed): side by side, one thread each.
+if [ ! -d "$WORK/final" ]; then
+  OMP_NUM_THREADS=1 run unet_keys unet configs/demo/unet_keys.yaml model="$WORK/beats" \
+    data.catalogue="$WORK/catalogue_t" latents="$WORK/latents_t" > "$WORK/unet_keys.log" 2>&1 &
+  keys_pid=$!
+  OMP_NUM_THREADS=1 run vae_decoder vae configs/demo/vae_decoder.yaml model="$WORK/beats" \
+    data.catalogue="$WORK/catalogue_t" > "$WORK/vae_decoder.log" 2>&1 &
+  decoder_pid=$!
+  wait "$keys_pid" || { echo "U-Net training failed, see $WORK/unet_keys.log" >&2; exit 1; }
+  wait "$decoder_pid" || { echo "VAE training failed, see $WORK/vae_decoder.log" >&2; exit 1; }
+  [ -d "$WORK/keys" ] || sak export "$WORK/runs/unet_keys" "$WORK/keys"
+  sak export "$WORK/runs/vae_decoder" "$WORK/final" --base "$WORK/keys"
+fi
+[ -f "$WORK/vae_decoder_pitch.md" ] || python scripts/vae_pitch_check.py "$WORK/catalogue" "$WORK/final/vae" \
+  -o "$WORK/vae_decoder_pitch.md"
 # The exports carry the CLAP run's full model along as final/clap, which `sak evaluate` uses.
 # EVAL_CLIPS=N evaluates the first N held-out clips only (two generations each: the model and the floor).
 [ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \

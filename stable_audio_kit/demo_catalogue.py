@@ -22,9 +22,9 @@ program, is_drum, register, velocity, median MIDI pitch and note count of every 
 ``tempo`` (slow|moderate|fast), ``tonic`` / ``mode`` / ``key`` (null for drums only), ``register``
 and ``median_midi_pitch`` of the lead part, ``dynamics`` and its ``velocity``, ``mood`` (the mood
 words used in the caption, possibly none), ``groove`` (drum style or null), ``progression`` (roman
-numerals), ``patterns``, ``seed`` (catalogue seed), ``composition_seed``, ``rendition``, ``transposed_from`` (the index of
-the clip this one is a transposed copy of, else null; see ``make_catalogue(transpositions=)``) and
-``soundfont``. :func:`compose_midi` rebuilds a row's notes from the row alone.
+numerals), ``patterns``, ``seed`` (catalogue seed), ``composition_seed``, ``rendition``,
+``transposed_from`` (the index of the clip this one is a transposed copy of, else null; see
+``make_catalogue(transpositions=)``) and ``soundfont``. :func:`compose_midi` rebuilds a row's notes from the row alone.
 
 Audio is mono 16-bit PCM WAV at ``sample_rate`` (FluidSynth's stereo output averaged), with a fixed
 synthesiser gain and no normalisation so that the velocity behind ``dynamics`` stays audible as

@@ -382,9 +382,7 @@ def evaluate(
         summary = measured["summary"]
         if embedder is not None:
             summary.update(
-                embedding_metrics(
-                    embedder, clips, captions, real_emb if name != "real" else None, sr, kinds
-                )
+                embedding_metrics(embedder, clips, captions, real_emb if name != "real" else None, sr, kinds)
             )
             if name == "real":
                 summary["fad_clap"] = None
