@@ -105,6 +105,7 @@ def main() -> int:
                     inputs["timing_mask"],
                     inputs["prompt_numbers"],
                     inputs["beat_grid"],
+                    inputs["key_profile"],
                 )
                 losses[name].append(((prediction - target) ** 2).mean(dim=(1, 2)).numpy())
         first += count

@@ -10,7 +10,7 @@
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
 # it -> beat-grid inputs added -> U-Net fine-tuned with them -> catalogue with transposed copies -> U-Net
-# fine-tuned on it beside a decoder-only VAE fine-tune -> export -> evaluate -> bundle into the package.
+# key input added, fine-tuned on it beside a decoder-only VAE fine-tune -> export -> evaluate -> bundle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -69,10 +69,11 @@ run unet_beats unet configs/demo/unet_beats.yaml model="$WORK/stage4" data.catal
 [ -f "$WORK/catalogue_t/metadata.jsonl" ] || sak catalogue make "$WORK/catalogue_t" --clips 2000 --seed 0 \
   --transpositions 2
 [ -f "$WORK/latents_t/index.json" ] || sak encode "$WORK/catalogue_t" --model "$WORK/beats" -o "$WORK/latents_t" --text
-# The U-Net fine-tune on it and the decoder-only VAE fine-tune do not depend on each other (the encoder and its
-# latents stay fixed): side by side, one thread each.
+# The key as a U-Net input of its own (zero weights), then a fine-tune on it beside the decoder-only VAE
+# fine-tune: they do not depend on each other (the encoder and its latents stay fixed), one thread each.
+[ -d "$WORK/stage5" ] || sak extend "$WORK/beats" "$WORK/stage5" --key
 if [ ! -d "$WORK/final" ]; then
-  OMP_NUM_THREADS=1 run unet_keys unet configs/demo/unet_keys.yaml model="$WORK/beats" \
+  OMP_NUM_THREADS=1 run unet_keys unet configs/demo/unet_keys.yaml model="$WORK/stage5" \
     data.catalogue="$WORK/catalogue_t" latents="$WORK/latents_t" > "$WORK/unet_keys.log" 2>&1 &
   keys_pid=$!
   OMP_NUM_THREADS=1 run vae_decoder vae configs/demo/vae_decoder.yaml model="$WORK/beats" \

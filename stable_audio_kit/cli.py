@@ -55,6 +55,8 @@ def conditioning_inputs(pipe) -> list[str]:
         inputs.append("timing mask channel")
     if unet.get("beat_grid_channel", False):
         inputs.append("beat grid (the prompt's bpm, or --bpm)")
+    if unet.get("key_conditioning", False):
+        inputs.append("key (the prompt's key, or --key)")
     return inputs
 
 
@@ -213,6 +215,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
     if args.bpm is not None and not (math.isfinite(args.bpm) and args.bpm > 0):
         raise CLIError(f"--bpm must be a finite number > 0, got {args.bpm}")
+    if args.key is not None:
+        from .conditioning import parse_key
+
+        if parse_key(args.key) is None:
+            raise CLIError(f'--key must name a major or minor key such as "F# minor" or "Bb major", got {args.key!r}')
     if args.scheduler is not None:
         from .objective import SCHEDULERS
 
@@ -255,6 +262,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(
             "--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt"
         )
+    if args.key is not None and not pipe.unet.config.get("key_conditioning", False):
+        raise CLIError("--key needs a model whose U-Net reads the key (key_conditioning); name the key in the prompt")
     if pipe.unet.config.get("beat_grid_channel", False):
         try:  # every row's tempo, before the first file is written
             pipe.check_tempo([text for job in jobs for text in (job.prompt, job.negative) if text], args.bpm)
@@ -290,6 +299,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 num_waveforms_per_prompt=args.batch,
                 generator=generator,
                 bpm=args.bpm,
+                key=args.key,
             ).audios
             for path, wav in zip(_output_paths(job, out, args.batch, single), audio):
                 save_audio(path, wav, pipe.sample_rate)
@@ -395,8 +405,10 @@ def cmd_extend(args: argparse.Namespace) -> int:
         prompt_number_max=args.number_max,
         beat_grid=args.beat_grid,
         overwrite=args.force,
+        key=args.key,
     )
-    added = [name for name, on in (("prompt numbers", args.prompt_numbers), ("a beat grid", args.beat_grid)) if on]
+    wanted = (("prompt numbers", args.prompt_numbers), ("a beat grid", args.beat_grid), ("a key input", args.key))
+    added = [name for name, on in wanted if on]
     print(f"wrote pipeline directory {out}: {args.model} with {' and '.join(added)} (zero at the start)")
     return 0
 
@@ -467,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--bpm", type=float, default=None, help="tempo for a beat-grid model (default: the one the prompt names)"
+    )
+    p.add_argument(
+        "--key", default=None, help='key for a key-conditioned model, "F# minor" (default: the one the prompt names)'
     )
     p.add_argument("--batch", type=int, default=1, help="waveforms per prompt")
     p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
@@ -558,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--number-min", type=float, default=1.0, help="smallest prompt number told apart (default 1)")
     p.add_argument("--number-max", type=float, default=1000.0, help="largest prompt number told apart (default 1000)")
     p.add_argument("--beat-grid", action="store_true", help="beat and bar phase of the prompt's tempo as U-Net inputs")
+    p.add_argument("--key", action="store_true", help="the prompt's key (scale, tonic) in the U-Net's FiLM embedding")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_extend)
 

@@ -389,3 +389,44 @@ def beat_grid(
     turns = torch.stack([beats % 1.0, (beats % beats_per_bar) / beats_per_bar], dim=1) * (2 * math.pi)
     grid = torch.cat([turns.cos(), turns.sin()], dim=1)[:, [0, 2, 1, 3]]
     return (grid * known[:, None, None]).to(torch.float32)
+
+
+# "C major", "F# minor", "Bb min", "E♭ major": the key written in a prompt. The note letter is upper case,
+# so "a major chord" is not read as A major.
+KEY_PATTERN = re.compile(r"(?<![\w#♯♭])([A-G])([#♯b♭]?)\s*(major|minor|maj|min)\b", re.IGNORECASE)
+KEY_PROFILE_SIZE = 24
+_NOTE_PCS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+
+
+def parse_key(text: str) -> tuple[int, str] | None:
+    """``(tonic pitch class 0-11, "major" | "minor")`` of the first key named in ``text``, else ``None``."""
+    for match in KEY_PATTERN.finditer(text):
+        letter, accidental, mode = match.groups()
+        if letter != letter.upper():  # IGNORECASE is for the mode word only
+            continue
+        shift = {"#": 1, "♯": 1, "b": -1, "♭": -1}.get(accidental, 0)
+        return (_NOTE_PCS[letter] + shift) % 12, "major" if mode.lower().startswith("maj") else "minor"
+    return None
+
+
+def prompt_key(prompts: Sequence[str]) -> list[tuple[int, str] | None]:
+    """The key each prompt names (see :func:`parse_key`); ``None`` for a prompt that names none."""
+    return [parse_key(prompt) for prompt in prompts]
+
+
+def key_profile(keys: Sequence[tuple[int, str] | None], device: torch.device | None = None) -> torch.Tensor:
+    """``(B, 24)`` float32: the pitch classes of each key's scale (12 values, 1 on the seven notes of
+    the major or natural minor scale), then its tonic one-hot (12 values). All zeros for ``None``. Relative
+    keys (C major, A minor) share their notes and differ in the tonic."""
+    out = torch.zeros(len(keys), KEY_PROFILE_SIZE)
+    for row, key in enumerate(keys):
+        if key is None:
+            continue
+        tonic, mode = key
+        if not (isinstance(tonic, int) and 0 <= tonic < 12) or mode not in _SCALES:
+            raise ValueError(f"a key is (tonic pitch class 0-11, 'major' or 'minor'), got {key!r}")
+        for step in _SCALES[mode]:
+            out[row, (tonic + step) % 12] = 1.0
+        out[row, 12 + tonic] = 1.0
+    return out.to(device)

@@ -106,6 +106,8 @@ class UNetConfig:
     timing_mask_channel: bool = False
     # Four more input channels, the beat and bar phase at the prompt's tempo ("96 bpm"); see the U-Net's docs.
     beat_grid_channel: bool = False
+    # The key the prompt names ("F# minor": its scale and tonic) added to the FiLM embedding; see the U-Net's docs.
+    key_conditioning: bool = False
 
 
 @dataclass

@@ -14,7 +14,17 @@ from diffusers import DiffusionPipeline
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .conditioning import ConditioningProjection, beat_grid, encode_text, prompt_numbers, prompt_tempo, timing_mask
+from .conditioning import (
+    ConditioningProjection,
+    beat_grid,
+    encode_text,
+    key_profile,
+    parse_key,
+    prompt_key,
+    prompt_numbers,
+    prompt_tempo,
+    timing_mask,
+)
 from .objective import cfg_combine, null_context
 from .utils import check_finite_number
 
@@ -231,6 +241,16 @@ class StableAudioKitPipeline(DiffusionPipeline):
             device or self._execution_device
         )
 
+    def encode_key_profile(
+        self, prompts: list[str], key: str | None = None, device: torch.device | None = None
+    ) -> torch.Tensor | None:
+        """For a U-Net with ``key_conditioning``, the scale and tonic ``(B, 24)`` of ``key`` ("F# minor"), or
+        else of the key each prompt names (zeros for a prompt naming none); ``None`` for a U-Net without it."""
+        if not self.unet.config.get("key_conditioning", False):
+            return None
+        keys = prompt_key(prompts) if key is None else [parse_key(key)] * len(prompts)
+        return key_profile(keys, device or self._execution_device)
+
     def encode_conditioning(
         self,
         prompts: list[str],
@@ -285,6 +305,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
         callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers convention)
         bpm: float | None = None,
+        key: str | None = None,
     ) -> AudioPipelineOutput | tuple:
         """Generate audio of exactly ``seconds_total`` seconds for each prompt.
 
@@ -295,7 +316,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
 
         A U-Net with ``beat_grid_channel`` plays at ``bpm``, or else at the tempo each prompt names
         ("at 96 bpm"). The tempo belongs to the prompt: the unconditional half of guidance gets the
-        negative prompt's tempo, or none, so guidance pushes towards the requested tempo too.
+        negative prompt's tempo, or none, so guidance pushes towards the requested tempo too. Likewise a
+        U-Net with ``key_conditioning`` plays in ``key`` ("F# minor", "Bb major"), or else in the key each
+        prompt names.
         """
         # 1. Validate everything before any work.
         if seconds_total is None:
@@ -327,6 +350,14 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 )
         if self.unet.config.get("beat_grid_channel", False):
             self.check_tempo(prompts + (negatives or []), bpm)
+        if key is not None:
+            if not isinstance(key, str) or parse_key(key) is None:
+                raise ValueError(f'key must name a major or minor key such as "F# minor" or "Bb major", got {key!r}')
+            if not self.unet.config.get("key_conditioning", False):
+                raise ValueError(
+                    f"key={key!r} given but this model's U-Net has no key input (key_conditioning); "
+                    "name the key in the prompt instead"
+                )
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         batch = len(prompts) * num_waveforms_per_prompt
@@ -369,6 +400,16 @@ class StableAudioKitPipeline(DiffusionPipeline):
                     else torch.zeros_like(grid)
                 )
                 grid = torch.cat([neg_grid, grid])
+        keys = self.encode_key_profile(prompts, key, device)
+        if keys is not None:
+            keys = keys.repeat_interleave(repeat, 0)
+            if do_cfg:
+                neg_keys = (
+                    self.encode_key_profile(negatives, None, device).repeat_interleave(repeat, 0)
+                    if negatives is not None
+                    else torch.zeros_like(keys)
+                )
+                keys = torch.cat([neg_keys, keys])
         frame_mask = None
         if self.unet.config.get("timing_mask_channel", False):
             frame_mask = timing_mask(
@@ -385,6 +426,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 global_hidden_states=global_states,
                 timing_mask=frame_mask,
                 beat_grid=grid,
+                key_profile=keys,
             ).sample
             if do_cfg:
                 uncond, cond = noise_pred.chunk(2)
@@ -488,6 +530,7 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         position_embedding_dim=u.position_embedding_dim,
         timing_mask_channel=u.timing_mask_channel,
         beat_grid_channel=u.beat_grid_channel,
+        key_conditioning=u.key_conditioning,
     )
     scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
     for module in (vae, projection, unet):

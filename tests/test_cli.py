@@ -155,6 +155,8 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
         (["generate", "x", "--bpm", "0"], "--bpm must be a finite number > 0, got 0.0"),
         (["generate", "x", "--bpm", "nan"], "--bpm must be a finite number > 0, got nan"),
         (["generate", "x", "--bpm", "120"], "--bpm needs a model whose U-Net has a beat grid"),
+        (["generate", "x", "--key", "H major"], "--key must name a major or minor key such as"),
+        (["generate", "x", "--key", "C major"], "--key needs a model whose U-Net reads the key"),
     ],
 )
 def test_generate_bad_input(model_dir, tmp_path, monkeypatch, capsys, args, match):

@@ -234,3 +234,38 @@ def test_beat_grid_rejects_bad_input():
         beat_grid(torch.tensor(120.0), 0.0, 10, 100, 5)
     with pytest.raises(ValueError, match="seconds_start has 3 values for a batch of 2"):
         beat_grid(torch.tensor([120.0, 90.0]), torch.zeros(3), 10, 100, 5)
+
+
+def test_prompt_key_reads_tonic_and_mode():
+    from stable_audio_kit.conditioning import parse_key, prompt_key
+
+    assert prompt_key(
+        [
+            "a calm piano melody in C major at 80 bpm",
+            "Key: G# minor. Tempo: 107 bpm",
+            "in the key of Bb min",
+            "strings in E♭ Major, then A minor",  # the first wins
+            "F#minor arpeggio",
+            "a major chord on a piano",  # lower case "a" is a word, not a key
+            "drums at 120 bpm",
+        ]
+    ) == [(0, "major"), (8, "minor"), (10, "minor"), (3, "major"), (6, "minor"), None, None]
+    assert parse_key("Cb major") == (11, "major") and parse_key("B# minor") == (0, "minor")
+
+
+def test_key_profile_holds_the_scale_then_the_tonic():
+    from stable_audio_kit.conditioning import KEY_PROFILE_SIZE, key_profile
+
+    profile = key_profile([(0, "major"), (9, "minor"), None, (7, "major")])
+    assert profile.shape == (4, KEY_PROFILE_SIZE) == (4, 24) and profile.dtype == torch.float32
+    c_major = [0, 2, 4, 5, 7, 9, 11]
+    assert profile[0, :12].nonzero().flatten().tolist() == c_major
+    assert profile[0, 12:].nonzero().flatten().tolist() == [0]
+    # A minor has C major's notes and its own tonic.
+    assert torch.equal(profile[1, :12], profile[0, :12]) and profile[1, 12:].nonzero().flatten().tolist() == [9]
+    assert (profile[2] == 0).all(), "no key asked for: zeros"
+    assert profile[3, :12].nonzero().flatten().tolist() == [0, 2, 4, 6, 7, 9, 11]  # G major has F#
+    with pytest.raises(ValueError, match=r"got \(12, 'major'\)"):
+        key_profile([(12, "major")])
+    with pytest.raises(ValueError, match=r"got \(0, 'dorian'\)"):
+        key_profile([(0, "dorian")])

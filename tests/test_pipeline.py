@@ -378,3 +378,46 @@ def test_beat_grid_from_the_prompt_or_bpm(tiny_config, tmp_path):
 def test_bpm_needs_a_beat_grid_unet(tiny_pipeline):
     with pytest.raises(ValueError, match=r"bpm=120.0 given but this model's U-Net has no beat grid"):
         run(tiny_pipeline, "drums", bpm=120)
+
+
+def test_key_from_the_prompt_or_key_argument(tiny_config, tmp_path):
+    """A key-conditioned U-Net gets the profile of the prompt's key (or of key=) in the conditional half of
+    CFG and the negative prompt's (or none) in the other; key= is checked before any work."""
+    import copy
+
+    from stable_audio_kit import build_pipeline
+    from stable_audio_kit.conditioning import key_profile
+
+    cfg = copy.deepcopy(tiny_config)
+    cfg.unet.key_conditioning = True
+    build_pipeline(cfg).save_pretrained(tmp_path / "model")
+    loaded = StableAudioKitPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.unet.config.key_conditioning is True
+    seen = []
+    loaded.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["key_profile"]), with_kwargs=True
+    )
+    run(loaded, "a melody in D minor", num_inference_steps=2)
+    assert len(seen) == 2
+    for keys in seen:
+        torch.testing.assert_close(keys, key_profile([None, (2, "minor")]))
+    seen.clear()
+    run(loaded, "a melody in D minor", negative_prompt="in C major", num_inference_steps=1, key="Bb major")
+    torch.testing.assert_close(seen[0], key_profile([(0, "major"), (10, "major")]))
+    seen.clear()
+    run(loaded, ["in E major", "drums"], num_inference_steps=1, guidance_scale=1.0, num_waveforms_per_prompt=2)
+    torch.testing.assert_close(seen[0], key_profile([(4, "major"), (4, "major"), None, None]))
+    # The key embedding starts at zero: the key changes nothing until trained, then it changes the audio.
+    assert np.array_equal(run(loaded, "a melody in D minor"), run(loaded, "a melody in D minor", key="F# major"))
+    with torch.no_grad():
+        loaded.unet.key_embedding.weight.normal_()
+    assert not np.allclose(run(loaded, "a melody in D minor"), run(loaded, "a melody in D minor", key="F# major"))
+    for bad in ("H major", "C lydian", 5):
+        with pytest.raises(ValueError, match="key must name a major or minor key"):
+            run(loaded, "a melody", key=bad)
+
+
+def test_key_needs_a_key_conditioned_unet(tiny_pipeline):
+    with pytest.raises(ValueError, match=r"key='C major' given but this model's U-Net has no key input"):
+        run(tiny_pipeline, "a melody", key="C major")

@@ -2,8 +2,8 @@
 
 ``sak extend MODEL OUT --prompt-numbers`` adds a :class:`~stable_audio_kit.conditioning.PromptNumberEmbedding`
 to the projection (its last layer is zero), ``--beat-grid`` the four beat-grid input channels to the
-U-Net (their weights are zero). Every existing weight is kept, so OUT generates exactly what MODEL
-does until ``sak train unet`` fine-tunes it from there.
+U-Net (their weights are zero), ``--key`` the U-Net's key embedding (zero). Every existing weight is
+kept, so OUT generates exactly what MODEL does until ``sak train unet`` fine-tunes it from there.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ def extend_model(
     prompt_number_max: float = 1000.0,
     beat_grid: bool = False,
     overwrite: bool = False,
+    key: bool = False,
 ) -> Path:
-    """Write ``out_dir``: ``model_dir`` with prompt-number embeddings and/or a beat grid added at zero.
+    """Write ``out_dir``: ``model_dir`` with prompt-number embeddings, a beat grid and/or a key input added at zero.
 
     Raises ``ValueError``, before anything is written, if neither is asked for, if the model has
     one of them already, or if ``out_dir`` exists (unless ``overwrite``). A ``clap/`` folder (what
@@ -35,8 +36,8 @@ def extend_model(
     from ..utils import atomic_dir
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
-    if not prompt_numbers and not beat_grid:
-        raise ValueError("nothing to add: ask for prompt numbers, a beat grid or both")
+    if not prompt_numbers and not beat_grid and not key:
+        raise ValueError("nothing to add: ask for prompt numbers, a beat grid, a key input or several")
     if out_dir.exists() and not overwrite:
         raise ValueError(f"output folder {str(out_dir)!r} already exists; choose another or pass --force")
     check_model_dir(model_dir)
@@ -66,6 +67,17 @@ def extend_model(
         # The grid's inputs go last (UNet1DConditionModel.forward concatenates them after the rest).
         state["conv_in.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], added, weight.shape[2])], 1)
         new.load_state_dict(state)  # strict: every other weight lines up
+        pipe.register_modules(unet=new.to(torch.float32).eval())
+
+    if key:
+        old = pipe.unet
+        if old.config.get("key_conditioning", False):
+            raise ValueError(f"the U-Net of {str(model_dir)!r} reads the key already")
+        config = {k: v for k, v in old.config.items() if not k.startswith("_")}
+        new = UNet1DConditionModel(**{**config, "key_conditioning": True})  # its key embedding starts at zero
+        missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+        if unexpected or any(not name.startswith("key_embedding.") for name in missing):
+            raise ValueError(f"U-Net weights do not line up: missing {missing}, unexpected {unexpected}")
         pipe.register_modules(unet=new.to(torch.float32).eval())
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:

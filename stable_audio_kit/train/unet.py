@@ -32,7 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..conditioning import beat_grid, prompt_tempo, timing_mask
+from ..conditioning import beat_grid, key_profile, prompt_key, prompt_tempo, timing_mask
 from ..objective import VObjective, drop_context
 from ..pipeline import StableAudioKitPipeline
 from .common import (
@@ -83,6 +83,7 @@ class ConditionedDenoiser(nn.Module):
         timing_mask: torch.Tensor | None = None,
         prompt_numbers: torch.Tensor | None = None,
         beat_grid: torch.Tensor | None = None,
+        key: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """v-prediction ``(B, C, T)`` for noisy latents ``(B, C, T)`` and timesteps ``(B,)``.
 
@@ -92,13 +93,16 @@ class ConditionedDenoiser(nn.Module):
         U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`), and
         ``prompt_numbers`` ``(B, L)`` to a projection with ``prompt_numbers``. ``beat_grid``
         ``(B, 4, T)`` goes to a U-Net with ``beat_grid_channel``; it comes from the caption, so dropped
-        rows get none, as the unconditional half of the pipeline's CFG does.
+        rows get none, as the unconditional half of the pipeline's CFG does. So does ``key`` ``(B, 24)``,
+        the key profile for a U-Net with ``key_conditioning``.
         """
         cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total, prompt_numbers)
         context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
         context, mask = drop_context(context, mask, drop)
         if beat_grid is not None:
             beat_grid = beat_grid * (~drop).to(beat_grid.dtype)[:, None, None]
+        if key is not None:
+            key = key * (~drop).to(key.dtype)[:, None]
         return self.unet(
             noisy,
             timesteps,
@@ -107,6 +111,7 @@ class ConditionedDenoiser(nn.Module):
             global_hidden_states=cond.global_hidden_states,
             timing_mask=timing_mask,
             beat_grid=beat_grid,
+            key_profile=key,
         ).sample
 
 
@@ -217,7 +222,8 @@ def draw(
 def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)``, for a U-Net with
     ``timing_mask_channel`` the timing mask ``(B, T)``, for one with ``beat_grid_channel`` the beat grid
-    ``(B, 4, T)`` and for a projection with ``prompt_numbers`` the numbers of the captions ``(B, L)`` of a batch,
+    ``(B, 4, T)``, for one with ``key_conditioning`` the key profile ``(B, 24)`` of the captions' keys and for
+    a projection with ``prompt_numbers`` the numbers of the captions ``(B, L)`` of a batch,
     through the frozen VAE and text encoder unless the batch holds them already (pre-encoded shards).
 
     Audio is encoded to ``posterior mode * scaling_factor``, exactly what ``sak encode`` stores.
@@ -263,11 +269,15 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
             pipe.sample_rate,
             pipe.vae.hop_length,
         ).to(device)
+    keys = None
+    if pipe.unet.config.get("key_conditioning", False):
+        keys = key_profile(prompt_key(list(batch["caption"])), device)
     return {
         "latents": latents.float(),
         "frame_mask": frame_mask,
         "timing_mask": mask_input,
         "beat_grid": grid,
+        "key_profile": keys,
         "prompt_numbers": numbers,
         "text_hidden": text_hidden,
         "text_mask": text_mask,
@@ -298,6 +308,7 @@ def diffusion_loss(
         inputs["timing_mask"],
         inputs["prompt_numbers"],
         inputs["beat_grid"],
+        inputs["key_profile"],
     )
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 

@@ -21,7 +21,7 @@ from diffusers.models.upsampling import Upsample1D
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..conditioning import BEAT_GRID_CHANNELS
+from ..conditioning import BEAT_GRID_CHANNELS, KEY_PROFILE_SIZE
 
 
 @dataclass
@@ -155,6 +155,11 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             given only as a text token is a symbol the U-Net has to map to a period; the grid lays the
             period out along the frame axis, where a convolution can place onsets on it. False (the
             default, and what models saved before it have) takes no grid.
+        key_conditioning: if True, `forward` takes a `key_profile` `(batch, 24)`: the pitch classes of the
+            requested key's scale and its tonic, zeros where no key is asked for (see
+            [`stable_audio_kit.conditioning.key_profile`]). A linear layer, zero at the start, adds it to
+            the embedding that drives every residual block's FiLM, so the key reaches every level, not
+            only the cross-attention's. False (the default, and what models saved before it have) takes none.
     """
 
     _supports_gradient_checkpointing = True
@@ -178,6 +183,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         position_embedding_dim: int = 0,
         timing_mask_channel: bool = False,
         beat_grid_channel: bool = False,
+        key_conditioning: bool = False,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -197,6 +203,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             position_embedding_dim=position_embedding_dim,
             timing_mask_channel=timing_mask_channel,
             beat_grid_channel=beat_grid_channel,
+            key_conditioning=key_conditioning,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -217,6 +224,13 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             if global_cond_dim > 0
             else None
         )
+
+        self.key_embedding = None
+        if key_conditioning:
+            # Zero at the start: a new key input changes nothing until it is trained.
+            self.key_embedding = nn.Linear(KEY_PROFILE_SIZE, emb_dim)
+            nn.init.zeros_(self.key_embedding.weight)
+            nn.init.zeros_(self.key_embedding.bias)
 
         extra = int(timing_mask_channel) + BEAT_GRID_CHANNELS * int(beat_grid_channel)
         self.conv_in = nn.Conv1d(in_channels + extra, channels[0], kernel_size=3, padding=1)
@@ -274,6 +288,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         global_hidden_states: torch.Tensor | None = None,
         timing_mask: torch.Tensor | None = None,
         beat_grid: torch.Tensor | None = None,
+        key_profile: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet1DConditionOutput | tuple[torch.Tensor]:
         r"""Predict from noisy latents.
@@ -294,13 +309,21 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
                 follow it; required iff `timing_mask_channel`. Concatenated to `sample` as a channel.
             beat_grid: `(batch, 4, frames)` beat and bar phase; required iff `beat_grid_channel`.
                 Concatenated to `sample` after the timing mask.
+            key_profile: `(batch, 24)` scale and tonic of the requested key; required iff `key_conditioning`.
+                Embedded and added to the FiLM embedding.
             return_dict: return a [`UNet1DConditionOutput`] rather than a tuple.
 
         Returns:
             [`UNet1DConditionOutput`] or `(sample,)`, with `sample` `(batch, out_channels, frames)`.
         """
         context, mask = self._check_and_prepare_inputs(
-            sample, encoder_hidden_states, encoder_attention_mask, global_hidden_states, timing_mask, beat_grid
+            sample,
+            encoder_hidden_states,
+            encoder_attention_mask,
+            global_hidden_states,
+            timing_mask,
+            beat_grid,
+            key_profile,
         )
         batch, _, frames = sample.shape
 
@@ -316,6 +339,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         emb = self.time_embedding(t_emb)
         if self.global_embedding is not None:
             emb = emb + self.global_embedding(global_hidden_states)
+        if self.key_embedding is not None:
+            emb = emb + self.key_embedding(key_profile.to(emb.dtype))
 
         # 2. Pad frames so every stride-2 downsample sees an even length and the up path lines up.
         multiple = 2 ** (len(self.config.block_out_channels) - 1)
@@ -370,6 +395,7 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         global_hidden_states: torch.Tensor | None,
         timing_mask: torch.Tensor | None,
         beat_grid: torch.Tensor | None,
+        key_profile: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate the inputs; return the cross-attention context `(batch, tokens, cross_attention_dim)`
         and a bool mask `(batch, 1, tokens)` (True = attend) or `None`."""
@@ -424,6 +450,21 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         elif beat_grid is not None:
             raise ValueError(
                 f"beat_grid given (shape {tuple(beat_grid.shape)}) but this model has beat_grid_channel=False"
+            )
+
+        if config.get("key_conditioning", False):
+            if key_profile is None:
+                raise ValueError(
+                    f"key_profile of shape (batch={batch}, {KEY_PROFILE_SIZE}) is required because key_conditioning "
+                    "is set (stable_audio_kit.conditioning.key_profile makes it)"
+                )
+            if key_profile.shape != (batch, KEY_PROFILE_SIZE):
+                raise ValueError(
+                    f"key_profile must be (batch={batch}, {KEY_PROFILE_SIZE}), got {tuple(key_profile.shape)}"
+                )
+        elif key_profile is not None:
+            raise ValueError(
+                f"key_profile given (shape {tuple(key_profile.shape)}) but this model has key_conditioning=False"
             )
 
         if encoder_hidden_states is None:
@@ -490,6 +531,7 @@ def _validate_config(
     position_embedding_dim: int,
     timing_mask_channel: bool,
     beat_grid_channel: bool,
+    key_conditioning: bool = False,
 ) -> None:
     positive = {
         "in_channels": in_channels,
@@ -518,6 +560,8 @@ def _validate_config(
         raise ValueError(f"timing_mask_channel must be true or false, got {timing_mask_channel!r}")
     if not isinstance(beat_grid_channel, bool):
         raise ValueError(f"beat_grid_channel must be true or false, got {beat_grid_channel!r}")
+    if not isinstance(key_conditioning, bool):
+        raise ValueError(f"key_conditioning must be true or false, got {key_conditioning!r}")
     if not isinstance(global_cond_dim, int) or isinstance(global_cond_dim, bool) or global_cond_dim < 0:
         raise ValueError(f"global_cond_dim must be an int >= 0 (0 = no global conditioning), got {global_cond_dim!r}")
     if not 0.0 <= dropout < 1.0:

@@ -557,3 +557,54 @@ def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkey
     trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").unet
     assert trained.config.beat_grid_channel
     assert trained.conv_in.weight[:, -4:].abs().max() > 0
+
+
+def test_key_profile_follows_the_captions_and_trains(tiny_config, tmp_path, monkeypatch):
+    """A key-conditioned U-Net gets the profile of each caption's key, none on the rows CFG dropout
+    empties, and its key embedding (zero at the start) learns."""
+    from stable_audio_kit.conditioning import key_profile, prompt_key
+
+    catalogue = write_catalogue(tmp_path / "audio", [0.3, 0.55, 0.8, 0.2, 1.1, 0.6])
+    captions = ["a tone in C major", "a tone in F# minor", "a tone", "Bb major", "a tone in E minor", "a tone"]
+    for i, caption in enumerate(captions):
+        meta = catalogue / f"tone{i}.json"
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "caption": caption}))
+
+    def edit(cfg):
+        cfg.unet.key_conditioning = True
+
+    model, latents = model_with_shards(tiny_config, catalogue, tmp_path, edit)
+    encode = trainer.encode_batch
+    seen, unet_keys = [], []
+
+    def recording(pipe, batch, device):
+        inputs = encode(pipe, batch, device)
+        seen.append((list(batch["caption"]), inputs["key_profile"]))
+        return inputs
+
+    monkeypatch.setattr(trainer, "encode_batch", recording)
+    original_forward = trainer.ConditionedDenoiser.forward
+
+    def forward(self, noisy, timesteps, *args, **kwargs):
+        hook = self.unet.register_forward_pre_hook(
+            lambda module, a, kw: unet_keys.append((args[4].clone(), kw["key_profile"])), with_kwargs=True
+        )
+        try:
+            return original_forward(self, noisy, timesteps, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(trainer.ConditionedDenoiser, "forward", forward)
+    common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
+    trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
+    assert seen and unet_keys
+    for batch_captions, keys in seen:
+        torch.testing.assert_close(keys, key_profile(prompt_key(batch_captions)))
+    assert any(keys.any() for _, keys in seen)
+    for drop, keys in unet_keys:
+        assert (keys[drop] == 0).all()
+    assert any(drop.any() for drop, _ in unet_keys) and any((~drop).any() for drop, _ in unet_keys)
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
+    trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").unet
+    assert trained.config.key_conditioning
+    assert trained.key_embedding.weight.abs().max() > 0

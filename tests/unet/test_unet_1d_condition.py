@@ -312,3 +312,30 @@ def test_beat_grid_channel_is_read_and_checked(tmp_path):
     loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
     assert loaded.config.beat_grid_channel is True
     torch.testing.assert_close(loaded(**inputs, timing_mask=mask, beat_grid=grid).sample, out)
+
+
+@torch.no_grad()
+def test_key_conditioning_is_read_and_checked(tmp_path):
+    """The key profile drives the FiLM embedding: zero at the start (no change), required, shape-checked."""
+    from stable_audio_kit.conditioning import key_profile
+
+    base = make_model()
+    model = make_model(key_conditioning=True)
+    model.load_state_dict(base.state_dict(), strict=False)
+    inputs, keys = make_inputs(), key_profile([(0, "major"), (9, "minor")])
+    torch.testing.assert_close(model(**inputs, key_profile=keys).sample, base(**inputs).sample)
+    model.key_embedding.weight.normal_()
+    out = model(**inputs, key_profile=keys).sample
+    assert not torch.allclose(out, model(**inputs, key_profile=torch.zeros_like(keys)).sample)
+    with pytest.raises(ValueError, match=r"key_profile of shape \(batch=2, 24\) is required"):
+        model(**inputs)
+    with pytest.raises(ValueError, match=r"key_profile must be \(batch=2, 24\), got \(2, 12\)"):
+        model(**inputs, key_profile=keys[:, :12])
+    with pytest.raises(ValueError, match="key_conditioning=False"):
+        base(**inputs, key_profile=keys)
+    with pytest.raises(ValueError, match="key_conditioning must be true or false"):
+        make_model(key_conditioning=1)
+    model.save_pretrained(tmp_path / "unet")
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    assert loaded.config.key_conditioning is True
+    torch.testing.assert_close(loaded(**inputs, key_profile=keys).sample, out)
