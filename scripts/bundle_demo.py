@@ -111,9 +111,10 @@ def limitations(summary: dict) -> list[str]:
         ]
     lines += [
         "",
-        "It is a 9M-parameter U-Net trained for under three hours on a CPU: every output has exactly the requested "
+        "It is a 9M-parameter U-Net trained for under four hours on a CPU: every output has exactly the requested "
         'length, and with a tempo in the prompt ("at 96 bpm") it plays on that beat grid, but expect the right '
-        "kind of sound (drums or tonal, register) more often than the right notes or key.",
+        "kind of sound (drums or tonal, register) more often than the right notes, and the key named in the "
+        "prompt only some of the time.",
         "",
     ]
     return lines
@@ -181,7 +182,10 @@ def model_card(work: Path, pipe, report_md: str, sizes: dict[str, float], previo
             else []
         ),
         *(
-            [f"- then the same fine-tuned on the catalogue with transposed copies: {keys}"]
+            [
+                "- then the same with the prompt's key (scale and tonic) in the FiLM embedding (`key_conditioning`), "
+                f"on the catalogue with transposed copies: {keys}"
+            ]
             if (keys := optional_run(work / "runs" / "unet_keys", previous_card))
             else []
         ),

@@ -5,7 +5,8 @@
 #   [EVAL_CLIPS=N] [REUSE_BUNDLED=1] scripts/train_demo.sh [WORK_DIR]        (default WORK_DIR: ./demo-work)
 #
 # REUSE_BUNDLED=1 retrains only the U-Net (and its timing projection): the bundled model's CLAP and VAE
-# go into WORK/stage2 instead of two new runs (about 2 h 10 min saved on a 2-core CPU).
+# go into WORK/stage2 instead of two new runs (about 2 h 10 min saved on a 2-core CPU), and the decoder-only
+# VAE fine-tune of the last step is skipped (the bundled VAE has had it).
 #
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
@@ -72,7 +73,12 @@ run unet_beats unet configs/demo/unet_beats.yaml model="$WORK/stage4" data.catal
 # The key as a U-Net input of its own (zero weights), then a fine-tune on it beside the decoder-only VAE
 # fine-tune: they do not depend on each other (the encoder and its latents stay fixed), one thread each.
 [ -d "$WORK/stage5" ] || sak extend "$WORK/beats" "$WORK/stage5" --key
-if [ ! -d "$WORK/final" ]; then
+if [ ! -d "$WORK/final" ] && [ "${REUSE_BUNDLED:-0}" = 1 ]; then
+  # The bundled VAE has had its decoder fine-tuned already (same encoder): only the U-Net trains.
+  run unet_keys unet configs/demo/unet_keys.yaml model="$WORK/stage5" data.catalogue="$WORK/catalogue_t" \
+    latents="$WORK/latents_t"
+  sak export "$WORK/runs/unet_keys" "$WORK/final"
+elif [ ! -d "$WORK/final" ]; then
   OMP_NUM_THREADS=1 run unet_keys unet configs/demo/unet_keys.yaml model="$WORK/stage5" \
     data.catalogue="$WORK/catalogue_t" latents="$WORK/latents_t" > "$WORK/unet_keys.log" 2>&1 &
   keys_pid=$!
