@@ -13,30 +13,26 @@ noise draws per crop. Prints a table and the share of crops whose loss is lower 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-KEY = re.compile(r"\b([A-G][#b]?) (major|minor)\b")
-
 
 def move_key(caption: str, shift: int) -> str | None:
-    """``caption`` with its first "<tonic> <mode>" moved up ``shift`` semitones, spelt as the catalogue
-    spells that mode's tonics; ``None`` if it names no key."""
+    """``caption`` with its first key (:data:`~stable_audio_kit.conditioning.KEY_PATTERN`) moved up ``shift``
+    semitones, spelt as the demo catalogue spells that mode's tonics; ``None`` if it names no key."""
+    from stable_audio_kit.conditioning import KEY_PATTERN, parse_key
     from stable_audio_kit.demo_catalogue import TONIC_NAMES
 
-    match = KEY.search(caption)
-    if match is None:
-        return None
-    tonic, mode = match.groups()
-    names = TONIC_NAMES[mode]
-    flats = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
-    sharps = [flats.get(n, n) for n in names]
-    index = sharps.index(flats.get(tonic, tonic))
-    return caption[: match.start()] + f"{names[(index + shift) % 12]} {mode}" + caption[match.end() :]
+    for match in KEY_PATTERN.finditer(caption):
+        key = parse_key(match.group(0))
+        if key is not None:
+            tonic, mode = key
+            moved = f"{TONIC_NAMES[mode][(tonic + shift) % 12]} {mode}"
+            return caption[: match.start()] + moved + caption[match.end() :]
+    return None
 
 
 @torch.no_grad()
@@ -62,7 +58,14 @@ def main() -> int:
     from stable_audio_kit.objective import VObjective
     from stable_audio_kit.train.config import UNetTrainConfig
     from stable_audio_kit.train.data import collate
-    from stable_audio_kit.train.unet import ConditionedDenoiser, build_datasets, draw, encode_batch, sample_generators
+    from stable_audio_kit.train.unet import (
+        ConditionedDenoiser,
+        build_datasets,
+        draw,
+        encode_batch,
+        predict_velocity,
+        sample_generators,
+    )
 
     pipe = StableAudioKitPipeline.from_pretrained(args.model)
     model = ConditionedDenoiser(pipe.projection, pipe.unet).eval()
@@ -80,7 +83,9 @@ def main() -> int:
         if not keep:
             continue
         rows = {k: (v[keep] if torch.is_tensor(v) else [v[i] for i in keep]) for k, v in batch.items()}
-        rows.pop("text_hidden", None), rows.pop("text_mask", None)  # both captions through the same text encoder
+        # Both captions go through the same text encoder (no cached text states).
+        rows.pop("text_hidden", None)
+        rows.pop("text_mask", None)
         written = encode_batch(pipe, rows, torch.device("cpu"))
         shifted = encode_batch(pipe, {**rows, "caption": [moved[i] for i in keep]}, torch.device("cpu"))
         count = len(keep)
@@ -92,21 +97,8 @@ def main() -> int:
                 ("key moved", shifted, False),
                 ("no text", written, True),
             ):
-                noisy, target = objective.noisy_and_target(inputs["latents"], noise, timesteps)
                 drop = torch.full((count,), dropped, dtype=torch.bool)
-                prediction = model(
-                    noisy,
-                    timesteps,
-                    inputs["text_hidden"],
-                    inputs["text_mask"],
-                    inputs["seconds_start"],
-                    inputs["seconds_total"],
-                    drop,
-                    inputs["timing_mask"],
-                    inputs["prompt_numbers"],
-                    inputs["beat_grid"],
-                    inputs["key_profile"],
-                )
+                prediction, target = predict_velocity(model, objective, inputs, timesteps, noise, drop)
                 losses[name].append(((prediction - target) ** 2).mean(dim=(1, 2)).numpy())
         first += count
     if not first:

@@ -286,16 +286,15 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
     }
 
 
-def diffusion_loss(
+def predict_velocity(
     model: nn.Module,
     objective: VObjective,
     inputs: dict[str, Any],
     timesteps: torch.Tensor,
     noise: torch.Tensor,
     drop: torch.Tensor,
-    masked: bool,
-) -> torch.Tensor:
-    """v-objective loss of one batch; with ``masked`` only frames of real audio count."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(prediction, v target)``, both ``(B, C, T)``, for :func:`encode_batch`'s ``inputs`` noised with ``noise``."""
     noisy, target = objective.noisy_and_target(inputs["latents"], noise, timesteps)
     prediction = model(
         noisy,
@@ -310,6 +309,20 @@ def diffusion_loss(
         inputs["beat_grid"],
         inputs["key_profile"],
     )
+    return prediction, target
+
+
+def diffusion_loss(
+    model: nn.Module,
+    objective: VObjective,
+    inputs: dict[str, Any],
+    timesteps: torch.Tensor,
+    noise: torch.Tensor,
+    drop: torch.Tensor,
+    masked: bool,
+) -> torch.Tensor:
+    """v-objective loss of one batch; with ``masked`` only frames of real audio count."""
+    prediction, target = predict_velocity(model, objective, inputs, timesteps, noise, drop)
     return objective.loss(prediction, target, inputs["frame_mask"] if masked else None)
 
 

@@ -502,6 +502,33 @@ def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, t
     assert trained.prompt_number_embedder.mlp[-1].weight.abs().max() > 0
 
 
+def record_conditioning(monkeypatch, name: str) -> tuple[list, list]:
+    """Record ``(captions, seconds_start, inputs[name], pipe)`` for every batch :func:`trainer.encode_batch`
+    makes, and ``(drop, the U-Net's keyword argument name)`` for every U-Net call inside ``ConditionedDenoiser``."""
+    encode = trainer.encode_batch
+    seen, at_unet = [], []
+
+    def recording(pipe, batch, device):
+        inputs = encode(pipe, batch, device)
+        seen.append((list(batch["caption"]), inputs["seconds_start"], inputs[name], pipe))
+        return inputs
+
+    monkeypatch.setattr(trainer, "encode_batch", recording)
+    original_forward = trainer.ConditionedDenoiser.forward
+
+    def forward(self, noisy, timesteps, *args, **kwargs):
+        hook = self.unet.register_forward_pre_hook(
+            lambda module, a, kw: at_unet.append((args[4].clone(), kw[name])), with_kwargs=True
+        )
+        try:
+            return original_forward(self, noisy, timesteps, *args, **kwargs)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(trainer.ConditionedDenoiser, "forward", forward)
+    return seen, at_unet
+
+
 def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkeypatch):
     """A beat-grid U-Net gets the grid of each caption's tempo on its crop's frames (seconds_start
     included), none on the rows CFG dropout empties, and its grid weights (zero at the start) learn."""
@@ -521,27 +548,7 @@ def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkey
     with torch.no_grad():
         pipe.unet.conv_in.weight[:, -4:] = 0
     pipe.save_pretrained(model)
-    encode = trainer.encode_batch
-    seen, unet_grids = [], []
-
-    def recording(pipe, batch, device):
-        inputs = encode(pipe, batch, device)
-        seen.append((list(batch["caption"]), inputs["seconds_start"], inputs["beat_grid"], pipe))
-        return inputs
-
-    monkeypatch.setattr(trainer, "encode_batch", recording)
-    original_forward = trainer.ConditionedDenoiser.forward
-
-    def forward(self, noisy, timesteps, *args, **kwargs):
-        hook = self.unet.register_forward_pre_hook(
-            lambda module, a, kw: unet_grids.append((args[4].clone(), kw["beat_grid"])), with_kwargs=True
-        )
-        try:
-            return original_forward(self, noisy, timesteps, *args, **kwargs)
-        finally:
-            hook.remove()
-
-    monkeypatch.setattr(trainer.ConditionedDenoiser, "forward", forward)
+    seen, unet_grids = record_conditioning(monkeypatch, "beat_grid")
     common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
     trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
     assert seen and unet_grids
@@ -574,33 +581,13 @@ def test_key_profile_follows_the_captions_and_trains(tiny_config, tmp_path, monk
         cfg.unet.key_conditioning = True
 
     model, latents = model_with_shards(tiny_config, catalogue, tmp_path, edit)
-    encode = trainer.encode_batch
-    seen, unet_keys = [], []
-
-    def recording(pipe, batch, device):
-        inputs = encode(pipe, batch, device)
-        seen.append((list(batch["caption"]), inputs["key_profile"]))
-        return inputs
-
-    monkeypatch.setattr(trainer, "encode_batch", recording)
-    original_forward = trainer.ConditionedDenoiser.forward
-
-    def forward(self, noisy, timesteps, *args, **kwargs):
-        hook = self.unet.register_forward_pre_hook(
-            lambda module, a, kw: unet_keys.append((args[4].clone(), kw["key_profile"])), with_kwargs=True
-        )
-        try:
-            return original_forward(self, noisy, timesteps, *args, **kwargs)
-        finally:
-            hook.remove()
-
-    monkeypatch.setattr(trainer.ConditionedDenoiser, "forward", forward)
+    seen, unet_keys = record_conditioning(monkeypatch, "key_profile")
     common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
     trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
     assert seen and unet_keys
-    for batch_captions, keys in seen:
+    for batch_captions, _, keys, _ in seen:
         torch.testing.assert_close(keys, key_profile(prompt_key(batch_captions)))
-    assert any(keys.any() for _, keys in seen)
+    assert any(keys.any() for _, _, keys, _ in seen)
     for drop, keys in unet_keys:
         assert (keys[drop] == 0).all()
     assert any(drop.any() for drop, _ in unet_keys) and any((~drop).any() for drop, _ in unet_keys)
