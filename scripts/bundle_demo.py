@@ -57,7 +57,7 @@ def optional_run(run_dir: Path, previous_card: str = "") -> str | None:
 
 def limitations(summary: dict) -> list[str]:
     """Card lines naming what the evaluation shows the model does not do (from report.json)."""
-    from stable_audio_kit.evaluation import LOWER_IS_BETTER, REPORT_ROWS, TIMING_FLOOR, TIMING_ROWS
+    from stable_audio_kit.evaluation.report import LOWER_IS_BETTER, REPORT_ROWS, TIMING_FLOOR, TIMING_ROWS
 
     model, real = summary["model"], summary["real"]
     # The duration rows have their own floor (wrong lengths) when the report has it; the shuffled

@@ -24,7 +24,7 @@ def move_key(caption: str, shift: int) -> str | None:
     """``caption`` with its first key (:data:`~stable_audio_kit.conditioning.KEY_PATTERN`) moved up ``shift``
     semitones, spelt as the demo catalogue spells that mode's tonics; ``None`` if it names no key."""
     from stable_audio_kit.conditioning import KEY_PATTERN, parse_key
-    from stable_audio_kit.demo_catalogue import TONIC_NAMES
+    from stable_audio_kit.demo.catalogue import TONIC_NAMES
 
     for match in KEY_PATTERN.finditer(caption):
         key = parse_key(match.group(0))
@@ -57,7 +57,7 @@ def main() -> int:
     from stable_audio_kit import StableAudioKitPipeline
     from stable_audio_kit.objective import VObjective
     from stable_audio_kit.train.config import UNetTrainConfig
-    from stable_audio_kit.train.data import collate
+    from stable_audio_kit.data import collate
     from stable_audio_kit.train.unet import (
         ConditionedDenoiser,
         build_datasets,

@@ -34,7 +34,8 @@ def main() -> int:
             f"key_swap_check: --n must be >= 1 and --shift not a multiple of 12, got {args.n} and {args.shift}"
         )
 
-    from stable_audio_kit import StableAudioKitPipeline, metrics
+    from stable_audio_kit import StableAudioKitPipeline
+    from stable_audio_kit.evaluation import metrics
 
     rows = [json.loads(line) for line in (args.catalogue / "metadata.jsonl").read_text().splitlines() if line]
     rows = [

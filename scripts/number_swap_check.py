@@ -33,7 +33,8 @@ def main() -> int:
     if args.n < 1 or not args.scale > 0:
         raise SystemExit(f"number_swap_check: --n must be >= 1 and --scale > 0, got {args.n} and {args.scale}")
 
-    from stable_audio_kit import StableAudioKitPipeline, metrics
+    from stable_audio_kit import StableAudioKitPipeline
+    from stable_audio_kit.evaluation import metrics
 
     pipe = StableAudioKitPipeline.from_pretrained(args.model)
     numbers = pipe.projection.config.get("prompt_numbers", False)

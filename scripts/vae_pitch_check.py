@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from stable_audio_kit import metrics
+from stable_audio_kit.evaluation import metrics
 from stable_audio_kit.utils import atomic_write_text
 from stable_audio_kit.vae import load_vae_folder
 from stable_audio_kit.vae.spectral import griffin_lim, stft_same

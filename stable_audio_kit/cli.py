@@ -330,14 +330,14 @@ def _model_format(args: argparse.Namespace) -> tuple[int, int, float]:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from .train.data import data_check_main
+    from .data import data_check_main
 
     sample_rate, channels, window = _model_format(args)
     return data_check_main(args.catalogue, sample_rate, channels, window)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from .train.data import encode_catalogue
+    from .data import encode_catalogue
 
     out = Path(args.output)
     if (out / "index.json").exists() and not args.force:
@@ -414,7 +414,7 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_make(args: argparse.Namespace) -> int:
-    from .demo_catalogue import make_catalogue
+    from .demo import make_catalogue
 
     path = make_catalogue(
         args.out_dir,
@@ -432,7 +432,7 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .evaluation.report import evaluate
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
@@ -448,7 +448,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=args.device,
         timing_floor=not args.no_timing_floor,
     )
-    from .evaluation import render_markdown
+    from .evaluation.report import render_markdown
 
     print(render_markdown(report))
     return 0

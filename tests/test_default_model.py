@@ -61,7 +61,7 @@ def test_default_model_has_its_card_and_evaluation():
 def test_default_model_plays_at_the_requested_tempo(kwargs, bpm):
     """The bundled model's beat grid: the prompt's tempo, or bpm= over it (any seed works; 10 steps suffice)."""
     pytest.importorskip("librosa")
-    from stable_audio_kit import metrics
+    from stable_audio_kit.evaluation import metrics
 
     pipe = StableAudioKitPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)

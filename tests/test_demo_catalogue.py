@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stable_audio_kit import demo_catalogue as dc
+from stable_audio_kit.demo import catalogue as dc
 
 
 def _fluidsynth_missing() -> str:

@@ -9,7 +9,7 @@ import soundfile as sf
 pytest.importorskip("librosa")
 
 from stable_audio_kit.cli import main
-from stable_audio_kit.evaluation import derangement, load_heldout
+from stable_audio_kit.evaluation.report import derangement, load_heldout
 
 SR = 8000
 
@@ -135,7 +135,7 @@ def test_evaluate_bad_input(catalogue, model_dir, tmp_path, capsys):
 
 
 def test_report_markdown_columns_and_notes():
-    from stable_audio_kit.evaluation import render_markdown
+    from stable_audio_kit.evaluation.report import render_markdown
 
     def summary(**values):
         return {"n": 2, "exact_length": 1.0, **values}
@@ -168,8 +168,8 @@ def test_report_markdown_columns_and_notes():
 def test_fad_by_kind_sees_clips_of_the_wrong_kind_where_the_set_fad_cannot():
     # Two kinds far apart in embedding space. Swapping which clips answer which prompts leaves the set (and
     # its FAD) unchanged, but FAD within each requested kind grows.
-    from stable_audio_kit import metrics
-    from stable_audio_kit.evaluation import fad_by_group
+    from stable_audio_kit.evaluation import metrics
+    from stable_audio_kit.evaluation.report import fad_by_group
 
     rng = np.random.default_rng(0)
     real = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(5, 1, (40, 4))])

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from stable_audio_kit import metrics
+from stable_audio_kit.evaluation import metrics
 
 SR = 22050
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

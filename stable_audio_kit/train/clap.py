@@ -52,7 +52,7 @@ from ..clap_audio import (
     extract_features,
 )
 from ..conditioning import SPECIAL_TOKENS, train_tokenizer
-from ..metrics import clap_score, retrieval_recall
+from ..evaluation.metrics import clap_score, retrieval_recall
 from ..pipeline import check_model_dir
 from ..utils import atomic_dir
 from .common import (
@@ -66,7 +66,7 @@ from .common import (
     setup_run,
 )
 from .config import ClapTrainConfig
-from .data import AudioCropDataset, collate, scan_catalogue, split_catalogue
+from ..data import AudioCropDataset, collate, scan_catalogue, split_catalogue
 
 logger = logging.getLogger(__name__)
 

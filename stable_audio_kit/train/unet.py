@@ -46,7 +46,7 @@ from .common import (
     setup_run,
 )
 from .config import UNetTrainConfig
-from .data import (
+from ..data import (
     AudioCropDataset,
     LatentCropDataset,
     collate,

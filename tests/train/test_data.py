@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch.utils.data import DataLoader
 
-from stable_audio_kit.train.data import (
+from stable_audio_kit.data import (
     AudioCropDataset,
     CatalogueItem,
     LatentCropDataset,
@@ -432,7 +432,7 @@ def test_unreadable_files_raise_or_are_skipped(odd_catalogue, caplog):
         AudioCropDataset(odd_catalogue, SR, 1, 1.0)
     assert "trunc.wav" in str(err.value) and "empty.wav" in str(err.value) and "skip_unreadable" in str(err.value)
 
-    with caplog.at_level(logging.WARNING, logger="stable_audio_kit.train.data"):
+    with caplog.at_level(logging.WARNING, logger="stable_audio_kit.data.core"):
         ds = AudioCropDataset(odd_catalogue, SR, 1, 1.0, skip_unreadable=True)
     assert [p for p, _ in ds.skipped] == ["empty.wav", "trunc.wav"]
     assert "trunc.wav" in caplog.text

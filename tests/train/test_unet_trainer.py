@@ -26,7 +26,7 @@ from stable_audio_kit.pipeline import StableAudioKitPipeline
 from stable_audio_kit.train import unet as trainer
 from stable_audio_kit.train.common import NonFiniteLossError, load_run_config
 from stable_audio_kit.train.config import UNetTrainConfig
-from stable_audio_kit.train.data import collate
+from stable_audio_kit.data import collate
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = ROOT / "configs" / "train" / "tiny_unet.yaml"

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from . import metrics
-from .audio import load_audio
-from .utils import atomic_write_text
+from ..audio import load_audio
+from ..utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +333,7 @@ def evaluate(
     adds the wrong-lengths column of the duration rows (one more generation per clip)."""
     from tqdm.auto import tqdm
 
-    from .pipeline import StableAudioKitPipeline
+    from ..pipeline import StableAudioKitPipeline
 
     catalogue = Path(catalogue)
     out_dir = Path(out_dir)
@@ -409,7 +409,7 @@ def evaluate(
 
 
 def _load_embedder(clap: str | Path | None, model: str | Path | None):
-    from .pipeline import DEFAULT_MODEL_DIR
+    from ..pipeline import DEFAULT_MODEL_DIR
 
     candidates = [Path(clap)] if clap else [Path(model or DEFAULT_MODEL_DIR) / "clap"]
     for path in candidates:

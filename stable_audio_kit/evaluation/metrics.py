@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .utils import atomic_path, check_finite_number
+from ..utils import atomic_path, check_finite_number
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -52,7 +52,7 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-from .utils import atomic_path, atomic_write_text, check_writable
+from ..utils import atomic_path, atomic_write_text, check_writable
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Evaluation: generate from held-out captions and measure the audio (``sak evaluate``)."""
