@@ -1,8 +1,9 @@
 """stable-audio-kit: latent-diffusion text-to-audio with timing conditioning (Stable Audio 1.0).
 
-Model classes are exported here because diffusers records a component's library as the top-level
-package name (``["stable_audio_kit", "UNet1DConditionModel"]`` in ``model_index.json``) and looks the
-class up on it when loading.
+The folders tell the recipe: ``vae/``, ``conditioning/``, ``unet/``, the pipeline, ``data/``, ``train/``,
+``evaluation/`` and ``demo/``. A saved pipeline's ``model_index.json`` names each component by the module
+that defines its class (``["stable_audio_kit.unet.unet_1d_condition", "UNet1DConditionModel"]``); those
+modules keep the diffusers base classes importable, which is how diffusers finds the loading method.
 """
 
 from .conditioning import ConditioningProjection

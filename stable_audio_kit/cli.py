@@ -7,14 +7,10 @@ printed as one line naming the bad value, with exit code 2.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
 import math
 import os
-import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("stable_audio_kit")
@@ -45,21 +41,6 @@ def cmd_new_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def conditioning_inputs(pipe) -> list[str]:
-    """What the model is conditioned on, in words (``sak info``)."""
-    projection, unet = pipe.projection.config, pipe.unet.config
-    inputs = ["text", "seconds_start/seconds_total"]
-    if projection.get("prompt_numbers", False):
-        inputs.append("prompt numbers by value")
-    if unet.get("timing_mask_channel", False):
-        inputs.append("timing mask channel")
-    if unet.get("beat_grid_channel", False):
-        inputs.append("beat grid (the prompt's bpm, or --bpm)")
-    if unet.get("key_conditioning", False):
-        inputs.append("key (the prompt's key, or --key)")
-    return inputs
-
-
 def describe_pipeline(pipe, path: Path | str) -> str:
     def count(module) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -74,7 +55,7 @@ def describe_pipeline(pipe, path: Path | str) -> str:
         f"window:           {pipe.unet.config.sample_size} latent frames",
         f"maximum length:   {pipe.max_seconds:.3f} s",
         f"scheduler:        {type(pipe.scheduler).__name__}",
-        f"conditioning:     {', '.join(conditioning_inputs(pipe))}",
+        f"conditioning:     {', '.join(pipe.projection.describe())}",
         "parameters:",
     ]
     total = 0
@@ -97,114 +78,23 @@ def load_model(path: str | None, device: str = "cpu", scheduler: str | None = No
 
     pipe = StableAudioKitPipeline.from_pretrained(path)
     if scheduler:
-        from .objective import swap_scheduler
+        from .schedulers import swap_scheduler
 
         pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler)
     return pipe.to(device)
 
 
 # --------------------------------------------------------------------------- generate
-@dataclass
-class Job:
-    index: int
-    prompt: str
-    seconds: float
-    seed: int
-    negative: str | None = None
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    slug = re.sub(r"[^a-zA-Z0-9]+", "_", text).strip("_").lower()
-    return slug[:limit] or "audio"
-
-
-def _parse_float(value, what: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise CLIError(f"{what}: seconds must be a number, got {value!r}") from None
-    if not math.isfinite(out) or out <= 0:
-        raise CLIError(f"{what}: seconds must be a finite number > 0, got {value!r}")
-    return out
-
-
-def _parse_seed(value, what: str) -> int:
-    try:
-        out = int(str(value))
-    except ValueError:
-        raise CLIError(f"{what}: seed must be an integer, got {value!r}") from None
-    if out < 0:
-        raise CLIError(f"{what}: seed must be >= 0, got {out}")
-    return out
-
-
-def read_prompt_file(path: Path, default_seconds: float | None, base_seed: int) -> list[Job]:
-    """Jobs from a prompt list: plain text (one prompt a line), CSV or JSONL with
-    ``prompt`` and optional ``seconds``, ``seed`` and ``negative`` fields."""
-    if not path.is_file():
-        raise CLIError(f"prompt file {str(path)!r} does not exist")
-    rows: list[dict] = []
-    suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
-    if suffix == ".jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CLIError(f"{path}:{n}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise CLIError(f"{path}:{n}: each line must be a JSON object, got {line.strip()!r}")
-            rows.append({**row, "_where": f"{path}:{n}"})
-    elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-            raise CLIError(f"{path}: a CSV prompt file needs a 'prompt' column, got {reader.fieldnames}")
-        for n, row in enumerate(reader, 2):
-            rows.append({**row, "_where": f"{path}:{n}"})
-    else:
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                rows.append({"prompt": line.strip(), "_where": f"{path}:{n}"})
-    if not rows:
-        raise CLIError(f"prompt file {str(path)!r} holds no prompts")
-    jobs = []
-    for i, row in enumerate(rows):
-        where = row["_where"]
-        prompt = row.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise CLIError(f"{where}: prompt must be a non-empty string, got {prompt!r}")
-        seconds = row.get("seconds")
-        if seconds in (None, ""):
-            if default_seconds is None:
-                raise CLIError(f"{where}: no seconds given and no --seconds default")
-            seconds = default_seconds
-        seed = row.get("seed")
-        seed = base_seed + i if seed in (None, "") else _parse_seed(seed, where)
-        negative = row.get("negative") or None
-        jobs.append(Job(i, prompt.strip(), _parse_float(seconds, where), seed, negative))
-    return jobs
-
-
-def _output_paths(job: Job, out: Path, batch: int, single: bool) -> list[Path]:
-    if single:
-        if batch == 1:
-            return [out]
-        return [out.with_name(f"{out.stem}_{k}{out.suffix}") for k in range(batch)]
-    stem = f"{job.index:04d}_{_slug(job.prompt)}"
-    if batch == 1:
-        return [out / f"{stem}.wav"]
-    return [out / f"{stem}_{k}.wav" for k in range(batch)]
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
 
     from .utils import check_writable
 
-    # 1. Validate every argument and every prompt before loading anything.
+    # 1. Validate every argument and every prompt before loading anything; each prompt is read once.
+    from .conditioning import check_overrides, parse_prompt
+    from .prompt_lists import Job, output_paths, parse_seconds, read_prompt_file
+
     if (args.prompt is None) == (args.prompts is None):
         raise CLIError("give either a PROMPT or --prompts FILE")
     if args.steps < 1:
@@ -213,69 +103,74 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch must be >= 1, got {args.batch}")
     if not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
-    if args.bpm is not None and not (math.isfinite(args.bpm) and args.bpm > 0):
-        raise CLIError(f"--bpm must be a finite number > 0, got {args.bpm}")
-    if args.key is not None:
-        from .conditioning import parse_key
-
-        if parse_key(args.key) is None:
-            raise CLIError(f'--key must name a major or minor key such as "F# minor" or "Bb major", got {args.key!r}')
+    given = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CLIError(f"--set takes NAME=VALUE, got {item!r}")
+        try:
+            given[name] = float(value)
+        except ValueError:
+            given[name] = value
+    given.update({name: value for name, value in (("bpm", args.bpm), ("key", args.key)) if value is not None})
+    try:
+        overrides = check_overrides(given)
+    except ValueError as err:
+        raise CLIError(f"--{err}" if str(err).startswith(("bpm", "key")) else str(err)) from None
     if args.scheduler is not None:
-        from .objective import SCHEDULERS
+        from .schedulers import check_scheduler_name
 
-        if args.scheduler not in SCHEDULERS:
-            raise CLIError(f"unknown scheduler {args.scheduler!r}; valid names: {sorted(SCHEDULERS)}")
+        check_scheduler_name(args.scheduler)
     base_seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     if base_seed < 0:
         raise CLIError(f"--seed must be >= 0, got {base_seed}")
+    default_seconds = parse_seconds(args.seconds, "--seconds") if args.seconds is not None else None
     if args.prompts is None:
-        seconds = _parse_float(args.seconds, "--seconds") if args.seconds is not None else None
-        jobs = [Job(0, args.prompt, seconds, base_seed, args.negative)]
+        negative = parse_prompt(args.negative) if args.negative else None
+        jobs = [Job(0, parse_prompt(args.prompt), default_seconds, base_seed, negative)]
         out = Path(args.output or "output.wav")
         if out.suffix.lower() not in AUDIO_SUFFIXES:
             raise CLIError(f"output file {str(out)!r} must end in one of {list(AUDIO_SUFFIXES)}")
         single = True
     else:
-        default = _parse_float(args.seconds, "--seconds") if args.seconds is not None else None
-        jobs = read_prompt_file(Path(args.prompts), default, base_seed)
+        jobs = read_prompt_file(Path(args.prompts), default_seconds, base_seed)
         if args.negative:
-            jobs = [Job(j.index, j.prompt, j.seconds, j.seed, j.negative or args.negative) for j in jobs]
+            negative = parse_prompt(args.negative)
+            jobs = [Job(j.index, j.prompt, j.seconds, j.seed, j.negative or negative) for j in jobs]
         out = Path(args.output or "outputs")
         if out.exists() and not out.is_dir():
             raise CLIError(f"with --prompts, -o must be a folder; {str(out)!r} is a file")
         single = False
     for job in jobs:
-        for path in _output_paths(job, out, args.batch, single):
+        for path in output_paths(job, out, args.batch, single):
             try:
                 check_writable(path)
             except ValueError as err:
                 raise CLIError(str(err)) from None
 
-    # 2. Load the model and check the lengths against it.
-    from .train.common import cpu_data_parallel
+    # 2. Load the model and check every row against it (the pipeline's own checks), before the first file.
+    from .utils import cpu_data_parallel
 
     # Without a GPU, a torchrun / `accelerate launch --multi_gpu` launch only shares the prompts if told to use the CPU.
     state = PartialState(cpu=args.device == "cpu" or (args.device is None and cpu_data_parallel()))
     device = args.device or str(state.device)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
-    if args.bpm is not None and not pipe.unet.config.get("beat_grid_channel", False):
-        raise CLIError(
-            "--bpm needs a model whose U-Net has a beat grid (beat_grid_channel); name the tempo in the prompt"
-        )
-    if args.key is not None and not pipe.unet.config.get("key_conditioning", False):
-        raise CLIError("--key needs a model whose U-Net reads the key (key_conditioning); name the key in the prompt")
-    if pipe.unet.config.get("beat_grid_channel", False):
-        try:  # every row's tempo, before the first file is written
-            pipe.check_tempo([text for job in jobs for text in (job.prompt, job.negative) if text], args.bpm)
-        except ValueError as err:
-            raise CLIError(str(err)) from None
     for job in jobs:
         if job.seconds is None:
             job.seconds = pipe.max_seconds
-        if job.seconds > pipe.max_seconds:
-            raise CLIError(
-                f"seconds must be <= the model's maximum {pipe.max_seconds:.3f}, got {job.seconds} ({job.prompt!r})"
+        try:
+            pipe.check_call(
+                job.prompt,
+                job.negative,
+                seconds_total=job.seconds,
+                num_inference_steps=args.steps,
+                guidance_scale=args.cfg,
+                num_waveforms_per_prompt=args.batch,
+                overrides=overrides,
             )
+        except ValueError as err:
+            where = f"row {job.index} ({job.prompt.text!r}): " if not single else ""
+            raise CLIError(f"{where}{err}") from None
     if not single:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -298,10 +193,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 guidance_scale=args.cfg,
                 num_waveforms_per_prompt=args.batch,
                 generator=generator,
-                bpm=args.bpm,
-                key=args.key,
+                overrides=overrides,
             ).audios
-            for path, wav in zip(_output_paths(job, out, args.batch, single), audio):
+            for path, wav in zip(output_paths(job, out, args.batch, single), audio):
                 save_audio(path, wav, pipe.sample_rate)
                 logger.info("wrote %s (%d samples, seed %d)", path, wav.shape[-1], job.seed)
                 if single:
@@ -400,16 +294,17 @@ def cmd_extend(args: argparse.Namespace) -> int:
     out = extend_model(
         args.model,
         args.out_dir,
+        inputs=args.inputs,
+        overwrite=args.force,
         prompt_numbers=args.prompt_numbers,
         prompt_number_min=args.number_min,
         prompt_number_max=args.number_max,
         beat_grid=args.beat_grid,
-        overwrite=args.force,
         key=args.key,
     )
-    wanted = (("prompt numbers", args.prompt_numbers), ("a beat grid", args.beat_grid), ("a key input", args.key))
-    added = [name for name, on in wanted if on]
-    print(f"wrote pipeline directory {out}: {args.model} with {' and '.join(added)} (zero at the start)")
+    shorthands = {"prompt_numbers": args.prompt_numbers, "beat_grid": args.beat_grid, "key": args.key}
+    added = list(dict.fromkeys(list(args.inputs) + [name for name, on in shorthands.items() if on]))
+    print(f"wrote pipeline directory {out}: {args.model} with the input(s) {', '.join(added)} (zero at the start)")
     return 0
 
 
@@ -432,10 +327,13 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.report import evaluate
+    from .evaluation.probes import parse_probes
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    probes = parse_probes(args.probes)  # an unknown probe is refused before torch or a model loads
+    from .evaluation.report import evaluate
+
     report = evaluate(
         args.model,
         args.catalogue,
@@ -447,6 +345,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         timing_floor=not args.no_timing_floor,
+        probes=probes,
+        probe_n=args.probe_n,
     )
     from .evaluation.report import render_markdown
 
@@ -482,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--key", default=None, help='key for a key-conditioned model, "F# minor" (default: the one the prompt names)'
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of a conditioning input, by the name it reads (repeatable), e.g. --set bpm=96",
     )
     p.add_argument("--batch", type=int, default=1, help="waveforms per prompt")
     p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
@@ -563,12 +470,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the wrong-lengths column of the duration rows (saves one generation per clip)",
     )
+    p.add_argument(
+        "--probes",
+        default="",
+        help="comma-separated probes to add: key-swap, tempo-swap (same captions with the key or tempo "
+        "rewritten, same seeds; default none)",
+    )
+    p.add_argument("--probe-n", type=int, default=40, help="held-out clips per probe (two generations each)")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("extend", help="add prompt-number embeddings or a beat grid to a trained model, for fine-tuning")
+    p = sub.add_parser("extend", help="add conditioning inputs to a trained model at zero weights, for fine-tuning")
     p.add_argument("model")
     p.add_argument("out_dir")
+    p.add_argument(
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        help="a registered conditioning input to add (repeatable), e.g. beat_grid, key, prompt_numbers",
+    )
     p.add_argument("--prompt-numbers", action="store_true", help="embed the numbers of the prompt by value")
     p.add_argument("--number-min", type=float, default=1.0, help="smallest prompt number told apart (default 1)")
     p.add_argument("--number-max", type=float, default=1000.0, help="largest prompt number told apart (default 1000)")
@@ -589,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from .train.common import NonFiniteLossError
+    from .utils import NonFiniteLossError
 
     try:
         return int(args.func(args) or 0)

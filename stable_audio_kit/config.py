@@ -75,15 +75,27 @@ class TextConfig:
 
 @dataclass
 class ConditioningConfig:
-    """Routing of the named conditions into the U-Net (stable-audio-tools style)."""
+    """Which conditioning inputs the model has and where each goes, routed by name (stable-audio-tools
+    style). Every name is a registered input (``stable_audio_kit.conditioning.CONDITIONERS``); a new input is
+    one class registered there and its name in one of these lists."""
 
     dim: int = 768
     # Upper end of the learned number embeddings for seconds_start / seconds_total (Stable Audio: 512).
     max_seconds: float = 512.0
+    # Token inputs concatenated into the cross-attention context.
     cross_attention: list[str] = field(default_factory=lambda: list(CONDITION_NAMES))
+    # Token inputs pooled into the global vector, added to the timestep embedding (FiLM).
     global_cond: list[str] = field(default_factory=lambda: ["seconds_start", "seconds_total"])
+    # Inputs added to the prompt's token states, token by token (e.g. prompt_numbers).
+    add_to_prompt: list[str] = field(default_factory=list)
+    # Inputs given to the U-Net as extra input channels along the frames (e.g. timing_mask, beat_grid).
+    input_channels: list[str] = field(default_factory=list)
+    # Inputs whose features are added to the FiLM embedding through a zero-initialised layer (e.g. key).
+    film: list[str] = field(default_factory=list)
+    # Per-input settings: {name: {option: value}}, e.g. {prompt_numbers: {min_value: 1, max_value: 1000}}.
+    options: dict[str, Any] = field(default_factory=dict)
     # Numbers written in the prompt ("96 BPM") also reach the U-Net by value, on a log scale from
-    # prompt_number_min to prompt_number_max (stable_audio_kit.conditioning.PromptNumberEmbedding).
+    # prompt_number_min to prompt_number_max: the same as add_to_prompt: [prompt_numbers].
     prompt_numbers: bool = False
     prompt_number_min: float = 1.0
     prompt_number_max: float = 1000.0
@@ -102,11 +114,11 @@ class UNetConfig:
     dropout: float = 0.0
     # Sinusoidal frame-position features added after the input conv (0 = none); see the U-Net's docs.
     position_embedding_dim: int = 0
-    # One more input channel, 1 on the frames the requested audio covers and 0 after (see the U-Net's docs).
+    # Shorthands for conditioning inputs, kept for older configs: the same as listing timing_mask (one input
+    # channel, 1 where the requested audio is), beat_grid (four channels, the beat and bar phase of the
+    # prompt's tempo) in conditioning.input_channels, and key (its scale and tonic) in conditioning.film.
     timing_mask_channel: bool = False
-    # Four more input channels, the beat and bar phase at the prompt's tempo ("96 bpm"); see the U-Net's docs.
     beat_grid_channel: bool = False
-    # The key the prompt names ("F# minor": its scale and tonic) added to the FiLM embedding; see the U-Net's docs.
     key_conditioning: bool = False
 
 

@@ -16,7 +16,7 @@ Two readers of keys, for two kinds of text:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -33,18 +33,25 @@ MODE_WORDS = {"major": "major", "maj": "major", "minor": "minor", "min": "minor"
 RELATIVE_MINOR = 9
 
 
-@dataclass(frozen=True)
-class Key:
-    """A major or natural-minor key: ``tonic`` is a pitch class 0-11 (C = 0), ``mode`` "major" or "minor"."""
-
+class _KeyFields(NamedTuple):
     tonic: int
     mode: str
 
-    def __post_init__(self) -> None:
-        if isinstance(self.tonic, bool) or not isinstance(self.tonic, int) or not 0 <= self.tonic < 12:
-            raise ValueError(f"a key's tonic is a pitch class 0-11, got {self.tonic!r}")
-        if self.mode not in SCALES:
-            raise ValueError(f"a key's mode is 'major' or 'minor', got {self.mode!r}")
+
+class Key(_KeyFields):
+    """A major or natural-minor key: ``tonic`` is a pitch class 0-11 (C = 0), ``mode`` "major" or "minor".
+
+    A tuple, so ``Key(10, "major") == (10, "major")``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, tonic: int, mode: str) -> Key:
+        if isinstance(tonic, bool) or not isinstance(tonic, int) or not 0 <= tonic < 12:
+            raise ValueError(f"a key's tonic is a pitch class 0-11, got {tonic!r}")
+        if mode not in SCALES:
+            raise ValueError(f"a key's mode is 'major' or 'minor', got {mode!r}")
+        return super().__new__(cls, tonic, mode)
 
     @property
     def name(self) -> str:

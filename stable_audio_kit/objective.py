@@ -1,61 +1,18 @@
 """The diffusion objective, in one place for both training and sampling.
 
 v-prediction on a discrete DDPM noise schedule (diffusers' scheduler config is the single source
-of the betas), classifier-free-guidance dropout for training and the CFG combination for
-sampling. Any diffusers scheduler that supports ``prediction_type="v_prediction"`` can sample a
-model trained with it.
+of the betas), the loss, and the CFG combination for sampling. What the unconditional half
+of guidance (and CFG dropout in training) is given is the conditioning's rule,
+:func:`stable_audio_kit.conditioning.unconditional`. Any diffusers scheduler that supports
+``prediction_type="v_prediction"`` can sample a model trained with it; :mod:`stable_audio_kit.schedulers`
+holds the ones the CLI offers.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DEISMultistepScheduler,
-    DPMSolverMultistepScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
-SCHEDULERS: dict[str, type[SchedulerMixin]] = {
-    "dpmsolver++": DPMSolverMultistepScheduler,
-    "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
-    "deis": DEISMultistepScheduler,
-    "euler": EulerDiscreteScheduler,
-    "heun": HeunDiscreteScheduler,
-    "unipc": UniPCMultistepScheduler,
-}
-
-
-def make_scheduler(
-    name: str = "dpmsolver++", num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2"
-):
-    """A v-prediction sampler from the registry, e.g. ``make_scheduler("dpmsolver++")``."""
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; valid names: {sorted(SCHEDULERS)}")
-    kwargs = dict(
-        num_train_timesteps=num_train_timesteps,
-        beta_schedule=beta_schedule,
-        prediction_type="v_prediction",
-        # Start sampling at the last training timestep: with the cosine schedule that is (almost)
-        # pure noise, which the model was trained on, so there is no train/test gap at the start.
-        timestep_spacing="trailing",
-    )
-    if name == "dpmsolver++":
-        kwargs.update(algorithm_type="dpmsolver++", solver_order=2)
-    return SCHEDULERS[name](**kwargs)
-
-
-def swap_scheduler(scheduler: SchedulerMixin, name: str) -> SchedulerMixin:
-    """Another registered scheduler with the same noise schedule (``from_config``)."""
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; valid names: {sorted(SCHEDULERS)}")
-    return SCHEDULERS[name].from_config(scheduler.config)
+from diffusers import DDPMScheduler
 
 
 class VObjective:
@@ -91,24 +48,6 @@ class VObjective:
             return err.mean()
         weights = frame_mask.to(err.dtype).unsqueeze(1).expand_as(err)
         return (err * weights).sum() / weights.sum().clamp(min=1.0)
-
-
-def null_context(context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The unconditional context: zeros, all positions attended (an all-False mask would give NaN)."""
-    return torch.zeros_like(context), torch.ones_like(mask, dtype=torch.bool)
-
-
-def drop_context(context: torch.Tensor, mask: torch.Tensor, dropped: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Classifier-free-guidance dropout: the rows where ``dropped (B,)`` is True get :func:`null_context`.
-
-    The training step decides ``dropped`` (per sample, from its own generator) so that the decision
-    does not depend on how a global batch is split between processes.
-    """
-    null_ctx, null_mask = null_context(context, mask)
-    dropped = dropped.to(context.device)
-    context = torch.where(dropped[:, None, None], null_ctx, context)
-    mask = torch.where(dropped[:, None], null_mask, mask.bool())
-    return context, mask
 
 
 def cfg_combine(uncond: torch.Tensor, cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:

@@ -15,17 +15,17 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from .conditioning import (
+    Conditioning,
     ConditioningProjection,
-    beat_grid,
+    ConditioningRequest,
+    ModelFacts,
+    ParsedPrompt,
+    check_overrides,
     encode_text,
-    key_profile,
-    parse_key,
-    prompt_key,
-    prompt_numbers,
-    prompt_tempo,
-    timing_mask,
+    max_bpm,
+    unconditional,
 )
-from .objective import cfg_combine, null_context
+from .objective import cfg_combine
 from .utils import check_finite_number
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
         scheduler: any diffusers scheduler configured for ``v_prediction``.
 
     The U-Net always denoises its whole window (``unet.config.sample_size`` latent frames); the
-    decoded audio is trimmed to exactly ``round(seconds_total * sample_rate)`` samples.
+    decoded audio is trimmed to exactly ``round(seconds_total * sample_rate)`` samples. What the U-Net is
+    conditioned on is the projection's list of inputs (:mod:`stable_audio_kit.conditioning`).
     """
 
     model_cpu_offload_seq = "text_encoder->projection->unet->vae"
@@ -70,12 +71,23 @@ class StableAudioKitPipeline(DiffusionPipeline):
             unet=unet,
             scheduler=scheduler,
         )
+        adopt_legacy_inputs(projection, unet)
         self._check_components()
 
     # ------------------------------------------------------------------ model facts
     def _check_components(self) -> None:
         """Refuse a set of components that cannot work together, naming the mismatch."""
         problems = []
+        if self.projection.channel_count != self.unet.extra_channels:
+            problems.append(
+                f"the conditioning inputs {self.projection.routes['input_channels']} give "
+                f"{self.projection.channel_count} input channels but the U-Net takes {self.unet.extra_channels}"
+            )
+        if self.projection.film_dim != self.unet.film_dim:
+            problems.append(
+                f"the conditioning inputs {self.projection.routes['film']} give {self.projection.film_dim} FiLM "
+                f"features but the U-Net takes {self.unet.film_dim}"
+            )
         latent = self.vae.latent_channels
         if self.unet.config.in_channels != latent:
             problems.append(f"unet.in_channels={self.unet.config.in_channels} but the VAE has {latent} latent channels")
@@ -121,6 +133,22 @@ class StableAudioKitPipeline(DiffusionPipeline):
         """The longest ``seconds_total`` this model can generate: its window."""
         return self.window_samples / self.sample_rate
 
+    @property
+    def model_facts(self) -> ModelFacts:
+        """What the conditioning inputs need to know of this model."""
+        return ModelFacts(
+            sample_rate=self.sample_rate,
+            hop_length=int(self.vae.hop_length),
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+            text_hidden_layer=self.projection.config.text_hidden_layer,
+        )
+
+    @property
+    def max_bpm(self) -> float:
+        """The fastest tempo a beat grid can carry: two latent frames a beat (the frame rate's Nyquist limit)."""
+        return max_bpm(self.model_facts)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
         """Load a pipeline directory; with no path, the bundled demo model. Never touches the network."""
@@ -144,28 +172,29 @@ class StableAudioKitPipeline(DiffusionPipeline):
         num_waveforms_per_prompt,
         latents,
         output_type,
-    ) -> tuple[list[str], list[str] | None, float, float]:
+    ) -> tuple[list[str | ParsedPrompt], list[str | ParsedPrompt] | None, float, float]:
         """Validate everything before any work; returns normalised prompts and seconds."""
-        prompts = [prompt] if isinstance(prompt, str) else prompt
+        prompts = [prompt] if isinstance(prompt, (str, ParsedPrompt)) else prompt
         if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
             raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         for p in prompts:
-            if not isinstance(p, str):
+            if not isinstance(p, (str, ParsedPrompt)):
                 raise ValueError(
                     f"prompt must be a string or a list of strings, got an item {p!r} of type {type(p).__name__}"
                 )
         negatives = None
         if negative_prompt is not None:
-            negatives = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
-            if not isinstance(negatives, (list, tuple)) or not all(isinstance(n, str) for n in negatives):
+            single = isinstance(negative_prompt, (str, ParsedPrompt))
+            negatives = [negative_prompt] * len(prompts) if single else negative_prompt
+            if not isinstance(negatives, (list, tuple)) or not all(
+                isinstance(n, (str, ParsedPrompt)) for n in negatives
+            ):
                 raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
             if len(negatives) != len(prompts):
                 raise ValueError(f"negative_prompt has {len(negatives)} items for {len(prompts)} prompts")
         seconds_start = check_finite_number("seconds_start", seconds_start)
         if seconds_start < 0:
             raise ValueError(f"seconds_start must be >= 0, got {seconds_start}")
-        if seconds_start > self.projection.config.max_seconds:
-            raise ValueError(f"seconds_start must be <= {self.projection.config.max_seconds}, got {seconds_start}")
         seconds_total = check_finite_number("seconds_total", seconds_total)
         if not 0 < seconds_total <= self.max_seconds:
             raise ValueError(f"seconds_total must be in (0, {self.max_seconds:.3f}], got {seconds_total}")
@@ -200,69 +229,72 @@ class StableAudioKitPipeline(DiffusionPipeline):
             device=device,
         )
 
-    def encode_prompt_numbers(self, prompts: list[str], device: torch.device | None = None) -> torch.Tensor | None:
-        """The numbers of the prompts token by token ``(B, L)`` (NaN for other tokens), aligned with
-        :meth:`encode_prompt`, for a projection with ``prompt_numbers``; ``None`` for one without."""
-        if not self.projection.config.get("prompt_numbers", False):
-            return None
-        max_length = self.text_encoder.config.max_position_embeddings - 2
-        return prompt_numbers(self.tokenizer, prompts, max_length).to(device or self._execution_device)
-
-    @property
-    def max_bpm(self) -> float:
-        """The fastest tempo a beat grid can carry: two latent frames a beat (the frame rate's Nyquist limit)."""
-        return 30.0 * self.sample_rate / self.vae.hop_length
-
-    def check_tempo(self, prompts: list[str], bpm: float | None) -> None:
-        """Raise ``ValueError`` naming the tempo if ``bpm`` or a tempo a prompt names is beyond :attr:`max_bpm`."""
-        if bpm is not None and bpm >= self.max_bpm:
-            raise ValueError(f"bpm must be below {self.max_bpm:.0f} for this model's latent frame rate, got {bpm}")
-        for prompt, tempo in zip(prompts, prompt_tempo(prompts).tolist()):
-            if tempo == 0 or tempo >= self.max_bpm:
-                raise ValueError(
-                    f"the prompt {prompt!r} names a tempo of {tempo:g} bpm; this model's beat grid takes tempi "
-                    f"above 0 and below {self.max_bpm:.0f}"
-                )
-
-    def encode_beat_grid(
+    def make_request(
         self,
-        prompts: list[str],
+        prompts: list[str | ParsedPrompt],
         seconds_start: float,
-        bpm: float | None = None,
-        device: torch.device | None = None,
-    ) -> torch.Tensor | None:
-        """For a U-Net with ``beat_grid_channel``, the beat and bar phase of every latent frame ``(B, 4, frames)``
-        at ``bpm``, or else at the tempo each prompt names ("96 bpm"; zeros for a prompt naming none);
-        ``None`` for a U-Net without it."""
-        if not self.unet.config.get("beat_grid_channel", False):
-            return None
-        tempo = prompt_tempo(prompts) if bpm is None else torch.full((len(prompts),), float(bpm))
-        return beat_grid(tempo, seconds_start, self.unet.config.sample_size, self.sample_rate, self.vae.hop_length).to(
-            device or self._execution_device
+        seconds_total: float,
+        overrides: dict[str, Any] | None = None,
+    ) -> ConditioningRequest:
+        """A request for the whole window, its overrides (``{"bpm": 120}``) validated."""
+        return ConditioningRequest.make(
+            prompts, seconds_start, seconds_total, int(self.unet.config.sample_size), check_overrides(overrides or {})
         )
 
-    def encode_key_profile(
-        self, prompts: list[str], key: str | None = None, device: torch.device | None = None
-    ) -> torch.Tensor | None:
-        """For a U-Net with ``key_conditioning``, the scale and tonic ``(B, 24)`` of ``key`` ("F# minor"), or
-        else of the key each prompt names (zeros for a prompt naming none); ``None`` for a U-Net without it."""
-        if not self.unet.config.get("key_conditioning", False):
-            return None
-        keys = prompt_key(prompts) if key is None else [parse_key(key)] * len(prompts)
-        return key_profile(keys, device or self._execution_device)
+    def check_request(self, request: ConditioningRequest) -> None:
+        """Raise ``ValueError`` naming the value if a conditioning input of this model cannot give what the
+        request asks (an override the model has no input for, a tempo beyond :attr:`max_bpm`, ...)."""
+        self.projection.check(request, self.model_facts)
 
-    def encode_conditioning(
+    def encode_conditioning(self, request: ConditioningRequest, device: torch.device | None = None) -> Conditioning:
+        """The U-Net's conditioning for a request: context, global vector, channel and FiLM inputs."""
+        device = device or self._execution_device
+        return self.projection(self.projection.features(request, self.model_facts, device))
+
+    def check_call(
         self,
-        prompts: list[str],
-        seconds_start: float | torch.Tensor,
-        seconds_total: float | torch.Tensor,
-        device: torch.device | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(context (B, L', D), context mask (B, L'), global (B, G))`` for the U-Net."""
-        text, mask = self.encode_prompt(prompts, device)
-        numbers = self.encode_prompt_numbers(prompts, device)
-        out = self.projection(text, mask, seconds_start, seconds_total, numbers)
-        return out.encoder_hidden_states, out.encoder_attention_mask, out.global_hidden_states
+        prompt: str | list[str],
+        negative_prompt: str | list[str] | None = None,
+        seconds_start: float = 0.0,
+        seconds_total: float | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.0,
+        num_waveforms_per_prompt: int = 1,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        bpm: float | None = None,
+        key: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> tuple[ConditioningRequest, ConditioningRequest | None]:
+        """Every check a call makes before any work, with the same arguments; returns the conditioning
+        requests of the prompts and the negative prompts. The CLI runs it on every row of a prompt list
+        before it generates the first file, so the two cannot disagree."""
+        if seconds_total is None:
+            seconds_total = self.max_seconds
+        prompts, negatives, seconds_start, seconds_total = self.check_inputs(
+            prompt,
+            negative_prompt,
+            seconds_start,
+            seconds_total,
+            num_inference_steps,
+            guidance_scale,
+            num_waveforms_per_prompt,
+            latents,
+            output_type,
+        )
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in ("latents", "noise_pred"):
+                raise ValueError(
+                    f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
+                )
+        given = {**(overrides or {}), "bpm": bpm, "key": key}
+        request = self.make_request(prompts, seconds_start, seconds_total, given)
+        self.check_request(request)
+        negative_request = request.negative(negatives) if negatives is not None else None
+        if negative_request is not None:
+            self.check_request(negative_request)
+        return request, negative_request
 
     def prepare_latents(
         self,
@@ -306,6 +338,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers convention)
         bpm: float | None = None,
         key: str | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> AudioPipelineOutput | tuple:
         """Generate audio of exactly ``seconds_total`` seconds for each prompt.
 
@@ -314,16 +347,16 @@ class StableAudioKitPipeline(DiffusionPipeline):
         (numpy float32 or torch), or the final latents ``(B, D, sample_size)`` for ``output_type="latent"``.
         ``guidance_scale <= 1`` switches classifier-free guidance off.
 
-        A U-Net with ``beat_grid_channel`` plays at ``bpm``, or else at the tempo each prompt names
-        ("at 96 bpm"). The tempo belongs to the prompt: the unconditional half of guidance gets the
-        negative prompt's tempo, or none, so guidance pushes towards the requested tempo too. Likewise a
-        U-Net with ``key_conditioning`` plays in ``key`` ("F# minor", "Bb major"), or else in the key each
-        prompt names.
+        A model with a beat grid (the ``beat_grid`` input) plays at ``bpm``, or else at the tempo each
+        prompt names ("at 96 bpm"). The tempo belongs to the prompt: the unconditional half of guidance gets
+        the negative prompt's tempo, or none, so guidance pushes towards the requested tempo too. Likewise
+        a model with the ``key`` input plays in ``key`` ("F# minor", "Bb major"), or else in the key each
+        prompt names. ``overrides`` gives any conditioning input its value by the name it reads
+        (``{"bpm": 120}``; ``bpm=`` and ``key=`` are shorthands), for every prompt. Prompts may be strings or
+        :class:`~stable_audio_kit.conditioning.ParsedPrompt`.
         """
-        # 1. Validate everything before any work.
-        if seconds_total is None:
-            seconds_total = self.max_seconds
-        prompts, negatives, seconds_start, seconds_total = self.check_inputs(
+        # 1. Validate everything before any work; each prompt is read once.
+        request, negative_request = self.check_call(
             prompt,
             negative_prompt,
             seconds_start,
@@ -333,104 +366,42 @@ class StableAudioKitPipeline(DiffusionPipeline):
             num_waveforms_per_prompt,
             latents,
             output_type,
+            callback_on_step_end_tensor_inputs,
+            bpm=bpm,
+            key=key,
+            overrides=overrides,
         )
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in ("latents", "noise_pred"):
-                raise ValueError(
-                    f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
-                )
-        if bpm is not None:
-            bpm = check_finite_number("bpm", bpm)
-            if bpm <= 0:
-                raise ValueError(f"bpm must be > 0, got {bpm}")
-            if not self.unet.config.get("beat_grid_channel", False):
-                raise ValueError(
-                    f"bpm={bpm} given but this model's U-Net has no beat grid (beat_grid_channel); "
-                    "name the tempo in the prompt instead"
-                )
-        if self.unet.config.get("beat_grid_channel", False):
-            self.check_tempo(prompts + (negatives or []), bpm)
-        if key is not None:
-            if not isinstance(key, str) or parse_key(key) is None:
-                raise ValueError(f'key must name a major or minor key such as "F# minor" or "Bb major", got {key!r}')
-            if not self.unet.config.get("key_conditioning", False):
-                raise ValueError(
-                    f"key={key!r} given but this model's U-Net has no key input (key_conditioning); "
-                    "name the key in the prompt instead"
-                )
+        seconds_total = float(request.seconds_total[0])
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
-        batch = len(prompts) * num_waveforms_per_prompt
+        batch = request.batch * num_waveforms_per_prompt
 
-        # 2. Encode text and timing into the U-Net's context and global vector.
-        context, mask, global_states = self.encode_conditioning(prompts, seconds_start, seconds_total, device)
+        # 2. Conditioning, each prompt read once; the unconditional half follows the one CFG rule.
+        cond = self.encode_conditioning(request, device).repeat_interleave(num_waveforms_per_prompt)
         if do_cfg:
-            if negatives is not None:
-                neg_context, neg_mask, _ = self.encode_conditioning(negatives, seconds_start, seconds_total, device)
-            else:
-                neg_context, neg_mask = null_context(context, mask)
-        repeat = num_waveforms_per_prompt
-        context, mask = context.repeat_interleave(repeat, 0), mask.repeat_interleave(repeat, 0)
-        if global_states is not None:
-            global_states = global_states.repeat_interleave(repeat, 0)
-        if do_cfg:
-            # One batched forward: [unconditional; conditional]. Timing stays in the global vector of both
-            # halves so guidance pushes towards the text, not away from the requested length.
-            context = torch.cat([neg_context.repeat_interleave(repeat, 0), context])
-            mask = torch.cat([neg_mask.repeat_interleave(repeat, 0), mask])
-            if global_states is not None:
-                global_states = torch.cat([global_states, global_states])
+            negative = None
+            if negative_request is not None:
+                negative = self.encode_conditioning(negative_request, device)
+                negative = negative.repeat_interleave(num_waveforms_per_prompt)
+            # One batched forward: [unconditional; conditional].
+            cond = Conditioning.cat([unconditional(cond, negative), cond])
+        unet_inputs = cond.unet_inputs()
 
         # 3. Timesteps.
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
 
         # 4. Initial noise over the whole window.
-        latents = self.prepare_latents(batch, context.dtype, device, generator, latents)
+        latents = self.prepare_latents(batch, cond.encoder_hidden_states.dtype, device, generator, latents)
 
-        # 5. Denoising loop; a U-Net with a timing-mask channel sees where the requested audio ends, one
-        # with a beat grid the requested tempo.
-        grid = self.encode_beat_grid(prompts, seconds_start, bpm, device)
-        if grid is not None:
-            grid = grid.repeat_interleave(repeat, 0)
-            if do_cfg:
-                neg_grid = (
-                    self.encode_beat_grid(negatives, seconds_start, None, device).repeat_interleave(repeat, 0)
-                    if negatives is not None
-                    else torch.zeros_like(grid)
-                )
-                grid = torch.cat([neg_grid, grid])
-        keys = self.encode_key_profile(prompts, key, device)
-        if keys is not None:
-            keys = keys.repeat_interleave(repeat, 0)
-            if do_cfg:
-                neg_keys = (
-                    self.encode_key_profile(negatives, None, device).repeat_interleave(repeat, 0)
-                    if negatives is not None
-                    else torch.zeros_like(keys)
-                )
-                keys = torch.cat([neg_keys, keys])
-        frame_mask = None
-        if self.unet.config.get("timing_mask_channel", False):
-            frame_mask = timing_mask(
-                seconds_start, seconds_total, 1, latents.shape[-1], self.sample_rate, self.vae.hop_length, device
-            ).expand(batch * (2 if do_cfg else 1), -1)
+        # 5. Denoising loop.
         for i, t in enumerate(self.progress_bar(timesteps)):
             model_input = torch.cat([latents] * 2) if do_cfg else latents
             model_input = self.scheduler.scale_model_input(model_input, t)
-            noise_pred = self.unet(
-                model_input,
-                t,
-                encoder_hidden_states=context,
-                encoder_attention_mask=mask,
-                global_hidden_states=global_states,
-                timing_mask=frame_mask,
-                beat_grid=grid,
-                key_profile=keys,
-            ).sample
+            noise_pred = self.unet(model_input, t, **unet_inputs).sample
             if do_cfg:
-                uncond, cond = noise_pred.chunk(2)
-                noise_pred = cfg_combine(uncond, cond, guidance_scale)
+                uncond_pred, cond_pred = noise_pred.chunk(2)
+                noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
             latents = self.scheduler.step(noise_pred, t, latents).prev_sample
             if callback_on_step_end is not None:
                 local = {"latents": latents, "noise_pred": noise_pred}
@@ -492,7 +463,7 @@ def check_model_dir(path: str | Path) -> Path:
 def build_pipeline(cfg) -> StableAudioKitPipeline:
     """An untrained pipeline from a :class:`stable_audio_kit.config.ModelConfig` (``sak new-model``)."""
     from .conditioning import build_text_encoder
-    from .objective import make_scheduler
+    from .schedulers import make_scheduler
     from .unet import UNet1DConditionModel
     from .vae import build_vae
 
@@ -502,17 +473,10 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
     vae = build_vae(cfg)
     text_encoder, tokenizer = build_text_encoder(cfg.text)
     sample_size = max(1, round(cfg.window_seconds * cfg.sample_rate / vae.hop_length))
-    cond = cfg.conditioning
     projection = ConditioningProjection(
         text_encoder_dim=text_encoder.config.hidden_size,
-        conditioning_dim=cond.dim,
-        max_seconds=cond.max_seconds,
-        cross_attention=list(cond.cross_attention),
-        global_cond=list(cond.global_cond),
         text_hidden_layer=cfg.text.hidden_layer,
-        prompt_numbers=cond.prompt_numbers,
-        prompt_number_min=cond.prompt_number_min,
-        prompt_number_max=cond.prompt_number_max,
+        **conditioning_routes(cfg),
     )
     u = cfg.unet
     unet = UNet1DConditionModel(
@@ -523,16 +487,57 @@ def build_pipeline(cfg) -> StableAudioKitPipeline:
         attention_levels=list(u.attention_levels),
         attention_head_dim=u.attention_head_dim,
         transformer_layers_per_block=u.transformer_layers_per_block,
-        cross_attention_dim=cond.dim,
+        cross_attention_dim=cfg.conditioning.dim,
         global_cond_dim=projection.global_dim,
         norm_num_groups=u.norm_num_groups,
         dropout=u.dropout,
         position_embedding_dim=u.position_embedding_dim,
-        timing_mask_channel=u.timing_mask_channel,
-        beat_grid_channel=u.beat_grid_channel,
-        key_conditioning=u.key_conditioning,
+        extra_in_channels=projection.channel_count,
+        film_cond_dim=projection.film_dim,
     )
     scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
     for module in (vae, projection, unet):
         module.eval()
     return StableAudioKitPipeline(vae, text_encoder, tokenizer, projection, unet, scheduler)
+
+
+def conditioning_routes(cfg) -> dict[str, Any]:
+    """The projection's routing from a model config. The flags older configs set for an input
+    (``conditioning.prompt_numbers``, ``unet.timing_mask_channel``, ``unet.beat_grid_channel``,
+    ``unet.key_conditioning``) add that input to its route, ahead of the ones the lists name."""
+    cond, unet = cfg.conditioning, cfg.unet
+    options = {name: dict(value) for name, value in (cond.options or {}).items()}
+    add_to_prompt = ["prompt_numbers"] if cond.prompt_numbers else []
+    if cond.prompt_numbers:
+        options.setdefault("prompt_numbers", {"min_value": cond.prompt_number_min, "max_value": cond.prompt_number_max})
+    channels = [name for flag, name in LEGACY_UNET_INPUTS["input_channels"] if unet.get(flag, False)]
+    film = [name for flag, name in LEGACY_UNET_INPUTS["film"] if unet.get(flag, False)]
+
+    def merged(first: list[str], listed) -> list[str]:
+        return list(dict.fromkeys(first + list(listed)))
+
+    return dict(
+        conditioning_dim=cond.dim,
+        max_seconds=cond.max_seconds,
+        cross_attention=list(cond.cross_attention),
+        global_cond=list(cond.global_cond),
+        add_to_prompt=merged(add_to_prompt, cond.add_to_prompt),
+        input_channels=merged(channels, cond.input_channels),
+        film=merged(film, cond.film),
+        options=options,
+    )
+
+
+# The inputs U-Nets saved before the conditioning seam declared by flags, in their channel order.
+LEGACY_UNET_INPUTS = {
+    "input_channels": (("timing_mask_channel", "timing_mask"), ("beat_grid_channel", "beat_grid")),
+    "film": (("key_conditioning", "key"),),
+}
+
+
+def adopt_legacy_inputs(projection: ConditioningProjection, unet) -> None:
+    """A U-Net saved before the conditioning seam names its timing mask, beat grid and key by flags of its
+    own, and its projection does not list them: list them there (first, in the U-Net's channel order)."""
+    for route, flags in LEGACY_UNET_INPUTS.items():
+        names = [name for flag, name in flags if unet.config.get(flag, False)]
+        projection.ensure_inputs(route, names)

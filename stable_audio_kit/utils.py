@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic writes and input validation."""
+"""Small shared helpers: atomic writes, input validation, launch detection and the training-stop error."""
 
 from __future__ import annotations
 
@@ -118,3 +118,21 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when a training loss is NaN or infinite; the last good checkpoint is left as it was."""
+
+
+def cpu_data_parallel() -> bool:
+    """Whether this is one process of a multi-process launch (``torchrun``, ``accelerate launch --multi_gpu``)
+    on a machine without a GPU backend. Accelerate then needs ``cpu=True`` to run data-parallel on the
+    CPU (gloo); without it every process would work alone (train on the same run folder, or generate every
+    prompt)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    from accelerate import utils
+
+    others = ("is_xpu_available", "is_npu_available", "is_mlu_available", "is_musa_available", "is_sdaa_available")
+    return not (torch.cuda.is_available() or any(getattr(utils, name, lambda: False)() for name in others))

@@ -144,7 +144,7 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
         (["generate", "x", "--seconds", "0"], "seconds must be a finite number > 0, got '0'"),
         (["generate", "x", "--seconds", "nan"], "got 'nan'"),
         (["generate", "x", "--seconds", "-2"], "got '-2'"),
-        (["generate", "x", "--seconds", "5"], "seconds must be <= the model's maximum 1.000, got 5.0"),
+        (["generate", "x", "--seconds", "5"], "seconds_total must be in (0, 1.000], got 5.0"),
         (["generate", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
         (["generate", "x", "--cfg", "inf"], "--cfg must be finite"),
         (["generate", "x", "-o", "out.mp3"], "must end in one of"),
@@ -154,9 +154,9 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
         (["generate", "x", "--scheduler", "nope"], "unknown scheduler 'nope'"),
         (["generate", "x", "--bpm", "0"], "--bpm must be a finite number > 0, got 0.0"),
         (["generate", "x", "--bpm", "nan"], "--bpm must be a finite number > 0, got nan"),
-        (["generate", "x", "--bpm", "120"], "--bpm needs a model whose U-Net has a beat grid"),
+        (["generate", "x", "--bpm", "120"], "bpm=120.0 given but this model has no input that reads it"),
         (["generate", "x", "--key", "H major"], "--key must name a major or minor key such as"),
-        (["generate", "x", "--key", "C major"], "--key needs a model whose U-Net reads the key"),
+        (["generate", "x", "--key", "C major"], "key='C major' given but this model has no input that reads it"),
     ],
 )
 def test_generate_bad_input(model_dir, tmp_path, monkeypatch, capsys, args, match):

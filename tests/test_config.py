@@ -32,7 +32,7 @@ def test_overrides_and_typos(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "demo").glob("*.yaml")), ids=lambda p: p.name)
 def test_demo_recipe_configs_load_into_their_schemas(path):
-    # Every config scripts/train_demo.sh passes to `sak train` (and the model config) is complete but for
+    # Every config tools/train_demo.sh passes to `sak train` (and the model config) is complete but for
     # the paths the script gives, and has no misspelt key.
     from stable_audio_kit.train import unet as unet_trainer
     from stable_audio_kit.train import vae as vae_trainer
@@ -51,4 +51,4 @@ def test_demo_recipe_configs_load_into_their_schemas(path):
         assert path.name == "clap.yaml"
         load_run_config(ClapTrainConfig, path, paths)
     assert path.read_text().startswith("# Demo model, step ")
-    assert path.name in (CONFIGS.parent / "scripts" / "train_demo.sh").read_text()
+    assert path.name in (CONFIGS.parent / "tools" / "train_demo.sh").read_text()

@@ -65,7 +65,7 @@ def test_default_model_plays_at_the_requested_tempo(kwargs, bpm):
 
     pipe = StableAudioKitPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
-    assert pipe.unet.config.beat_grid_channel
+    assert "beat_grid" in pipe.projection.routes["input_channels"]
     audio = pipe(
         "a rock drum groove at 100 bpm",
         seconds_total=6.0,
@@ -82,7 +82,7 @@ def test_default_model_reads_the_key_of_the_prompt():
     changes what is generated from the same noise, and the same key gives the same audio."""
     pipe = StableAudioKitPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
-    assert pipe.unet.config.key_conditioning and pipe.unet.key_embedding.weight.abs().max() > 0
+    assert pipe.projection.routes["film"] == ["key"] and pipe.unet.film_embedding.weight.abs().max() > 0
 
     def make(prompt, **kwargs):
         generator = torch.Generator().manual_seed(0)

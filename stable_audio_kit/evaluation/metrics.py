@@ -1,13 +1,12 @@
-"""Signal-analysis metrics for ``sak evaluate``: pure functions on numpy arrays.
+"""Signal metrics for ``sak evaluate``: duration, tempo, percussive vs tonal, pitch register and key.
 
-Audio arguments are float arrays, mono ``(samples,)`` or ``(channels, samples)``, in full scale
-(a sample of 1.0 is 0 dBFS); multichannel audio is down-mixed inside each function. Embedding
-arguments are ``(items, dim)`` arrays.
+Pure functions on numpy arrays. Audio arguments are float arrays, mono ``(samples,)`` or
+``(channels, samples)``, in full scale (a sample of 1.0 is 0 dBFS); multichannel audio is down-mixed
+inside each function.
 
 Tempo, percussiveness, pitch and key need librosa, an optional dependency
 (``pip install 'stable-audio-kit[eval]'``); it is imported only when one of those functions runs.
-Duration adherence, FAD, CLAP score, retrieval recall and the PNG writers need only numpy, scipy
-and matplotlib.
+Duration adherence needs only numpy. Keys are read and spelled by :mod:`stable_audio_kit.music`.
 
 A quantity that is undefined for a valid input (the pitch of unvoiced audio, the percussive share
 of silence) is returned as NaN; malformed input (empty, NaN/inf samples, a sample rate <= 0,
@@ -16,22 +15,15 @@ mismatched shapes) raises ``ValueError`` naming the value.
 
 from __future__ import annotations
 
-import logging
 import math
-import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..utils import atomic_path, check_finite_number
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-logger = logging.getLogger(__name__)
+from ..music import RELATIVE_MINOR, Key, key_from_name
+from ..utils import check_finite_number
+from .arrays import as_channels, as_float_vector, as_mono, check_sample_rate, frame_size
 
 # Absolute level below which a frame counts as silent, as frame RMS in dBFS (a full-scale sine is
 # -3 dBFS RMS). Quiet music sits around -35..-20 dBFS RMS while the decoder noise floor of a
@@ -62,11 +54,6 @@ PERCUSSIVE_MIN_HZ = 150.0
 # two semitones from each, so a slightly sharp or flat estimate still lands in the right register.
 REGISTER_BOUNDS = (55, 74)
 
-PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
-_MODES = {"major": "major", "maj": "major", "": "major", "minor": "minor", "min": "minor"}
-
 # Krumhansl-Kessler probe-tone profiles, tonic first (Krumhansl 1990), used by the
 # Krumhansl-Schmuckler key-finding algorithm.
 KRUMHANSL_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -81,7 +68,8 @@ _PITCH_SR = 22050
 _PITCH_FRAME = 2048
 
 
-def _librosa() -> ModuleType:
+def require_librosa() -> ModuleType:
+    """librosa, or an ``ImportError`` naming the ``[eval]`` extra."""
     try:
         import librosa
     except ImportError as err:
@@ -89,65 +77,6 @@ def _librosa() -> ModuleType:
             "this metric needs librosa, an optional dependency: pip install 'stable-audio-kit[eval]'"
         ) from err
     return librosa
-
-
-def _check_sample_rate(sample_rate: object) -> float:
-    sr = check_finite_number("sample_rate", sample_rate)
-    if sr <= 0:
-        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-    return sr
-
-
-def _as_channels(audio: object, name: str = "audio") -> np.ndarray:
-    """Validate ``audio`` and return it as float64 ``(channels, samples)``."""
-    arr = np.asarray(audio)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim == 1:
-        arr = arr[None]
-    elif arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (samples,) or (channels, samples), got {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty, shape {arr.shape}")
-    if arr.shape[0] > arr.shape[1]:
-        # (samples, channels) is the soundfile layout; averaging over the wrong axis would
-        # silently produce nonsense, so refuse it.
-        raise ValueError(f"{name} must be (channels, samples), got shape {arr.shape}; transpose it")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf samples")
-    return arr
-
-
-def _as_mono(audio: object, name: str = "audio") -> np.ndarray:
-    """Validate ``audio`` and down-mix it to float32 ``(samples,)`` (librosa's working type)."""
-    return _as_channels(audio, name).mean(axis=0).astype(np.float32)
-
-
-def _n_fft(sample_rate: float) -> int:
-    # ~46 ms frames at any rate (1024 at 22.05 kHz, 2048 at 44.1/48 kHz) so that HPSS median
-    # filters span the same seconds and hertz whatever the rate.
-    return max(64, int(2 ** round(math.log2(sample_rate * 0.0464))))
-
-
-def _as_float_vector(values: object, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf: {arr.tolist()}")
-    return arr
-
-
-def _as_embeddings(emb: object, name: str, min_rows: int = 1) -> np.ndarray:
-    arr = np.asarray(emb, dtype=np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (items, dim), got {arr.shape}")
-    if arr.shape[0] < min_rows or arr.shape[1] == 0:
-        raise ValueError(f"{name} needs at least {min_rows} rows and 1 column, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,8 +104,8 @@ def silence_onset(
         the audio's duration), or 0.0 if no frame does. Duration adherence for a generation of
         ``seconds_total`` is ``silence_onset(untrimmed_window, sr) - seconds_total``.
     """
-    x = _as_channels(audio)
-    sr = _check_sample_rate(sample_rate)
+    x = as_channels(audio)
+    sr = check_sample_rate(sample_rate)
     threshold_db = check_finite_number("threshold_db", threshold_db)
     frame_seconds = check_finite_number("frame_seconds", frame_seconds)
     frame = round(frame_seconds * sr)
@@ -211,8 +140,8 @@ def duration_adherence(
         "mean_abs_error", "max_abs_error", "mean_error"}``, errors in seconds; ``mean_error`` is
         signed, positive when audio runs past the requested length.
     """
-    onsets_arr = _as_float_vector(onsets, "onsets")
-    totals_arr = _as_float_vector(totals, "totals")
+    onsets_arr = as_float_vector(onsets, "onsets")
+    totals_arr = as_float_vector(totals, "totals")
     if onsets_arr.shape != totals_arr.shape:
         raise ValueError(f"onsets and totals must have the same length, got {onsets_arr.size} and {totals_arr.size}")
     tolerance = check_finite_number("tolerance", tolerance)
@@ -247,14 +176,14 @@ def estimate_tempo(audio: np.ndarray, sample_rate: float) -> float:
         track reads 87.6, a 60 bpm kick/snare loop with eighth-note hi-hats reads 120). Compare
         with ``tempo_match(..., allow_octave=True)`` to forgive that.
     """
-    librosa = _librosa()
-    y = _as_mono(audio)
-    sr = _check_sample_rate(sample_rate)
+    librosa = require_librosa()
+    y = as_mono(audio)
+    sr = check_sample_rate(sample_rate)
     if not np.any(y):
         return math.nan
     # ~86 envelope frames per second at any rate: librosa's default hop at 22.05 kHz quantises
     # 120 bpm to 117.5, at this hop to 120.2.
-    n_fft = _n_fft(sr)
+    n_fft = frame_size(sr)
     hop = n_fft // 4
     envelope = librosa.onset.onset_strength(y=y, sr=sr, n_fft=n_fft, hop_length=hop)
     if not np.any(envelope > 0):
@@ -313,15 +242,15 @@ def percussive_ratio(audio: np.ndarray, sample_rate: float, min_hz: float = PERC
         A ratio in [0, 1] (see ``TONAL_MAX``/``PERCUSSIVE_MIN`` for calibrated thresholds), or NaN
         for digital silence or no energy above ``min_hz``.
     """
-    librosa = _librosa()
-    y = _as_mono(audio)
-    sr = _check_sample_rate(sample_rate)
+    librosa = require_librosa()
+    y = as_mono(audio)
+    sr = check_sample_rate(sample_rate)
     min_hz = check_finite_number("min_hz", min_hz)
     if not 0 <= min_hz < sr / 2:
         raise ValueError(f"min_hz must be in [0, {sr / 2}) for sample_rate {sr}, got {min_hz}")
     if not np.any(y):
         return math.nan
-    n_fft = _n_fft(sr)
+    n_fft = frame_size(sr)
     spec = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=n_fft // 4))
     harmonic, percussive = librosa.decompose.hpss(spec)
     keep = librosa.fft_frequencies(sr=sr, n_fft=n_fft) >= min_hz
@@ -377,9 +306,9 @@ def median_f0(audio: np.ndarray, sample_rate: float, fmin: float = 32.70, fmax: 
     Returns:
         Median f0 in Hz, or NaN if no frame is voiced.
     """
-    librosa = _librosa()
-    y = _as_mono(audio)
-    sr = _check_sample_rate(sample_rate)
+    librosa = require_librosa()
+    y = as_mono(audio)
+    sr = check_sample_rate(sample_rate)
     fmin = check_finite_number("fmin", fmin)
     fmax = check_finite_number("fmax", fmax)
     min_fmin = 2 * _PITCH_SR / _PITCH_FRAME
@@ -432,24 +361,11 @@ def register_of(midi_pitch: float) -> str:
 def normalize_key(key: str | tuple[str, str]) -> tuple[str, str]:
     """Canonical ``(tonic, mode)`` with sharps, e.g. ``"Bb minor"`` -> ``("A#", "minor")``.
 
-    Accepts a ``(tonic, mode)`` pair or a string such as ``"A minor"``, ``"A min"``, ``"Am"``,
-    ``"A:minor"``, ``"F# major"``, ``"Gb"`` (a bare tonic means major). Flats (``b``, ``♭``) and
-    ``♯`` are normalised to sharps; modes are ``"major"`` or ``"minor"``.
+    Reads whatever :func:`stable_audio_kit.music.key_from_name` reads: a ``(tonic, mode)`` pair or a
+    string such as ``"A minor"``, ``"A min"``, ``"Am"``, ``"A:minor"``, ``"F# major"``, ``"Gb"`` (a bare
+    tonic means major); raises ``ValueError`` naming anything else.
     """
-    if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
-        tonic, mode = key[0].strip(), key[1].strip()
-    elif isinstance(key, str):
-        text = key.strip().replace(":", " ")
-        tonic_len = 2 if len(text) > 1 and text[1] in "#♯b♭" else 1
-        tonic, mode = text[:tonic_len], text[tonic_len:].strip()
-    else:
-        raise ValueError(f"key must be a string like 'A minor' or a (tonic, mode) pair, got {key!r}")
-    letter, accidental = tonic[:1].upper(), tonic[1:]
-    # "m" is minor; "M" (major in some notations) is refused because a lost case flips its meaning.
-    mode_name = "minor" if mode == "m" else None if mode == "M" else _MODES.get(mode.lower())
-    if letter not in _NATURALS or accidental not in _ACCIDENTALS or mode_name is None:
-        raise ValueError(f"cannot parse key {key!r}: expected a tonic A-G with optional #/b and a major/minor mode")
-    return PITCH_CLASSES[(_NATURALS[letter] + _ACCIDENTALS[accidental]) % 12], mode_name
+    return key_from_name(key).sharp_name
 
 
 def estimate_key(audio: np.ndarray, sample_rate: float) -> tuple[str, str] | None:
@@ -464,12 +380,12 @@ def estimate_key(audio: np.ndarray, sample_rate: float) -> tuple[str, str] | Non
         sample_rate: samples per second, > 0.
 
     Returns:
-        ``(tonic, mode)`` with a sharp-spelled tonic from ``PITCH_CLASSES`` and mode ``"major"`` or
+        ``(tonic, mode)`` with a sharp-spelled tonic from ``music.PITCH_CLASSES`` and mode ``"major"`` or
         ``"minor"``, e.g. ``("F#", "minor")``; None if the chromagram is flat (e.g. silence).
     """
-    librosa = _librosa()
-    y = _as_mono(audio)
-    sr = _check_sample_rate(sample_rate)
+    librosa = require_librosa()
+    y = as_mono(audio)
+    sr = check_sample_rate(sample_rate)
     if not np.any(y):
         return None
     if sr != _PITCH_SR:
@@ -486,7 +402,7 @@ def estimate_key(audio: np.ndarray, sample_rate: float) -> tuple[str, str] | Non
         for tonic in range(12):
             corr = np.corrcoef(chroma, np.roll(profile, tonic))[0, 1]
             if corr > best_corr:
-                best, best_corr = (PITCH_CLASSES[tonic], mode), corr
+                best, best_corr = Key(tonic, mode).sharp_name, corr
     return best
 
 
@@ -494,7 +410,7 @@ def key_match(estimated: tuple[str, str] | str | None, requested: tuple[str, str
     """Compare an estimated key with the requested one.
 
     Args:
-        estimated: from ``estimate_key`` (None = no key found), or any form ``normalize_key`` reads.
+        estimated: from ``estimate_key`` (None = no key found), or any label ``music.key_from_name`` reads.
         requested: the prompt's key, e.g. ``"Bb major"`` or ``("A#", "major")``.
 
     Returns:
@@ -504,19 +420,19 @@ def key_match(estimated: tuple[str, str] | str | None, requested: tuple[str, str
         ``relaxed`` is exact, fifth or relative. ``score`` uses the MIREX weights 1 / 0.5 / 0.3 /
         0.2 / 0 (MIREX counts only the fifth above; here both directions get 0.5).
     """
-    req_tonic, req_mode = normalize_key(requested)
+    want = key_from_name(requested)
     if estimated is None:
         relation = "none"
     else:
-        est_tonic, est_mode = normalize_key(estimated)
-        interval = (PITCH_CLASSES.index(est_tonic) - PITCH_CLASSES.index(req_tonic)) % 12
-        if est_mode == req_mode:
+        got = key_from_name(estimated)
+        interval = (got.tonic - want.tonic) % 12
+        if got.mode == want.mode:
             relation = "exact" if interval == 0 else "fifth" if interval in (5, 7) else "other"
         elif interval == 0:
             relation = "parallel"
         else:
-            # The relative minor's tonic is three semitones below the major's.
-            relative = 9 if req_mode == "major" else 3
+            # Relative keys share a scale: the minor's tonic lies RELATIVE_MINOR semitones above the major's.
+            relative = RELATIVE_MINOR if want.mode == "major" else 12 - RELATIVE_MINOR
             relation = "relative" if interval == relative else "other"
     return {
         "exact": relation == "exact",
@@ -524,270 +440,3 @@ def key_match(estimated: tuple[str, str] | str | None, requested: tuple[str, str
         "relation": relation,
         "score": KEY_SCORES[relation],
     }
-
-
-# --------------------------------------------------------------------------------------------
-# Embedding metrics
-
-
-def frechet_distance(emb_a: np.ndarray, emb_b: np.ndarray, eps: float = 1e-6) -> float:
-    """Fréchet distance between Gaussians fitted to two embedding sets (FAD on audio embeddings).
-
-    ``||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr(sqrtm(S_a S_b))`` with sample covariances.
-
-    Args:
-        emb_a: ``(N, D)`` embeddings, N >= 2.
-        emb_b: ``(M, D)`` embeddings, M >= 2, same D.
-        eps: added to both covariance diagonals when ``sqrtm`` of the product fails (singular
-            covariances, common when N < D).
-
-    Returns:
-        The distance (>= 0, in squared embedding units); ~0 for a set against itself.
-    """
-    from scipy import linalg
-
-    a = _as_embeddings(emb_a, "emb_a", min_rows=2)
-    b = _as_embeddings(emb_b, "emb_b", min_rows=2)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"emb_a and emb_b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
-    eps = check_finite_number("eps", eps)
-    mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
-    cov_a = np.atleast_2d(np.cov(a, rowvar=False))
-    cov_b = np.atleast_2d(np.cov(b, rowvar=False))
-    product = cov_a @ cov_b
-    covmean = linalg.sqrtm(product)
-    # sqrtm of a (near-)singular product can come back non-finite or inaccurate; regularise.
-    norm = np.linalg.norm(product)
-    if not np.all(np.isfinite(covmean)) or (norm > 0 and np.linalg.norm(covmean @ covmean - product) > 1e-3 * norm):
-        logger.warning("frechet_distance: singular covariance product, adding %g to the diagonals", eps)
-        offset = eps * np.eye(cov_a.shape[0])
-        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    # Imaginary parts are numerical noise: the eigenvalues of S_a S_b are real and >= 0.
-    covmean = np.real(covmean)
-    diff = mu_a - mu_b
-    distance = float(diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(covmean))
-    # Rounding can push a true zero slightly negative.
-    return max(distance, 0.0)
-
-
-def _unit_rows(emb: np.ndarray, name: str) -> np.ndarray:
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    if np.any(norms == 0):
-        raise ValueError(f"{name} has all-zero rows {np.flatnonzero(norms[:, 0] == 0).tolist()}; cosine is undefined")
-    return emb / norms
-
-
-def clap_score(audio_emb: np.ndarray, text_emb: np.ndarray) -> float:
-    """Mean cosine similarity of matched (audio i, text i) embedding pairs.
-
-    Args:
-        audio_emb: ``(N, D)`` CLAP audio embeddings.
-        text_emb: ``(N, D)`` CLAP text embeddings of the prompts, in the same order.
-
-    Returns:
-        Mean cosine similarity in [-1, 1] (not clipped at 0 nor scaled by 100, unlike some papers).
-    """
-    audio = _as_embeddings(audio_emb, "audio_emb")
-    text = _as_embeddings(text_emb, "text_emb")
-    if audio.shape != text.shape:
-        raise ValueError(f"audio_emb and text_emb must have the same shape, got {audio.shape} and {text.shape}")
-    return float(np.mean(np.sum(_unit_rows(audio, "audio_emb") * _unit_rows(text, "text_emb"), axis=1)))
-
-
-def retrieval_recall(text_emb: np.ndarray, audio_emb: np.ndarray, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Text-to-audio retrieval recall@k by cosine similarity; audio i is the match for text i.
-
-    Args:
-        text_emb: ``(N, D)`` text embeddings.
-        audio_emb: ``(N, D)`` audio embeddings, same order.
-        ks: cut-offs, each >= 1; k >= N gives 1.0 trivially.
-
-    Returns:
-        ``{"recall@k": fraction of texts whose audio ranks in the top k}`` for each k; chance level
-        is k / N. Exact ties are broken at random in expectation (a match tied with t others
-        counts as in the top k with probability ``(k - better) / (t + 1)``), so a model that
-        embeds everything identically scores chance rather than 1.0.
-    """
-    text = _unit_rows(_as_embeddings(text_emb, "text_emb"), "text_emb")
-    audio = _unit_rows(_as_embeddings(audio_emb, "audio_emb"), "audio_emb")
-    if text.shape != audio.shape:
-        raise ValueError(f"text_emb and audio_emb must have the same shape, got {text.shape} and {audio.shape}")
-    ks = list(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
-        raise ValueError(f"ks must be a non-empty list of integers >= 1, got {ks}")
-    sim = text @ audio.T
-    correct = np.diag(sim)[:, None]
-    better = np.sum(sim > correct, axis=1)
-    ties = np.sum(sim == correct, axis=1) - 1  # the match itself is not a tie
-    return {f"recall@{k}": float(np.mean(np.clip((k - better) / (ties + 1), 0.0, 1.0))) for k in ks}
-
-
-# --------------------------------------------------------------------------------------------
-# Plots
-
-
-def log_mel_db(audio: np.ndarray, sample_rate: float, n_mels: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(n_mels, frames)`` mel power in dB re a full-scale sine, and the band centre frequencies.
-
-    numpy only, so the plots work without the optional librosa.
-    """
-    y = _as_mono(audio).astype(np.float64)
-    n_fft = _n_fft(sample_rate)
-    hop = n_fft // 4
-    y = np.pad(y, (n_fft // 2, n_fft // 2))
-    if y.size < n_fft:
-        y = np.pad(y, (0, n_fft - y.size))
-    window = np.hanning(n_fft)
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop] * window
-    # Scaling by (sum(w) / 2)^2 puts a full-scale sine at 0 dB.
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2 / (window.sum() / 2) ** 2
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-
-    def to_mel(f: np.ndarray) -> np.ndarray:
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    edges = 700.0 * (10.0 ** (np.linspace(0.0, to_mel(np.array(sample_rate / 2)), n_mels + 2) / 2595.0) - 1.0)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    weights = np.maximum(0.0, np.minimum((freqs - lower) / (centre - lower), (upper - freqs) / (upper - centre)))
-    mel = weights @ power.T
-    return 10.0 * np.log10(np.maximum(mel, 1e-12)), edges[1:-1]
-
-
-def _check_png_path(path: str | Path) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path must end in .png, got {str(path)!r}")
-    return path
-
-
-def _save_figure(fig: Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-
-
-def spectrogram_grid_png(
-    audios: Sequence[np.ndarray],
-    sample_rate: float,
-    titles: Sequence[str],
-    path: str | Path,
-    cols: int = 3,
-    n_mels: int = 128,
-) -> Path:
-    """Write a PNG grid of log-mel spectrograms, one panel per clip, titled with its prompt.
-
-    All panels share one colour scale (-90..0 dB re a full-scale sine), so loudness and trailing
-    silence compare across clips. Written atomically (temp file beside ``path``, then rename).
-
-    Args:
-        audios: clips, each ``(samples,)`` or ``(channels, samples)``.
-        sample_rate: samples per second, > 0, shared by all clips.
-        titles: one title per clip (wrapped to three lines).
-        path: output file, ending in ``.png``.
-        cols: panels per row.
-        n_mels: mel bands per panel.
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = _check_png_path(path)
-    sr = _check_sample_rate(sample_rate)
-    audios, titles = list(audios), list(titles)
-    if not audios:
-        raise ValueError("audios is empty")
-    if len(titles) != len(audios):
-        raise ValueError(f"need one title per clip, got {len(titles)} titles for {len(audios)} clips")
-    if isinstance(cols, bool) or not isinstance(cols, int) or cols < 1:
-        raise ValueError(f"cols must be an integer >= 1, got {cols!r}")
-    if isinstance(n_mels, bool) or not isinstance(n_mels, int) or n_mels < 2:
-        raise ValueError(f"n_mels must be an integer >= 2, got {n_mels!r}")
-    specs = [log_mel_db(_as_channels(a, f"audios[{i}]"), sr, n_mels) for i, a in enumerate(audios)]
-
-    cols = min(cols, len(audios))
-    rows = math.ceil(len(audios) / cols)
-    # A Figure with an explicit Agg canvas: no pyplot, so no global backend switch or figure leak.
-    fig = Figure(figsize=(4.5 * cols, 3.2 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    image = None
-    for i, ax in enumerate(axes.flat):
-        if i >= len(specs):
-            ax.set_axis_off()
-            continue
-        mel_db, centres = specs[i]
-        seconds = np.asarray(audios[i]).shape[-1] / sr
-        image = ax.imshow(
-            mel_db,
-            origin="lower",
-            aspect="auto",
-            cmap="magma",
-            vmin=-90.0,
-            vmax=0.0,
-            extent=(0.0, seconds, 0.0, float(n_mels)),
-            interpolation="nearest",
-        )
-        ticks = [f for f in (100, 300, 1000, 3000, 10000) if f < sr / 2]
-        labels = [f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks]
-        ax.set_yticks(np.interp(ticks, centres, np.arange(n_mels) + 0.5), labels)
-        ax.set_xlabel("seconds")
-        ax.set_ylabel("Hz (mel)")
-        ax.set_title("\n".join(textwrap.wrap(str(titles[i]), 40, max_lines=3, placeholder=" …")), fontsize=9)
-    fig.colorbar(image, ax=axes, label="dB re full-scale sine", shrink=0.8)
-    _save_figure(fig, path)
-    return path
-
-
-def duration_plot_png(
-    requested: Sequence[float] | np.ndarray,
-    measured: Sequence[float] | np.ndarray,
-    path: str | Path,
-    tolerance: float = 0.5,
-) -> Path:
-    """Write a scatter PNG of measured silence onset vs requested ``seconds_total``.
-
-    Draws the ideal ``y = x`` line and the ``±tolerance`` band; the title reports how many clips
-    fall inside it. Written atomically.
-
-    Args:
-        requested: ``(N,)`` requested ``seconds_total`` in seconds.
-        measured: ``(N,)`` measured silence onsets in seconds (``silence_onset``).
-        path: output file, ending in ``.png``.
-        tolerance: half-width of the band in seconds.
-
-    Returns:
-        ``path`` as a ``Path``.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = _check_png_path(path)
-    req = _as_float_vector(requested, "requested")
-    meas = _as_float_vector(measured, "measured")
-    if req.shape != meas.shape:
-        raise ValueError(f"requested and measured must have the same length, got {req.size} and {meas.size}")
-    summary = duration_adherence(meas, req, tolerance)
-
-    top = max(float(req.max()), float(meas.max()), 1e-3) * 1.05 + tolerance
-    line = np.array([0.0, top])
-    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    ax.fill_between(line, line - tolerance, line + tolerance, color="tab:green", alpha=0.2, label=f"±{tolerance:g} s")
-    ax.plot(line, line, color="tab:green", linewidth=1.0, label="measured = requested")
-    ax.scatter(req, meas, s=18, color="tab:blue", zorder=3, label="clips")
-    ax.set_xlim(0.0, top)
-    ax.set_ylim(0.0, top)
-    ax.set_aspect("equal")
-    ax.set_xlabel("requested seconds_total (s)")
-    ax.set_ylabel("measured silence onset (s)")
-    within = round(summary["within_tolerance"] * summary["count"])
-    ax.set_title(
-        f"Duration adherence: {within}/{summary['count']} within ±{tolerance:g} s, "
-        f"MAE {summary['mean_abs_error']:.2f} s",
-        fontsize=10,
-    )
-    ax.legend(loc="upper left", fontsize=8)
-    _save_figure(fig, path)
-    return path

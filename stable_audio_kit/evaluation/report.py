@@ -12,6 +12,9 @@ column gives those rows theirs: **wrong lengths**, the model given each clip's o
 another clip's ``seconds_total``, measured against the clip's own length (``timing_floor=False``
 skips it and its generations).
 
+Probes (``probes=["key-swap", "tempo-swap"]``, see :mod:`.probes`) add rows of their own: the same
+held-out captions with one span rewritten (the key, the tempo), generated with the same seeds.
+
 The catalogue is a folder with ``metadata.jsonl`` as written by ``sak catalogue make``: rows with
 ``path``, ``caption``, ``split``, ``seconds`` and, where the prompt names them, ``bpm``, ``kind``,
 ``register``, ``tonic``/``mode``.
@@ -30,9 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics
 from ..audio import load_audio
 from ..utils import atomic_write_text
+from . import embedding, metrics, plots
+from .probes import PROBES, parse_probes
 
 logger = logging.getLogger(__name__)
 
@@ -210,30 +214,13 @@ def embedding_metrics(
     """
     audio_emb = embedder.embed_audio([c.audio for c in clips], sample_rate)
     text_emb = embedder.embed_text(list(captions))
-    out = {"clap_score": metrics.clap_score(audio_emb, text_emb)}
-    out.update(metrics.retrieval_recall(text_emb, audio_emb, ks=(1, 5)))
+    out = {"clap_score": embedding.clap_score(audio_emb, text_emb)}
+    out.update(embedding.retrieval_recall(text_emb, audio_emb, ks=(1, 5)))
     if real_emb is not None:
-        out["fad_clap"] = metrics.frechet_distance(audio_emb, real_emb)
+        out["fad_clap"] = embedding.frechet_distance(audio_emb, real_emb)
         if kinds is not None:
-            out["fad_clap_by_kind"] = fad_by_group(audio_emb, real_emb, kinds)
+            out["fad_clap_by_kind"] = embedding.fad_by_group(audio_emb, real_emb, kinds)
     return out
-
-
-def fad_by_group(emb: np.ndarray, real_emb: np.ndarray, groups: Sequence[str]) -> float | None:
-    """Count-weighted mean over the groups of the FAD between ``emb`` and ``real_emb`` rows of each group.
-
-    Unlike the FAD of the whole set, it tells whether what was generated for, say, the drum prompts
-    sounds like the real drum clips; ``None`` when no group has 2 clips."""
-    groups = np.asarray(list(groups))
-    if len(groups) != len(emb) or len(groups) != len(real_emb):
-        raise ValueError(f"need one group per clip, got {len(groups)} groups for {len(emb)} and {len(real_emb)} clips")
-    total = weight = 0.0
-    for g in sorted(set(groups.tolist())):
-        rows = groups == g
-        if rows.sum() >= 2:
-            total += rows.sum() * metrics.frechet_distance(emb[rows], real_emb[rows])
-            weight += rows.sum()
-    return float(total / weight) if weight else None
 
 
 # Higher is better for every row but the ones listed here.
@@ -311,7 +298,27 @@ def render_markdown(report: dict[str, Any]) -> str:
             "held-out clip's `seconds_total`, measured against its own (a partner of about the same length "
             "still counts)."
         )
+    if report.get("probes"):
+        lines += ["", *render_probes(report["probes"])]
     return "\n".join(lines) + "\n"
+
+
+def render_probes(probes: dict[str, Any]) -> list[str]:
+    """The probes' rows as one markdown table: each metric as written, swapped, and its chance or target."""
+    lines = [
+        "## Probes",
+        "",
+        "The same held-out captions generated twice with the same seed: as written, and with one span rewritten.",
+        "",
+        "| probe | clips | metric | as written | swapped | chance / target |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, probe in probes.items():
+        for row in probe["rows"].values():
+            cells = [f"{name} ({probe['change']})", str(probe["n"]), row["label"]]
+            cells += [_fmt(row[column]) for column in ("as_written", "swapped", "reference")]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def evaluate(
@@ -326,11 +333,15 @@ def evaluate(
     device: str = "cpu",
     progress: bool = True,
     timing_floor: bool = True,
+    probes: str | Sequence[str] | None = None,
+    probe_n: int = 40,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
     (default: ``<model>/clap`` if it exists); without one those rows are left out. ``timing_floor``
-    adds the wrong-lengths column of the duration rows (one more generation per clip)."""
+    adds the wrong-lengths column of the duration rows (one more generation per clip). ``probes``
+    names probes of :data:`.probes.PROBES` ("key-swap,tempo-swap"), each run on up to ``probe_n`` of
+    all the held-out clips (two generations per clip); their rows go to ``report["probes"]``."""
     from tqdm.auto import tqdm
 
     from ..pipeline import StableAudioKitPipeline
@@ -340,15 +351,17 @@ def evaluate(
     rows = load_heldout(catalogue, n)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    metrics._librosa()  # fail now, not after generating, if the [eval] extra is missing
+    # The probes pick their clips and rewrite their captions before any model loads, so an unknown
+    # probe or a catalogue with nothing to probe fails at once.
+    planned = [PROBES[name](load_heldout(catalogue, None), probe_n, seed) for name in parse_probes(probes)]
+    metrics.require_librosa()  # fail now, not after generating, if the [eval] extra is missing
     pipe = StableAudioKitPipeline.from_pretrained(model).to(device)
     pipe.set_progress_bar_config(disable=True)
-    too_long = [r for r in rows if r["seconds"] > pipe.max_seconds]
+    lengths = [(r["path"], r["seconds"]) for r in rows] + [(s.path, s.seconds) for p in planned for s in p.swaps]
+    too_long = [(path, secs) for path, secs in lengths if secs > pipe.max_seconds]
     if too_long:
-        first = too_long[0]
-        raise ValueError(
-            f"clip {first['path']!r} lasts {first['seconds']} s, beyond the model's maximum {pipe.max_seconds:.3f} s"
-        )
+        path, secs = too_long[0]
+        raise ValueError(f"clip {path!r} lasts {secs} s, beyond the model's maximum {pipe.max_seconds:.3f} s")
     embedder = _load_embedder(clap, model)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -374,6 +387,7 @@ def evaluate(
         "shuffle": perm,
         "summary": {},
         "clips": {},
+        "probes": {},
     }
     real_emb = embedder.embed_audio([c.audio for c in conditions["real"]], sr) if embedder else None
     kinds = [r["kind"] for r in rows] if all(r.get("kind") for r in rows) else None
@@ -396,15 +410,17 @@ def evaluate(
         measured = measure_timing(wrong, rows, sr)
         report["summary"][TIMING_FLOOR] = measured["summary"]
         report["clips"][TIMING_FLOOR] = measured["clips"]
+    for probe in planned:
+        report["probes"][probe.name] = probe.run(pipe, steps, guidance_scale, lambda it, p=probe: bar(it, p.name))
 
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out_dir / "report.md", render_markdown(report))
     shown = min(len(rows), 12)
-    metrics.spectrogram_grid_png(
+    plots.spectrogram_grid_png(
         [c.audio for c in conditions["model"][:shown]], sr, captions[:shown], out_dir / "spectrograms.png"
     )
     measured_onsets = [c["silence_onset"] for c in report["clips"]["model"]]
-    metrics.duration_plot_png(seconds, measured_onsets, out_dir / "duration.png")
+    plots.duration_plot_png(seconds, measured_onsets, out_dir / "duration.png")
     return report
 
 
@@ -414,7 +430,7 @@ def _load_embedder(clap: str | Path | None, model: str | Path | None):
     candidates = [Path(clap)] if clap else [Path(model or DEFAULT_MODEL_DIR) / "clap"]
     for path in candidates:
         if path.is_dir():
-            from .clap_audio import ClapAudioEmbedder
+            from ..clap_audio import ClapAudioEmbedder
 
             return ClapAudioEmbedder.from_pretrained(path)
     if clap:

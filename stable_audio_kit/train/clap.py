@@ -52,7 +52,7 @@ from ..clap_audio import (
     extract_features,
 )
 from ..conditioning import SPECIAL_TOKENS, train_tokenizer
-from ..evaluation.metrics import clap_score, retrieval_recall
+from ..evaluation.embedding import clap_score, retrieval_recall
 from ..pipeline import check_model_dir
 from ..utils import atomic_dir
 from .common import (

@@ -29,15 +29,11 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from omegaconf import OmegaConf
 
 from ..config import load_config, save_config
-from ..utils import atomic_write_text
+from ..utils import NonFiniteLossError, atomic_write_text, cpu_data_parallel
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step_"
-
-
-class NonFiniteLossError(RuntimeError):
-    """Raised when a loss is NaN or infinite; the last good checkpoint is left as it was."""
 
 
 @dataclass
@@ -111,18 +107,6 @@ def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(cfg).items()}
         accelerator.init_trackers(kind, config=flat)
     return accelerator, run_dir
-
-
-def cpu_data_parallel() -> bool:
-    """Whether this is one process of a multi-process launch (``torchrun``, ``accelerate launch --multi_gpu``)
-    on a machine without a GPU backend. Accelerate then needs ``cpu=True`` to train data-parallel on the
-    CPU (gloo); without it every process would train alone on the same run folder."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return False
-    from accelerate import utils
-
-    others = ("is_xpu_available", "is_npu_available", "is_mlu_available", "is_musa_available", "is_sdaa_available")
-    return not (torch.cuda.is_available() or any(getattr(utils, name, lambda: False)() for name in others))
 
 
 def _flatten(cfg: Any, prefix: str = "") -> dict:

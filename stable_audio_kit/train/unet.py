@@ -32,8 +32,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..conditioning import beat_grid, key_profile, prompt_key, prompt_tempo, timing_mask
-from ..objective import VObjective, drop_context
+from ..conditioning import ConditioningRequest, unconditional
+from ..objective import VObjective
 from ..pipeline import StableAudioKitPipeline
 from .common import (
     TrainerState,
@@ -72,47 +72,19 @@ class ConditionedDenoiser(nn.Module):
         self.unet = unet
 
     def forward(
-        self,
-        noisy: torch.Tensor,
-        timesteps: torch.Tensor,
-        text_hidden: torch.Tensor,
-        text_mask: torch.Tensor,
-        seconds_start: torch.Tensor,
-        seconds_total: torch.Tensor,
-        drop: torch.Tensor,
-        timing_mask: torch.Tensor | None = None,
-        prompt_numbers: torch.Tensor | None = None,
-        beat_grid: torch.Tensor | None = None,
-        key: torch.Tensor | None = None,
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, features: dict[str, Any], drop: torch.Tensor
     ) -> torch.Tensor:
         """v-prediction ``(B, C, T)`` for noisy latents ``(B, C, T)`` and timesteps ``(B,)``.
 
-        ``drop`` ``(B,)`` bool marks the rows whose cross-attention context is replaced by the null
-        context (classifier-free-guidance dropout, decided in the training step). The timing stays in
-        the global vector of every row, as in the pipeline's CFG. ``timing_mask`` ``(B, T)`` goes to a
-        U-Net with ``timing_mask_channel`` (:func:`stable_audio_kit.conditioning.timing_mask`), and
-        ``prompt_numbers`` ``(B, L)`` to a projection with ``prompt_numbers``. ``beat_grid``
-        ``(B, 4, T)`` goes to a U-Net with ``beat_grid_channel``; it comes from the caption, so dropped
-        rows get none, as the unconditional half of the pipeline's CFG does. So does ``key`` ``(B, 24)``,
-        the key profile for a U-Net with ``key_conditioning``.
+        ``features`` are the conditioning inputs' features for the batch
+        (:meth:`~stable_audio_kit.conditioning.ConditioningProjection.features`). ``drop`` ``(B,)`` bool marks
+        the rows that classifier-free-guidance dropout (decided in the training step) makes unconditional, by
+        the rule the pipeline's unconditional half follows (:func:`stable_audio_kit.conditioning.unconditional`):
+        the context is nulled, the timing kept, and inputs that belong to the prompt (tempo, key) get their
+        null form.
         """
-        cond = self.projection(text_hidden, text_mask, seconds_start, seconds_total, prompt_numbers)
-        context, mask = cond.encoder_hidden_states, cond.encoder_attention_mask.bool()
-        context, mask = drop_context(context, mask, drop)
-        if beat_grid is not None:
-            beat_grid = beat_grid * (~drop).to(beat_grid.dtype)[:, None, None]
-        if key is not None:
-            key = key * (~drop).to(key.dtype)[:, None]
-        return self.unet(
-            noisy,
-            timesteps,
-            encoder_hidden_states=context,
-            encoder_attention_mask=mask,
-            global_hidden_states=cond.global_hidden_states,
-            timing_mask=timing_mask,
-            beat_grid=beat_grid,
-            key_profile=key,
-        ).sample
+        cond = unconditional(self.projection(features), rows=drop)
+        return self.unet(noisy, timesteps, **cond.unet_inputs()).sample
 
 
 # --------------------------------------------------------------------------- setup
@@ -220,13 +192,13 @@ def draw(
 
 @torch.no_grad()
 def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """Latents ``(B, C, T)``, frame mask ``(B, T)``, text states ``(B, L, D)``/``(B, L)``, for a U-Net with
-    ``timing_mask_channel`` the timing mask ``(B, T)``, for one with ``beat_grid_channel`` the beat grid
-    ``(B, 4, T)``, for one with ``key_conditioning`` the key profile ``(B, 24)`` of the captions' keys and for
-    a projection with ``prompt_numbers`` the numbers of the captions ``(B, L)`` of a batch,
-    through the frozen VAE and text encoder unless the batch holds them already (pre-encoded shards).
+    """Latents ``(B, C, T)``, frame mask ``(B, T)`` and the conditioning inputs' features of a batch, through
+    the frozen VAE and text encoder unless the batch holds latents and text states already (shards).
 
-    Audio is encoded to ``posterior mode * scaling_factor``, exactly what ``sak encode`` stores.
+    The features come from the same request the pipeline builds at sampling time, with each crop's own
+    ``seconds_start``/``seconds_total`` and frame count, so the timing mask, beat grid and key are laid out
+    exactly as when sampling. Audio is encoded to ``posterior mode * scaling_factor``, exactly what
+    ``sak encode`` stores.
     """
     if "latents" in batch:
         latents, frame_mask = batch["latents"].to(device), batch["padding_mask"].to(device)
@@ -241,48 +213,21 @@ def encode_batch(pipe: StableAudioKitPipeline, batch: dict[str, Any], device: to
                 f"the VAE gave {latents.shape[-1]} latent frames for {audio.shape[-1]} samples, expected "
                 f"{frame_mask.shape[-1]} (hop {hop})"
             )
+    text_states = None
     if "text_hidden" in batch:
-        text_hidden, text_mask = batch["text_hidden"].to(device), batch["text_mask"].to(device).bool()
-    else:
-        text_hidden, text_mask = pipe.encode_prompt(list(batch["caption"]), device)
-    # From the captions even when the text states are cached: shards encoded before the option still work.
-    numbers = pipe.encode_prompt_numbers(list(batch["caption"]), device)
-    if numbers is not None and numbers.shape != text_mask.shape:
-        raise ValueError(
-            f"the captions give {numbers.shape[1]} tokens but the text states have {text_mask.shape[1]}: "
-            "re-encode the latent shards with this model's text encoder (`sak encode --text`)"
-        )
-    seconds_start, seconds_total = batch["seconds_start"].to(device), batch["seconds_total"].to(device)
-    mask_input = None
-    if pipe.unet.config.get("timing_mask_channel", False):
-        # From the timing numbers, exactly as the pipeline computes it at sampling time.
-        mask_input = timing_mask(
-            seconds_start, seconds_total, latents.shape[0], latents.shape[-1], pipe.sample_rate, pipe.vae.hop_length
-        ).to(device)
-    grid = None
-    if pipe.unet.config.get("beat_grid_channel", False):
-        # The tempo of each caption on the crop's frames, as the pipeline lays it out at sampling time.
-        grid = beat_grid(
-            prompt_tempo(list(batch["caption"])),
-            seconds_start,
-            latents.shape[-1],
-            pipe.sample_rate,
-            pipe.vae.hop_length,
-        ).to(device)
-    keys = None
-    if pipe.unet.config.get("key_conditioning", False):
-        keys = key_profile(prompt_key(list(batch["caption"])), device)
+        text_states = (batch["text_hidden"].to(device), batch["text_mask"].to(device).bool())
+    request = ConditioningRequest.make(
+        list(batch["caption"]),
+        batch["seconds_start"],
+        batch["seconds_total"],
+        latents.shape[-1],
+        text_states=text_states,
+        role="caption",
+    )
     return {
         "latents": latents.float(),
         "frame_mask": frame_mask,
-        "timing_mask": mask_input,
-        "beat_grid": grid,
-        "key_profile": keys,
-        "prompt_numbers": numbers,
-        "text_hidden": text_hidden,
-        "text_mask": text_mask,
-        "seconds_start": seconds_start,
-        "seconds_total": seconds_total,
+        "features": pipe.projection.features(request, pipe.model_facts, device),
     }
 
 
@@ -296,19 +241,7 @@ def predict_velocity(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(prediction, v target)``, both ``(B, C, T)``, for :func:`encode_batch`'s ``inputs`` noised with ``noise``."""
     noisy, target = objective.noisy_and_target(inputs["latents"], noise, timesteps)
-    prediction = model(
-        noisy,
-        timesteps,
-        inputs["text_hidden"],
-        inputs["text_mask"],
-        inputs["seconds_start"],
-        inputs["seconds_total"],
-        drop,
-        inputs["timing_mask"],
-        inputs["prompt_numbers"],
-        inputs["beat_grid"],
-        inputs["key_profile"],
-    )
+    prediction = model(noisy, timesteps, inputs["features"], drop)
     return prediction, target
 
 
@@ -417,7 +350,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
     """Train (or with ``resume`` continue) the run ``cfg`` describes; returns the run folder.
 
     Raises ``ValueError`` for bad settings or data and
-    :class:`~stable_audio_kit.train.common.NonFiniteLossError` for a NaN/inf loss (earlier checkpoints stay).
+    :class:`~stable_audio_kit.utils.NonFiniteLossError` for a NaN/inf loss (earlier checkpoints stay).
     """
     check_config(cfg)
     accelerator, run_dir = setup_run(cfg, "unet", resume)
@@ -430,10 +363,6 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
             frozen.eval().requires_grad_(False).to(device)
         model = ConditionedDenoiser(pipe.projection, pipe.unet).train()
         model.projection.requires_grad_(cfg.train_projection)
-        routed = set(pipe.projection.config.cross_attention) | set(pipe.projection.config.global_cond)
-        for name, embedder in model.projection.number_embedders.items():
-            if name not in routed:  # never used: DDP would wait forever for its gradient
-                embedder.requires_grad_(False)
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay)

@@ -275,7 +275,7 @@ def fit_scaling_factor(vae: VAE, loader, max_batches: int, device) -> float:
 
 def log_examples(writer, target: torch.Tensor, recon: torch.Tensor, sample_rate: int, clips: int, step: int) -> None:
     """Reconstructed clips (mono mix: TensorBoard's audio is mono) and log-mel images, target above."""
-    from ..evaluation.metrics import log_mel_db
+    from ..evaluation.plots import log_mel_db
 
     for k in range(min(clips, target.shape[0])):
         pair = [target[k].float().cpu().numpy(), recon[k].float().cpu().numpy()]

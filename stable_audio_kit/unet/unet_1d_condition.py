@@ -21,7 +21,10 @@ from diffusers.models.upsampling import Upsample1D
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..conditioning import BEAT_GRID_CHANNELS, KEY_PROFILE_SIZE
+# Conditioning inputs that U-Nets saved before the inputs were one interface named by flags of their own:
+# they count as extra input channels (timing mask 1, beat grid 4, in this order) and FiLM features (key 24).
+LEGACY_CHANNELS = {"timing_mask_channel": 1, "beat_grid_channel": 4}
+LEGACY_FILM = {"key_conditioning": 24}
 
 
 @dataclass
@@ -142,24 +145,15 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             frame's place only from the zero padding at the window's edges, as far as its receptive
             field reaches: a small U-Net then cannot tell whether a frame lies past `seconds_total`.
             0 (the default, and what models saved before it have) adds nothing.
-        timing_mask_channel: if True, `forward` takes a `timing_mask` `(batch, frames)`, 1 on the frames
-            the requested audio covers and 0 after them (see
-            [`stable_audio_kit.conditioning.timing_mask`]), and reads it as one more input channel. It
-            is the timing conditioning again, laid out along the frame axis, so that every
-            convolution knows whether its frames lie past `seconds_total` without having to work it
-            out from the pooled timing embedding and the frame's position. False (the default, and
-            what models saved before it have) takes no mask.
-        beat_grid_channel: if True, `forward` takes a `beat_grid` `(batch, 4, frames)`: cos and sin of the
-            beat and bar phase of each frame at the requested tempo, zeros where no tempo is asked for
-            (see [`stable_audio_kit.conditioning.beat_grid`]), read as four more input channels. A tempo
-            given only as a text token is a symbol the U-Net has to map to a period; the grid lays the
-            period out along the frame axis, where a convolution can place onsets on it. False (the
-            default, and what models saved before it have) takes no grid.
-        key_conditioning: if True, `forward` takes a `key_profile` `(batch, 24)`: the pitch classes of the
-            requested key's scale and its tonic, zeros where no key is asked for (see
-            [`stable_audio_kit.conditioning.key_profile`]). A linear layer, zero at the start, adds it to
-            the embedding that drives every residual block's FiLM, so the key reaches every level, not
-            only the cross-attention's. False (the default, and what models saved before it have) takes none.
+        extra_in_channels: channels of `channel_inputs`, conditioning laid out along the frames (a timing
+            mask, a beat grid, ...), read by the input convolution beside the latents. 0 takes none.
+        film_cond_dim: features of `film_inputs` (a key profile, ...). A linear layer that starts at zero
+            adds them to the embedding that drives every residual block's FiLM, so a new input changes
+            nothing until it is trained. 0 takes none.
+        timing_mask_channel, beat_grid_channel, key_conditioning: how U-Nets saved before
+            `extra_in_channels`/`film_cond_dim` declared their timing mask (1 channel), beat grid (4
+            channels, after the mask) and key (24 FiLM features); they add to those two counts.
+            [`stable_audio_kit.conditioning.ConditioningProjection`] says which inputs fill them.
     """
 
     _supports_gradient_checkpointing = True
@@ -184,6 +178,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         timing_mask_channel: bool = False,
         beat_grid_channel: bool = False,
         key_conditioning: bool = False,
+        extra_in_channels: int = 0,
+        film_cond_dim: int = 0,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -204,6 +200,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             timing_mask_channel=timing_mask_channel,
             beat_grid_channel=beat_grid_channel,
             key_conditioning=key_conditioning,
+            extra_in_channels=extra_in_channels,
+            film_cond_dim=film_cond_dim,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -225,14 +223,14 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             else None
         )
 
-        self.key_embedding = None
-        if key_conditioning:
-            # Zero at the start: a new key input changes nothing until it is trained.
-            self.key_embedding = nn.Linear(KEY_PROFILE_SIZE, emb_dim)
-            nn.init.zeros_(self.key_embedding.weight)
-            nn.init.zeros_(self.key_embedding.bias)
+        self.film_embedding = None
+        if self.film_dim:
+            # Zero at the start: a new FiLM input changes nothing until it is trained.
+            self.film_embedding = nn.Linear(self.film_dim, emb_dim)
+            nn.init.zeros_(self.film_embedding.weight)
+            nn.init.zeros_(self.film_embedding.bias)
 
-        extra = int(timing_mask_channel) + BEAT_GRID_CHANNELS * int(beat_grid_channel)
+        extra = self.extra_channels
         self.conv_in = nn.Conv1d(in_channels + extra, channels[0], kernel_size=3, padding=1)
         self.position_embedding = nn.Linear(position_embedding_dim, channels[0]) if position_embedding_dim > 0 else None
 
@@ -267,6 +265,28 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
 
         self.gradient_checkpointing = False
 
+    @property
+    def extra_channels(self) -> int:
+        """Channels of `channel_inputs` (the legacy flags included)."""
+        config = self.config
+        legacy = sum(n for flag, n in LEGACY_CHANNELS.items() if config.get(flag, False))
+        return legacy + config.get("extra_in_channels", 0)
+
+    @property
+    def film_dim(self) -> int:
+        """Features of `film_inputs` (the legacy flag included)."""
+        config = self.config
+        legacy = sum(n for flag, n in LEGACY_FILM.items() if config.get(flag, False))
+        return legacy + config.get("film_cond_dim", 0)
+
+    def _fix_state_dict_keys_on_load(self, state_dict) -> None:
+        _rename_legacy_keys(state_dict)
+        super()._fix_state_dict_keys_on_load(state_dict)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        _rename_legacy_keys(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def _run(self, block: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
         if torch.is_grad_enabled() and self.gradient_checkpointing:
             return self._gradient_checkpointing_func(block, *args)
@@ -286,9 +306,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         global_hidden_states: torch.Tensor | None = None,
-        timing_mask: torch.Tensor | None = None,
-        beat_grid: torch.Tensor | None = None,
-        key_profile: torch.Tensor | None = None,
+        channel_inputs: torch.Tensor | None = None,
+        film_inputs: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet1DConditionOutput | tuple[torch.Tensor]:
         r"""Predict from noisy latents.
@@ -305,12 +324,10 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
                 A row with every token ignored attends to nothing (no NaN). `None` attends to all.
             global_hidden_states: `(batch, global_cond_dim)`, required iff `global_cond_dim > 0`.
                 It is embedded and added to the timestep embedding, so it drives every FiLM.
-            timing_mask: `(batch, frames)`, 1 where the requested audio is and 0 where silence should
-                follow it; required iff `timing_mask_channel`. Concatenated to `sample` as a channel.
-            beat_grid: `(batch, 4, frames)` beat and bar phase; required iff `beat_grid_channel`.
-                Concatenated to `sample` after the timing mask.
-            key_profile: `(batch, 24)` scale and tonic of the requested key; required iff `key_conditioning`.
-                Embedded and added to the FiLM embedding.
+            channel_inputs: `(batch, extra_channels, frames)` conditioning along the frames, concatenated
+                to `sample`; required iff the model has extra input channels.
+            film_inputs: `(batch, film_dim)` features embedded and added to the FiLM embedding; required iff
+                the model has FiLM inputs.
             return_dict: return a [`UNet1DConditionOutput`] rather than a tuple.
 
         Returns:
@@ -321,9 +338,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             encoder_hidden_states,
             encoder_attention_mask,
             global_hidden_states,
-            timing_mask,
-            beat_grid,
-            key_profile,
+            channel_inputs,
+            film_inputs,
         )
         batch, _, frames = sample.shape
 
@@ -339,16 +355,14 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         emb = self.time_embedding(t_emb)
         if self.global_embedding is not None:
             emb = emb + self.global_embedding(global_hidden_states)
-        if self.key_embedding is not None:
-            emb = emb + self.key_embedding(key_profile.to(emb.dtype))
+        if self.film_embedding is not None:
+            emb = emb + self.film_embedding(film_inputs.to(emb.dtype))
 
         # 2. Pad frames so every stride-2 downsample sees an even length and the up path lines up.
         multiple = 2 ** (len(self.config.block_out_channels) - 1)
         pad = -frames % multiple
-        if timing_mask is not None:
-            sample = torch.cat([sample, timing_mask.to(sample.dtype)[:, None]], dim=1)
-        if beat_grid is not None:
-            sample = torch.cat([sample, beat_grid.to(sample.dtype)], dim=1)
+        if channel_inputs is not None:
+            sample = torch.cat([sample, channel_inputs.to(sample.dtype)], dim=1)
         hidden_states = self.conv_in(F.pad(sample, (0, pad)))
         if self.position_embedding is not None:
             # Frame indices 0 .. frames + pad - 1 of the window, the same for every item.
@@ -393,9 +407,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         encoder_hidden_states: torch.Tensor | None,
         encoder_attention_mask: torch.Tensor | None,
         global_hidden_states: torch.Tensor | None,
-        timing_mask: torch.Tensor | None,
-        beat_grid: torch.Tensor | None,
-        key_profile: torch.Tensor | None = None,
+        channel_inputs: torch.Tensor | None,
+        film_inputs: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate the inputs; return the cross-attention context `(batch, tokens, cross_attention_dim)`
         and a bool mask `(batch, 1, tokens)` (True = attend) or `None`."""
@@ -423,49 +436,21 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
                 "global_cond_dim=0"
             )
 
-        if config.timing_mask_channel:
-            if timing_mask is None:
+        frames = sample.shape[2]
+        for what, value, shape in (
+            ("channel_inputs", channel_inputs, (batch, self.extra_channels, frames)),
+            ("film_inputs", film_inputs, (batch, self.film_dim)),
+        ):
+            if shape[1] == 0:
+                if value is not None:
+                    raise ValueError(f"{what} given (shape {tuple(value.shape)}) but this model takes none")
+            elif value is None:
                 raise ValueError(
-                    f"timing_mask of shape (batch={batch}, frames={sample.shape[2]}) is required because "
-                    "timing_mask_channel is set (stable_audio_kit.conditioning.timing_mask makes it)"
+                    f"{what} of shape {shape} is required: this model's conditioning inputs give them "
+                    "(stable_audio_kit.conditioning.ConditioningProjection)"
                 )
-            if timing_mask.shape != (batch, sample.shape[2]):
-                raise ValueError(
-                    f"timing_mask must be (batch={batch}, frames={sample.shape[2]}), got {tuple(timing_mask.shape)}"
-                )
-        elif timing_mask is not None:
-            raise ValueError(
-                f"timing_mask given (shape {tuple(timing_mask.shape)}) but this model has timing_mask_channel=False"
-            )
-
-        grid_shape = (batch, BEAT_GRID_CHANNELS, sample.shape[2])
-        if config.get("beat_grid_channel", False):
-            if beat_grid is None:
-                raise ValueError(
-                    f"beat_grid of shape {grid_shape} is required because beat_grid_channel is set "
-                    "(stable_audio_kit.conditioning.beat_grid makes it)"
-                )
-            if beat_grid.shape != grid_shape:
-                raise ValueError(f"beat_grid must be {grid_shape}, got {tuple(beat_grid.shape)}")
-        elif beat_grid is not None:
-            raise ValueError(
-                f"beat_grid given (shape {tuple(beat_grid.shape)}) but this model has beat_grid_channel=False"
-            )
-
-        if config.get("key_conditioning", False):
-            if key_profile is None:
-                raise ValueError(
-                    f"key_profile of shape (batch={batch}, {KEY_PROFILE_SIZE}) is required because key_conditioning "
-                    "is set (stable_audio_kit.conditioning.key_profile makes it)"
-                )
-            if key_profile.shape != (batch, KEY_PROFILE_SIZE):
-                raise ValueError(
-                    f"key_profile must be (batch={batch}, {KEY_PROFILE_SIZE}), got {tuple(key_profile.shape)}"
-                )
-        elif key_profile is not None:
-            raise ValueError(
-                f"key_profile given (shape {tuple(key_profile.shape)}) but this model has key_conditioning=False"
-            )
+            elif tuple(value.shape) != shape:
+                raise ValueError(f"{what} must be {shape}, got {tuple(value.shape)}")
 
         if encoder_hidden_states is None:
             if encoder_attention_mask is not None:
@@ -532,6 +517,8 @@ def _validate_config(
     timing_mask_channel: bool,
     beat_grid_channel: bool,
     key_conditioning: bool = False,
+    extra_in_channels: int = 0,
+    film_cond_dim: int = 0,
 ) -> None:
     positive = {
         "in_channels": in_channels,
@@ -562,6 +549,9 @@ def _validate_config(
         raise ValueError(f"beat_grid_channel must be true or false, got {beat_grid_channel!r}")
     if not isinstance(key_conditioning, bool):
         raise ValueError(f"key_conditioning must be true or false, got {key_conditioning!r}")
+    for name, value in (("extra_in_channels", extra_in_channels), ("film_cond_dim", film_cond_dim)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, got {value!r}")
     if not isinstance(global_cond_dim, int) or isinstance(global_cond_dim, bool) or global_cond_dim < 0:
         raise ValueError(f"global_cond_dim must be an int >= 0 (0 = no global conditioning), got {global_cond_dim!r}")
     if not 0.0 <= dropout < 1.0:
@@ -586,3 +576,9 @@ def _validate_config(
                 f"block_out_channels[{level}]={channels} must be divisible by attention_head_dim="
                 f"{attention_head_dim} because that level (or the middle block) has attention"
             )
+
+
+def _rename_legacy_keys(state_dict, prefix: str = "") -> None:
+    """U-Nets saved with a key input called its FiLM projection ``key_embedding``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "key_embedding.")]:
+        state_dict[prefix + "film_embedding." + key[len(prefix + "key_embedding.") :]] = state_dict.pop(key)

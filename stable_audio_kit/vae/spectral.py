@@ -29,7 +29,7 @@ from diffusers.models.autoencoders.vae import AutoencoderMixin
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .autoencoder import ChunkedCodingMixin, _check_positive_float, _check_positive_int, check_chunking
+from .chunking import ChunkedCodingMixin, check_chunking, check_positive_float, check_positive_int
 
 
 class ConvNeXtBlock(nn.Module):
@@ -322,7 +322,7 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
             ("hidden_channels", hidden_channels),
             ("kernel_size", kernel_size),
         ):
-            _check_positive_int(name, value)
+            check_positive_int(name, value)
         for name, value in (
             ("encoder_layers", encoder_layers),
             ("decoder_layers", decoder_layers),
@@ -336,7 +336,7 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
             )
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-        _check_positive_float("scaling_factor", scaling_factor)
+        check_positive_float("scaling_factor", scaling_factor)
         chunk_seconds, overlap_seconds = check_chunking(chunk_seconds, overlap_seconds)
         args = (audio_channels, n_fft, stft_hop, latent_stride, hidden_channels)
         self.encoder = SpectralEncoder(*args, encoder_layers, latent_channels, kernel_size)

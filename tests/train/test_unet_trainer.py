@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader
 
 from stable_audio_kit.cli import main
+from stable_audio_kit.conditioning import prompt_numbers
 from stable_audio_kit.objective import VObjective
 from stable_audio_kit.pipeline import StableAudioKitPipeline
 from stable_audio_kit.train import unet as trainer
@@ -314,10 +315,10 @@ def test_train_from_shards_sees_the_timing_of_raw_audio(tiny_model_dir, catalogu
         seen[mode].append(
             (
                 batch["path"],
-                inputs["seconds_start"].tolist(),
-                inputs["seconds_total"].tolist(),
+                inputs["features"]["seconds_start"].tolist(),
+                inputs["features"]["seconds_total"].tolist(),
                 inputs["frame_mask"].sum(-1).tolist(),
-                inputs["text_hidden"],
+                inputs["features"]["prompt"][0],
             )
         )
         return inputs
@@ -331,7 +332,7 @@ def test_train_from_shards_sees_the_timing_of_raw_audio(tiny_model_dir, catalogu
     def no_text_encoder(*args, **kwargs):
         raise AssertionError("the cached text states should have been used")
 
-    monkeypatch.setattr(trainer.StableAudioKitPipeline, "encode_prompt", no_text_encoder)
+    monkeypatch.setattr("stable_audio_kit.conditioning.text.encode_text", no_text_encoder)
     trainer.train(make_cfg(tiny_model_dir, catalogue, tmp_path / "shards", f"latents={latents}", *common))
 
     # 4 steps of 2 crops over 2 epochs (new crops in the second), the final validation batch last.
@@ -458,7 +459,7 @@ def test_timing_mask_model_sees_the_frames_its_data_pads(tiny_config, catalogue,
 
     def recording(pipe, batch, device):
         inputs = encode(pipe, batch, device)
-        masks.append((inputs["timing_mask"], inputs["frame_mask"]))
+        masks.append((inputs["features"]["timing_mask"][:, 0], inputs["frame_mask"]))
         return inputs
 
     monkeypatch.setattr(trainer, "encode_batch", recording)
@@ -484,7 +485,7 @@ def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, t
 
     def recording(pipe, batch, device):
         inputs = encode(pipe, batch, device)
-        seen.append((list(batch["caption"]), inputs["prompt_numbers"], pipe))
+        seen.append((list(batch["caption"]), inputs["features"]["prompt_numbers"], pipe))
         return inputs
 
     monkeypatch.setattr(trainer, "encode_batch", recording)
@@ -495,33 +496,36 @@ def test_prompt_numbers_reach_the_projection_and_train(tiny_config, catalogue, t
         assert numbers.shape[0] == len(captions)
         for caption, row in zip(captions, numbers):
             assert set(row[~row.isnan()].tolist()) == {float(caption.split()[-2])}
-        torch.testing.assert_close(numbers, pipe.encode_prompt_numbers(captions), equal_nan=True)
+        expected = prompt_numbers(pipe.tokenizer, captions, pipe.model_facts.text_max_length)
+        torch.testing.assert_close(numbers, expected, equal_nan=True)
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
     trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").projection
-    assert trained.config.prompt_numbers
-    assert trained.prompt_number_embedder.mlp[-1].weight.abs().max() > 0
+    assert trained.routes["add_to_prompt"] == ["prompt_numbers"]
+    assert trained.embedders["prompt_numbers"].mlp[-1].weight.abs().max() > 0
 
 
-def record_conditioning(monkeypatch, name: str) -> tuple[list, list]:
-    """Record ``(captions, seconds_start, inputs[name], pipe)`` for every batch :func:`trainer.encode_batch`
-    makes, and ``(drop, the U-Net's keyword argument name)`` for every U-Net call inside ``ConditionedDenoiser``."""
+def record_conditioning(monkeypatch, name: str, unet_argument: str) -> tuple[list, list]:
+    """Record ``(captions, seconds_start, the features of input name, pipe)`` for every batch
+    :func:`trainer.encode_batch` makes, and ``(drop, the U-Net's keyword argument unet_argument)`` for every U-Net
+    call inside ``ConditionedDenoiser``."""
     encode = trainer.encode_batch
     seen, at_unet = [], []
 
     def recording(pipe, batch, device):
         inputs = encode(pipe, batch, device)
-        seen.append((list(batch["caption"]), inputs["seconds_start"], inputs[name], pipe))
+        features = inputs["features"]
+        seen.append((list(batch["caption"]), features["seconds_start"], features[name], pipe))
         return inputs
 
     monkeypatch.setattr(trainer, "encode_batch", recording)
     original_forward = trainer.ConditionedDenoiser.forward
 
-    def forward(self, noisy, timesteps, *args, **kwargs):
+    def forward(self, noisy, timesteps, features, drop):
         hook = self.unet.register_forward_pre_hook(
-            lambda module, a, kw: at_unet.append((args[4].clone(), kw[name])), with_kwargs=True
+            lambda module, a, kw: at_unet.append((drop.clone(), kw[unet_argument])), with_kwargs=True
         )
         try:
-            return original_forward(self, noisy, timesteps, *args, **kwargs)
+            return original_forward(self, noisy, timesteps, features, drop)
         finally:
             hook.remove()
 
@@ -548,7 +552,7 @@ def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkey
     with torch.no_grad():
         pipe.unet.conv_in.weight[:, -4:] = 0
     pipe.save_pretrained(model)
-    seen, unet_grids = record_conditioning(monkeypatch, "beat_grid")
+    seen, unet_grids = record_conditioning(monkeypatch, "beat_grid", "channel_inputs")
     common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
     trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
     assert seen and unet_grids
@@ -562,7 +566,7 @@ def test_beat_grid_follows_the_captions_and_trains(tiny_config, tmp_path, monkey
     assert any(drop.any() for drop, _ in unet_grids) and any((~drop).any() for drop, _ in unet_grids)
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
     trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").unet
-    assert trained.config.beat_grid_channel
+    assert trained.extra_channels == 4
     assert trained.conv_in.weight[:, -4:].abs().max() > 0
 
 
@@ -581,7 +585,7 @@ def test_key_profile_follows_the_captions_and_trains(tiny_config, tmp_path, monk
         cfg.unet.key_conditioning = True
 
     model, latents = model_with_shards(tiny_config, catalogue, tmp_path, edit)
-    seen, unet_keys = record_conditioning(monkeypatch, "key_profile")
+    seen, unet_keys = record_conditioning(monkeypatch, "key", "film_inputs")
     common = ["run.max_steps=4", "run.grad_accum=1", "run.valid_every=1000", "run.tensorboard=false", "optim.lr=1e-2"]
     trainer.train(make_cfg(model, catalogue, tmp_path / "run", f"latents={latents}", *common))
     assert seen and unet_keys
@@ -593,5 +597,5 @@ def test_key_profile_follows_the_captions_and_trains(tiny_config, tmp_path, monk
     assert any(drop.any() for drop, _ in unet_keys) and any((~drop).any() for drop, _ in unet_keys)
     assert main(["export", str(tmp_path / "run"), str(tmp_path / "out")]) == 0
     trained = StableAudioKitPipeline.from_pretrained(tmp_path / "out").unet
-    assert trained.config.key_conditioning
-    assert trained.key_embedding.weight.abs().max() > 0
+    assert trained.film_dim == 24
+    assert trained.film_embedding.weight.abs().max() > 0

@@ -259,83 +259,91 @@ def test_position_embedding_tells_frames_apart(tmp_path):
 
 
 @torch.no_grad()
-def test_timing_mask_channel_tells_frames_past_the_end_apart(tmp_path):
-    """The same input at every frame: with the mask all ones, interior frames get the same output;
-    with the requested audio ending at frame 128, frames before and after the end differ."""
+def test_channel_input_tells_frames_past_the_end_apart(tmp_path):
+    """A timing mask as an extra input channel. The same input at every frame: with the mask all ones,
+    interior frames get the same output; with the requested audio ending at frame 128, frames before
+    and after the end differ."""
     inputs = make_inputs(256)
     inputs["sample"] = inputs["sample"][:, :, :1].repeat(1, 1, 256)
-    model = make_model(timing_mask_channel=True)
-    ones = torch.ones(BATCH, 256)
+    model = make_model(extra_in_channels=1)
+    ones = torch.ones(BATCH, 1, 256)
     mask = ones.clone()
-    mask[:, 128:] = 0
-    full = model(**inputs, timing_mask=ones).sample
+    mask[..., 128:] = 0
+    full = model(**inputs, channel_inputs=ones).sample
     torch.testing.assert_close(full[..., 124], full[..., 132])
-    ended = model(**inputs, timing_mask=mask).sample
+    ended = model(**inputs, channel_inputs=mask).sample
     assert not torch.allclose(ended[..., 124], ended[..., 132], atol=1e-4)
     # Away from the end (and the window's edges) the mask is all the model has to tell frames apart.
     torch.testing.assert_close(ended[..., 60], ended[..., 68])
     torch.testing.assert_close(ended[..., 188], ended[..., 196])
     model.save_pretrained(tmp_path / "unet")
     loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
-    assert loaded.config.timing_mask_channel is True
-    torch.testing.assert_close(loaded(**inputs, timing_mask=mask).sample, ended)
+    assert loaded.extra_channels == 1
+    torch.testing.assert_close(loaded(**inputs, channel_inputs=mask).sample, ended)
 
 
-def test_timing_mask_is_required_and_checked():
-    model = make_model(timing_mask_channel=True)
-    with pytest.raises(ValueError, match="timing_mask of shape .* is required"):
+def test_channel_inputs_are_required_and_checked():
+    model = make_model(extra_in_channels=5)
+    assert model.conv_in.in_channels == TINY["in_channels"] + 5
+    with pytest.raises(ValueError, match=r"channel_inputs of shape \(2, 5, 16\) is required"):
         model(**make_inputs())
-    with pytest.raises(ValueError, match="timing_mask must be"):
-        model(**make_inputs(), timing_mask=torch.ones(BATCH, 15))
-    with pytest.raises(ValueError, match="timing_mask_channel=False"):
-        make_model()(**make_inputs(), timing_mask=torch.ones(BATCH, 16))
+    with pytest.raises(ValueError, match=r"channel_inputs must be \(2, 5, 16\), got \(2, 5, 15\)"):
+        model(**make_inputs(), channel_inputs=torch.ones(BATCH, 5, 15))
+    with pytest.raises(ValueError, match="channel_inputs given .* but this model takes none"):
+        make_model()(**make_inputs(), channel_inputs=torch.ones(BATCH, 1, 16))
+    with pytest.raises(ValueError, match="extra_in_channels must be an int >= 0"):
+        make_model(extra_in_channels=-1)
 
 
 @torch.no_grad()
-def test_beat_grid_channel_is_read_and_checked(tmp_path):
-    """The grid is four more input channels: required, shape-checked, and it changes the output."""
-    from stable_audio_kit.conditioning import beat_grid
-
-    model = make_model(beat_grid_channel=True, timing_mask_channel=True)
-    assert model.conv_in.in_channels == TINY["in_channels"] + 1 + 4
-    inputs, mask = make_inputs(), torch.ones(BATCH, 16)
-    grid = beat_grid(torch.tensor([120.0, 90.0]), 0.0, 16, 100, 10)
-    out = model(**inputs, timing_mask=mask, beat_grid=grid).sample
-    assert not torch.allclose(out, model(**inputs, timing_mask=mask, beat_grid=torch.zeros_like(grid)).sample)
-    with pytest.raises(ValueError, match=r"beat_grid of shape \(2, 4, 16\) is required"):
-        model(**inputs, timing_mask=mask)
-    with pytest.raises(ValueError, match=r"beat_grid must be \(2, 4, 16\), got \(2, 2, 16\)"):
-        model(**inputs, timing_mask=mask, beat_grid=grid[:, :2])
-    with pytest.raises(ValueError, match="beat_grid_channel=False"):
-        make_model()(**inputs, beat_grid=grid)
-    model.save_pretrained(tmp_path / "unet")
-    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
-    assert loaded.config.beat_grid_channel is True
-    torch.testing.assert_close(loaded(**inputs, timing_mask=mask, beat_grid=grid).sample, out)
-
-
-@torch.no_grad()
-def test_key_conditioning_is_read_and_checked(tmp_path):
-    """The key profile drives the FiLM embedding: zero at the start (no change), required, shape-checked."""
+def test_film_inputs_start_at_zero_and_are_checked(tmp_path):
+    """FiLM features (a key profile) drive the FiLM embedding: zero at the start (no change), required,
+    shape-checked."""
     from stable_audio_kit.conditioning import key_profile
 
     base = make_model()
-    model = make_model(key_conditioning=True)
+    model = make_model(film_cond_dim=24)
     model.load_state_dict(base.state_dict(), strict=False)
     inputs, keys = make_inputs(), key_profile([(0, "major"), (9, "minor")])
-    torch.testing.assert_close(model(**inputs, key_profile=keys).sample, base(**inputs).sample)
-    model.key_embedding.weight.normal_()
-    out = model(**inputs, key_profile=keys).sample
-    assert not torch.allclose(out, model(**inputs, key_profile=torch.zeros_like(keys)).sample)
-    with pytest.raises(ValueError, match=r"key_profile of shape \(batch=2, 24\) is required"):
+    torch.testing.assert_close(model(**inputs, film_inputs=keys).sample, base(**inputs).sample)
+    model.film_embedding.weight.normal_()
+    out = model(**inputs, film_inputs=keys).sample
+    assert not torch.allclose(out, model(**inputs, film_inputs=torch.zeros_like(keys)).sample)
+    with pytest.raises(ValueError, match=r"film_inputs of shape \(2, 24\) is required"):
         model(**inputs)
-    with pytest.raises(ValueError, match=r"key_profile must be \(batch=2, 24\), got \(2, 12\)"):
-        model(**inputs, key_profile=keys[:, :12])
-    with pytest.raises(ValueError, match="key_conditioning=False"):
-        base(**inputs, key_profile=keys)
-    with pytest.raises(ValueError, match="key_conditioning must be true or false"):
-        make_model(key_conditioning=1)
+    with pytest.raises(ValueError, match=r"film_inputs must be \(2, 24\), got \(2, 12\)"):
+        model(**inputs, film_inputs=keys[:, :12])
+    with pytest.raises(ValueError, match="film_inputs given .* but this model takes none"):
+        base(**inputs, film_inputs=keys)
     model.save_pretrained(tmp_path / "unet")
     loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
-    assert loaded.config.key_conditioning is True
-    torch.testing.assert_close(loaded(**inputs, key_profile=keys).sample, out)
+    assert loaded.film_dim == 24
+    torch.testing.assert_close(loaded(**inputs, film_inputs=keys).sample, out)
+
+
+@torch.no_grad()
+def test_unets_saved_with_input_flags_still_load(tmp_path):
+    """U-Nets saved before the conditioning seam name a timing mask (1 channel), a beat grid (4 channels)
+    and a key (24 FiLM features, weights called key_embedding) by flags; they load with the same weights."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    model = make_model(timing_mask_channel=True, beat_grid_channel=True, key_conditioning=True)
+    assert model.extra_channels == 5 and model.film_dim == 24
+    model.film_embedding.weight.normal_()
+    model.save_pretrained(tmp_path / "unet")
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state = {k.replace("film_embedding.", "key_embedding."): v for k, v in state.items()}
+    save_file(state, weights)  # the old weight names
+    config = json.loads((tmp_path / "unet" / "config.json").read_text())
+    assert config["timing_mask_channel"] and config["extra_in_channels"] == 0
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path / "unet").eval()
+    inputs = make_inputs()
+    channels, film = torch.randn(BATCH, 5, 16), torch.randn(BATCH, 24)
+    expected = model(**inputs, channel_inputs=channels, film_inputs=film).sample
+    torch.testing.assert_close(loaded(**inputs, channel_inputs=channels, film_inputs=film).sample, expected)
+    again = make_model(timing_mask_channel=True, beat_grid_channel=True, key_conditioning=True)
+    again.load_state_dict(state)  # torch's own loading (a training checkpoint) renames them too
+    torch.testing.assert_close(again(**inputs, channel_inputs=channels, film_inputs=film).sample, expected)

@@ -1,13 +1,11 @@
-"""AudioVAE: shapes, length arithmetic, save/load, chunking, gradients, config building, validation."""
+"""AudioVAE: shapes, length arithmetic, save/load, chunking, gradients, validation."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from stable_audio_kit.config import ModelConfig
-from stable_audio_kit.vae import AudioVAE, build_vae
+from stable_audio_kit.vae import AudioVAE
 
 # 800 Hz mono, hop 8 (100 latent frames/s), 4 latent channels: about 9k parameters.
 TINY = {
@@ -166,49 +164,6 @@ def test_gradient_flow(chunked):
     for name, param in vae.named_parameters():
         assert param.grad is not None and torch.isfinite(param.grad).all(), name
         assert param.grad.abs().sum() > 0, name
-
-
-def model_config(*overrides: str):
-    cfg = OmegaConf.structured(ModelConfig)
-    tiny = [
-        "sample_rate=800",
-        "audio_channels=1",
-        "vae.encoder_hidden_size=8",
-        "vae.latent_channels=4",
-        "vae.downsampling_ratios=[2,4]",
-        "vae.channel_multiples=[1,2]",
-        "vae.decoder_channels=8",
-    ]
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(tiny + list(overrides)))
-
-
-def test_build_vae_from_model_config():
-    vae = build_vae(model_config("vae.scaling_factor=0.5", "vae.chunk_seconds=1.0", "vae.overlap_seconds=0.1"))
-    assert isinstance(vae, AudioVAE)
-    assert vae.config.sampling_rate == 800 and vae.config.audio_channels == 1
-    assert vae.config.decoder_input_channels == vae.latent_channels == 4
-    assert vae.config.downsampling_ratios == [2, 4] and type(vae.config.downsampling_ratios[0]) is int
-    assert vae.config.scaling_factor == 0.5
-    assert (vae.tile_latent_min_length, vae.tile_latent_overlap) == (100, 10)
-    with torch.no_grad():
-        # The encoder's output is split into mean and scale: 2 * latent_channels channels.
-        assert vae.encoder(torch.randn(1, 1, 80)).shape == (1, 8, 10)
-        assert vae.encode(torch.randn(1, 1, 80)).latent_dist.mode().shape == (1, 4, 10)
-
-
-@pytest.mark.parametrize(
-    ("overrides", "match"),
-    [
-        (["vae.latent_channels=3"], "vae.encoder_hidden_size"),
-        (["audio_channels=3"], "audio_channels"),
-        (["vae.downsampling_ratios=[2,0]"], "downsampling_ratios"),
-        (["vae.channel_multiples=[1,2,4]"], "channel_multiples"),
-        (["vae.chunk_seconds=1.0", "vae.overlap_seconds=0.5"], "overlap_seconds"),
-    ],
-)
-def test_build_vae_bad_config(overrides, match):
-    with pytest.raises(ValueError, match=match):
-        build_vae(model_config(*overrides))
 
 
 @pytest.mark.parametrize(

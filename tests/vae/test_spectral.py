@@ -1,13 +1,11 @@
-"""SpectralAudioVAE: shapes, STFT framing, chunking, save/load, config building, validation, pitch learning."""
+"""SpectralAudioVAE: shapes, STFT framing, chunking, save/load, validation, pitch learning."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from stable_audio_kit.config import ModelConfig
-from stable_audio_kit.vae import AudioVAE, SpectralAudioVAE, build_vae, load_vae_folder
+from stable_audio_kit.vae import SpectralAudioVAE, load_vae_folder
 from stable_audio_kit.vae.spectral import griffin_lim, harmonic_templates, stft_same
 
 # 8 kHz, n_fft 64, STFT hop 16, 2 frames per latent: hop 32 (250 latent frames/s), about 20k parameters.
@@ -137,26 +135,6 @@ def test_save_load_round_trip(tmp_path):
         torch.testing.assert_close(loaded.encode(x).latent_dist.mode(), vae.encode(x).latent_dist.mode())
 
 
-def test_load_vae_folder_picks_the_class_and_names_bad_ones(tmp_path):
-    oobleck = AudioVAE(
-        encoder_hidden_size=8,
-        downsampling_ratios=[2, 4],
-        channel_multiples=[1, 2],
-        decoder_channels=8,
-        decoder_input_channels=4,
-        audio_channels=1,
-        sampling_rate=800,
-    )
-    oobleck.save_pretrained(tmp_path / "oobleck")
-    assert type(load_vae_folder(tmp_path / "oobleck")) is AudioVAE
-    (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "config.json").write_text('{"_class_name": "AutoencoderKL"}')
-    with pytest.raises(ValueError, match="AutoencoderKL"):
-        load_vae_folder(tmp_path / "other")
-    with pytest.raises(ValueError, match="cannot read config.json"):
-        load_vae_folder(tmp_path / "missing")
-
-
 @pytest.mark.parametrize("griffin_lim_iters", [0, 4])
 def test_decoder_is_predict_then_synthesize(griffin_lim_iters):
     # The trainer's magnitude loss reads predict()'s log-magnitudes; decoding must be exactly their synthesis.
@@ -258,34 +236,6 @@ def test_learns_the_pitch_of_each_tone(griffin_lim_iters):
     # x86 CPU, 500 on another; a third of a bin still tells the octave apart many times over.
     tolerance = 15 if griffin_lim_iters == 0 else 125 / 3
     assert abs(peaks[0] - tones[0]) < tolerance and abs(peaks[1] - tones[1]) < tolerance, peaks
-
-
-def test_build_vae_spectral_from_model_config():
-    cfg = OmegaConf.structured(ModelConfig)
-    cfg.sample_rate, cfg.audio_channels = 8000, 2
-    spectral = {
-        "architecture": "spectral",
-        "latent_channels": 4,
-        "n_fft": 64,
-        "stft_hop": 16,
-        "latent_stride": 2,
-        "hidden_channels": 16,
-        "encoder_layers": 1,
-        "decoder_layers": 1,
-        "scaling_factor": 0.5,
-    }
-    cfg = OmegaConf.merge(cfg, {"vae": spectral})
-    vae = build_vae(OmegaConf.to_object(cfg))
-    assert isinstance(vae, SpectralAudioVAE)
-    assert (vae.hop_length, vae.latent_channels, vae.config.audio_channels) == (32, 4, 2)
-    assert vae.config.scaling_factor == 0.5
-
-
-def test_build_vae_names_an_unknown_architecture():
-    cfg = OmegaConf.to_object(OmegaConf.structured(ModelConfig))
-    cfg.vae.architecture = "mel"
-    with pytest.raises(ValueError, match="'mel'"):
-        build_vae(cfg)
 
 
 @pytest.mark.parametrize(
