@@ -67,6 +67,13 @@ def describe_pipeline(pipe, path: Path | str) -> str:
     return "\n".join(lines)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import report
+
+    print("\n".join(report(load_model=not args.no_model, before_load=quiet_loading)))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     pipe = load_model(args.model)
     print(describe_pipeline(pipe, args.model or "(bundled default model)"))
@@ -76,6 +83,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def load_model(path: str | None, device: str = "cpu", scheduler: str | None = None):
     from .pipeline import StableAudioKitPipeline
 
+    quiet_loading()
     pipe = StableAudioKitPipeline.from_pretrained(path)
     if scheduler:
         from .schedulers import swap_scheduler
@@ -84,19 +92,30 @@ def load_model(path: str | None, device: str = "cpu", scheduler: str | None = No
     return pipe.to(device)
 
 
+def quiet_loading() -> None:
+    """Hide diffusers' component-loading and transformers' weight-loading progress bars unless ``--verbose``: the
+    one bar a command shows is its own (sampling, encoding, training)."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
 # --------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
-    import torch
-    from accelerate import PartialState
-
     from .utils import check_writable
 
-    # 1. Validate every argument and every prompt before loading anything; each prompt is read once.
-    from .conditioning import check_overrides, parse_prompt
+    # 1. Validate every argument and every prompt before loading anything; each prompt is read once. Only the
+    # conditioning overrides import torch here, so every other bad argument is refused at once.
+    from .conditioning import parse_prompt
     from .prompt_lists import Job, output_paths, parse_seconds, read_prompt_file
 
-    if (args.prompt is None) == (args.prompts is None):
-        raise CLIError("give either a PROMPT or --prompts FILE")
+    schedule_file = getattr(args, "schedule", None)
+    if sum(x is not None for x in (args.prompt, args.prompts, schedule_file)) != 1:
+        raise CLIError("give one of a PROMPT, --prompts FILE or --schedule FILE")
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
     if args.batch < 1:
@@ -113,21 +132,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except ValueError:
             given[name] = value
     given.update({name: value for name, value in (("bpm", args.bpm), ("key", args.key)) if value is not None})
-    try:
-        overrides = check_overrides(given)
-    except ValueError as err:
-        raise CLIError(f"--{err}" if str(err).startswith(("bpm", "key")) else str(err)) from None
     if args.scheduler is not None:
         from .schedulers import check_scheduler_name
 
         check_scheduler_name(args.scheduler)
-    base_seed = args.seed if args.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-    if base_seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {base_seed}")
+    if args.seed is None:
+        import secrets
+
+        base_seed = secrets.randbelow(2**31 - 1)
+    else:
+        base_seed = args.seed
+    from .utils import check_device, check_seed
+
+    check_seed(base_seed, "--seed")
+    check_device(args.device)
     default_seconds = parse_seconds(args.seconds, "--seconds") if args.seconds is not None else None
+    options = workflow_options(args)
     if args.prompts is None:
         negative = parse_prompt(args.negative) if args.negative else None
-        jobs = [Job(0, parse_prompt(args.prompt), default_seconds, base_seed, negative)]
+        if schedule_file is not None:
+            from .prompt_lists import read_schedule
+
+            schedule = read_schedule(schedule_file)
+            jobs = [Job(0, schedule[0][0], default_seconds, base_seed, negative, options, schedule)]
+        else:
+            jobs = [Job(0, parse_prompt(args.prompt), default_seconds, base_seed, negative, options)]
+        if getattr(args, "bars", None) is not None:
+            jobs[0].seconds = bars_length(args, jobs[0])
         out = Path(args.output or "output.wav")
         if out.suffix.lower() not in AUDIO_SUFFIXES:
             raise CLIError(f"output file {str(out)!r} must end in one of {list(AUDIO_SUFFIXES)}")
@@ -136,19 +167,56 @@ def cmd_generate(args: argparse.Namespace) -> int:
         jobs = read_prompt_file(Path(args.prompts), default_seconds, base_seed)
         if args.negative:
             negative = parse_prompt(args.negative)
-            jobs = [Job(j.index, j.prompt, j.seconds, j.seed, j.negative or negative) for j in jobs]
+            jobs = [Job(j.index, j.prompt, j.seconds, j.seed, j.negative or negative, j.options) for j in jobs]
+        if getattr(args, "bars", None) is not None:
+            raise CLIError("--bars applies to a single PROMPT; give each row its seconds in the prompt list")
+        for job in jobs:
+            job.options = {**options, **job.options}
         out = Path(args.output or "outputs")
         if out.exists() and not out.is_dir():
             raise CLIError(f"with --prompts, -o must be a folder; {str(out)!r} is a file")
         single = False
+    overrides = {}
+    if given:
+        from .conditioning import check_overrides  # the inputs that read overrides import torch
+
+        try:
+            overrides = check_overrides(given)
+        except ValueError as err:
+            raise CLIError(f"--{err}" if str(err).startswith(("bpm", "key")) else str(err)) from None
+    from .delivery import DEFAULT_LOUDNESS, Delivery
+
+    if args.no_normalize and args.loudness is not None:
+        raise CLIError("give --loudness or --no-normalize, not both")
+    try:
+        delivery = Delivery(
+            # Inpainting and continuation keep the input's level: the kept audio stays what it was.
+            loudness=None
+            if args.no_normalize or (getattr(args, "inpaint_audio", None) is not None and args.loudness is None)
+            else DEFAULT_LOUDNESS
+            if args.loudness is None
+            else args.loudness,
+            fade_in_ms=args.fade_in,
+            fade_out_ms=args.fade_out,
+            delivery_rate=args.sample_rate,
+            format=args.format,
+            loop=bool(getattr(args, "loop", False)),
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     for job in jobs:
         for path in output_paths(job, out, args.batch, single):
             try:
                 check_writable(path)
+                # Names made from a prompt list take the format's suffix; a name the user gave must match it.
+                delivery.check(path if single else delivery.output_path(path), job.seconds)
             except ValueError as err:
                 raise CLIError(str(err)) from None
 
     # 2. Load the model and check every row against it (the pipeline's own checks), before the first file.
+    import torch
+    from accelerate import PartialState
+
     from .utils import cpu_data_parallel
 
     # Without a GPU, a torchrun / `accelerate launch --multi_gpu` launch only shares the prompts if told to use the CPU.
@@ -156,17 +224,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     device = args.device or str(state.device)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
     for job in jobs:
-        if job.seconds is None:
+        if job.seconds is None and job.schedule is None and not {"init_audio", "inpaint_audio"} & set(job.options):
             job.seconds = pipe.max_seconds
         try:
             pipe.check_call(
-                job.prompt,
+                job.pipeline_prompt,
                 job.negative,
                 seconds_total=job.seconds,
                 num_inference_steps=args.steps,
                 guidance_scale=args.cfg,
                 num_waveforms_per_prompt=args.batch,
                 overrides=overrides,
+                **job.options,
             )
         except ValueError as err:
             where = f"row {job.index} ({job.prompt.text!r}): " if not single else ""
@@ -177,16 +246,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     # 3. Generate; under `accelerate launch` each process takes its own share of the prompts.
     from tqdm.auto import tqdm
 
-    from .audio import save_audio
-
     with state.split_between_processes(jobs) as my_jobs:
         show_inner = single
-        pipe.set_progress_bar_config(disable=not show_inner or not state.is_local_main_process)
+        pipe.set_progress_bar_config(
+            desc="sampling", unit="step", disable=not show_inner or not state.is_local_main_process
+        )
         bar = tqdm(my_jobs, desc=f"generating (rank {state.process_index})", disable=single, unit="prompt")
         for job in bar:
             generator = torch.Generator(device="cpu").manual_seed(job.seed)
             audio = pipe(
-                job.prompt,
+                job.pipeline_prompt,
                 negative_prompt=job.negative,
                 seconds_total=job.seconds,
                 num_inference_steps=args.steps,
@@ -194,10 +263,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 num_waveforms_per_prompt=args.batch,
                 generator=generator,
                 overrides=overrides,
+                **job.options,
             ).audios
             for path, wav in zip(output_paths(job, out, args.batch, single), audio):
-                save_audio(path, wav, pipe.sample_rate)
-                logger.info("wrote %s (%d samples, seed %d)", path, wav.shape[-1], job.seed)
+                path = delivery.save(path if single else delivery.output_path(path), wav, pipe.sample_rate)
+                logger.info("wrote %s (%.3f s, seed %d)", path, wav.shape[-1] / pipe.sample_rate, job.seed)
                 if single:
                     print(path)
     if not single:
@@ -205,6 +275,69 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if state.is_main_process:
             print(f"wrote {len(jobs) * args.batch} file(s) to {out}")
     return 0
+
+
+def workflow_options(args: argparse.Namespace) -> dict:
+    """The pipeline's workflow arguments from ``sak generate`` / ``inpaint`` / ``continue`` flags."""
+    options = {}
+    if getattr(args, "init_audio", None) is not None:
+        options["init_audio"] = Path(args.init_audio)
+    if getattr(args, "strength", None) is not None:
+        options["strength"] = args.strength
+    if getattr(args, "loop", False):
+        options["loop"] = True
+    if getattr(args, "inpaint_audio", None) is not None:
+        options["inpaint_audio"], options["regions"] = Path(args.inpaint_audio), args.regions
+    if getattr(args, "overlap", None) is not None:
+        options["overlap_seconds"] = args.overlap
+    if options.get("strength") is not None and "init_audio" not in options:
+        raise CLIError("--strength applies to --init-audio")
+    return options
+
+
+def bars_length(args: argparse.Namespace, job) -> float:
+    """Seconds of ``--bars`` 4/4 bars at ``--bpm`` or the prompt's tempo."""
+    from .workflows import bars_seconds
+
+    if args.seconds is not None:
+        raise CLIError("give --seconds or --bars, not both")
+    bpm = args.bpm if args.bpm is not None else job.prompt.tempo
+    if bpm is None:
+        raise CLIError('--bars needs a tempo: --bpm, or one named in the prompt ("at 120 bpm")')
+    return bars_seconds(args.bars, bpm)
+
+
+def parse_region(text: str) -> tuple[float, float]:
+    """``"2.0:3.5"`` -> ``(2.0, 3.5)``."""
+    start, sep, end = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(start), float(end)
+    except ValueError:
+        raise CLIError(f"--region takes START:END in seconds, e.g. 2.0:3.5, got {text!r}") from None
+
+
+def cmd_inpaint(args: argparse.Namespace) -> int:
+    args.inpaint_audio, args.regions = args.input, [parse_region(r) for r in args.region]
+    args.prompts = None
+    return cmd_generate(args)
+
+
+def cmd_continue(args: argparse.Namespace) -> int:
+    from .audio import audio_info
+    from .prompt_lists import parse_seconds
+
+    total = parse_seconds(args.seconds, "--seconds")
+    try:
+        rate, _, frames = audio_info(args.input)
+    except Exception as err:  # soundfile's own error types for a missing or unreadable file
+        raise CLIError(f"cannot read {args.input!r} as audio: {err}") from None
+    have = frames / rate
+    if total <= have:
+        raise CLIError(f"--seconds ({total:g}) must be longer than the input ({have:.3f} s) to continue it")
+    args.inpaint_audio, args.regions, args.prompts = args.input, [(have, total)], None
+    return cmd_generate(args)
 
 
 # --------------------------------------------------------------------------- data, training, export
@@ -233,10 +366,47 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_encode(args: argparse.Namespace) -> int:
     from .data import encode_catalogue
 
-    out = Path(args.output)
-    if (out / "index.json").exists() and not args.force:
+    if args.output is None and not args.calibrate:
+        raise CLIError("give -o/--output FOLDER for the shards, or --calibrate to measure the latent scale alone")
+    if args.calibrate_clips < 1:
+        raise CLIError(f"--calibrate-clips must be >= 1, got {args.calibrate_clips}")
+    out = Path(args.output) if args.output is not None else None
+    if out is not None and (out / "index.json").exists() and not args.force:
         raise CLIError(f"{str(out)!r} already holds encoded shards; pass --force to replace them")
-    pipe = load_model(args.model, device=args.device or "cpu")
+    if not Path(args.catalogue).is_dir():
+        raise CLIError(f"catalogue folder {args.catalogue!r} does not exist")
+    if args.shard_size < 1:
+        raise CLIError(f"--shard-size must be >= 1, got {args.shard_size}")
+    from .utils import check_writable
+
+    if out is not None:
+        check_writable(out / "index.json")
+    if args.calibrate:
+        check_writable(Path(args.model) / "vae" / "config.json")
+    from .utils import check_device
+
+    pipe = load_model(args.model, device=check_device(args.device) or "cpu")
+    if args.calibrate:
+        from .vae import calibrate_scaling_factor, write_scaling_factor
+
+        old = float(pipe.vae.config.scaling_factor)
+        scale = calibrate_scaling_factor(
+            pipe.vae,
+            args.catalogue,
+            pipe.sample_rate,
+            pipe.audio_channels,
+            pipe.max_seconds,
+            clips=args.calibrate_clips,
+            skip_unreadable=args.skip_unreadable,
+        )
+        pipe.vae.register_to_config(scaling_factor=scale)
+        write_scaling_factor(args.model, scale)
+        print(
+            f"scaling_factor {old:.6g} -> {scale:.6g}, written to {args.model}; latent shards encoded with "
+            "the old factor must be encoded again"
+        )
+        if out is None:
+            return 0
     text_fn = None
     if args.text:
 
@@ -272,9 +442,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import config as train_config
     from .train.common import load_run_config
 
+    if args.allow_config_change and not args.resume:
+        raise CLIError("--allow-config-change applies to a resume; pass --resume too")
     module_name, schema_name = TRAINERS[args.kind]
     cfg = load_run_config(getattr(train_config, schema_name), args.config, args.overrides)
-    run_dir = importlib.import_module(module_name).train(cfg, resume=args.resume)
+    trainer = importlib.import_module(module_name)
+    run_dir = trainer.train(cfg, resume=args.resume, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run finished: {run_dir}")
     return 0
@@ -329,9 +502,24 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation.probes import parse_probes
 
+    from .utils import check_device, check_seed, check_writable
+
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    if not math.isfinite(args.cfg):
+        raise CLIError(f"--cfg must be finite, got {args.cfg}")
+    if args.probe_n < 1:
+        raise CLIError(f"--probe-n must be >= 1, got {args.probe_n}")
+    check_seed(args.seed, "--seed")
+    check_device(args.device)
+    check_writable(Path(args.output) / "report.json")
     probes = parse_probes(args.probes)  # an unknown probe is refused before torch or a model loads
+    if args.memorisation is not None:
+        from .evaluation.memorisation import check_options
+
+        check_options(
+            args.memorisation_top_k, args.memorisation_threshold, "--memorisation-top-k", "--memorisation-threshold"
+        )
     from .evaluation.report import evaluate
 
     report = evaluate(
@@ -347,6 +535,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         timing_floor=not args.no_timing_floor,
         probes=probes,
         probe_n=args.probe_n,
+        memorisation=args.memorisation,
+        memorisation_top_k=args.memorisation_top_k,
+        memorisation_threshold=args.memorisation_threshold,
     )
     from .evaluation.report import render_markdown
 
@@ -354,25 +545,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sak", description="stable-audio-kit: timing-conditioned text-to-audio")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_clap_checkpoint
 
-    p = sub.add_parser("new-model", help="write an untrained pipeline directory from a model config")
-    p.add_argument("config", help="model config YAML (e.g. configs/tiny.yaml)")
-    p.add_argument("out_dir")
-    p.add_argument("overrides", nargs="*", help="key=value config overrides")
-    p.add_argument("--force", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=cmd_new_model)
-
-    p = sub.add_parser("generate", help="generate audio from a prompt or a prompt list")
-    p.add_argument("prompt", nargs="?")
-    p.add_argument(
-        "--prompts", help="prompt list: .txt (one per line), .csv or .jsonl (prompt, seconds, seed, negative)"
+    out = convert_clap_checkpoint(
+        args.checkpoint,
+        args.out_dir,
+        tokenizer=args.tokenizer,
+        config=args.config,
+        trust_pickle=args.trust_pickle,
+        overwrite=args.force,
     )
-    p.add_argument("--seconds", type=str, default=None, help="length in seconds (default: the model's window)")
+    use = "text.pretrained or --clap" if args.tokenizer else "--clap (text.pretrained also needs --tokenizer DIR)"
+    print(f"wrote transformers ClapModel folder {out}; use it as {use}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments every command that samples shares: guidance, seeds, conditioning values, model, delivery."""
     p.add_argument("--negative", default=None, help="negative prompt")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale (<= 1 switches it off)")
@@ -395,7 +586,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="sampler name, e.g. dpmsolver++, ddim, euler, unipc")
     p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
     p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
+    p.add_argument(
+        "--loudness",
+        type=float,
+        default=None,
+        metavar="LUFS",
+        help="integrated loudness (BS.1770) of each file, true peak <= -1 dBTP (default -14)",
+    )
+    p.add_argument("--no-normalize", action="store_true", help="keep the model's levels")
+    p.add_argument("--fade-in", type=float, default=0.0, metavar="MS", help="fade-in in milliseconds")
+    p.add_argument("--fade-out", type=float, default=0.0, metavar="MS", help="fade-out in milliseconds")
+    p.add_argument(
+        "--format",
+        default=None,
+        metavar="FMT",
+        help="wav16, wav24, wav32f, flac16, flac24 (flac), ogg (default: .wav float, .flac 24-bit, .ogg vorbis)",
+    )
+    p.add_argument("--sample-rate", type=int, default=None, metavar="HZ", help="delivery rate (default: the model's)")
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="long-form (--seconds beyond the window): seconds each window keeps of the one before",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sak", description="stable-audio-kit: timing-conditioned text-to-audio")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("new-model", help="write an untrained pipeline directory from a model config")
+    p.add_argument("config", help="model config YAML (e.g. configs/tiny.yaml)")
+    p.add_argument("out_dir")
+    p.add_argument("overrides", nargs="*", help="key=value config overrides")
+    p.add_argument("--force", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=cmd_new_model)
+
+    p = sub.add_parser("generate", help="generate audio from a prompt or a prompt list")
+    p.add_argument("prompt", nargs="?")
+    p.add_argument(
+        "--prompts", help="prompt list: .txt (one per line), .csv or .jsonl (prompt, seconds, seed, negative)"
+    )
+    p.add_argument("--seconds", type=str, default=None, help="length in seconds (default: the model's window)")
+    add_sampling_arguments(p)
+    p.add_argument("--init-audio", default=None, metavar="FILE", help="audio-to-audio: start from this audio")
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        help="with --init-audio: 0 keeps the input (through the VAE), 1 ignores it (default 0.8)",
+    )
+    p.add_argument("--loop", action="store_true", help="a seamless loop: its end flows into its start")
+    p.add_argument("--bars", type=int, default=None, help="length in 4/4 bars at the tempo (--bpm or the prompt's)")
+    p.add_argument(
+        "--schedule",
+        default=None,
+        metavar="FILE",
+        help="a prompt schedule instead of PROMPT: CSV/JSONL (prompt, seconds) or 'SECONDS PROMPT' lines",
+    )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("inpaint", help="regenerate regions of an audio file and keep the rest")
+    p.add_argument("input", help="the audio file")
+    p.add_argument("prompt")
+    p.add_argument(
+        "--region", action="append", required=True, metavar="START:END", help="seconds to regenerate (repeatable)"
+    )
+    p.add_argument("--seconds", type=str, default=None, help="output length (default: the input's)")
+    add_sampling_arguments(p)
+    p.set_defaults(func=cmd_inpaint)
+
+    p = sub.add_parser("continue", help="continue an audio file: the input followed by new audio")
+    p.add_argument("input", help="the audio file")
+    p.add_argument("prompt")
+    p.add_argument("--seconds", type=str, required=True, help="length of the whole result, input included")
+    add_sampling_arguments(p)
+    p.set_defaults(func=cmd_continue)
 
     p = sub.add_parser("data", help="catalogue tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -411,8 +679,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("encode", help="pre-encode a catalogue into latent shards with a model's VAE")
     p.add_argument("catalogue")
     p.add_argument("--model", required=True)
-    p.add_argument("-o", "--output", required=True, help="folder for the shards")
+    p.add_argument("-o", "--output", default=None, help="folder for the shards (optional with --calibrate)")
     p.add_argument("--text", action="store_true", help="also cache the CLAP text states of the captions")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="first set the VAE's scaling_factor so latents have unit variance on a sample of the catalogue, "
+        "and write it into the model folder",
+    )
+    p.add_argument("--calibrate-clips", type=int, default=64, help="training clips --calibrate encodes (default 64)")
     p.add_argument("--shard-size", type=int, default=256)
     p.add_argument("--skip-unreadable", action="store_true")
     p.add_argument("--device", default=None)
@@ -425,6 +700,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=1e-4")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in run.output_dir from its newest checkpoint"
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume, accept a config that changes what the run computes (the run no longer continues "
+        "exactly; config.yaml keeps the original)",
     )
     p.set_defaults(func=cmd_train)
 
@@ -477,6 +758,21 @@ def build_parser() -> argparse.ArgumentParser:
         "rewritten, same seeds; default none)",
     )
     p.add_argument("--probe-n", type=int, default=40, help="held-out clips per probe (two generations each)")
+    p.add_argument(
+        "--memorisation",
+        metavar="TRAIN_CATALOGUE",
+        default=None,
+        help="check the generated clips for near-copies of this training catalogue's clips (needs the CLAP)",
+    )
+    p.add_argument(
+        "--memorisation-top-k", type=int, default=None, help="nearest training clips aligned per clip (default 5)"
+    )
+    p.add_argument(
+        "--memorisation-threshold",
+        type=float,
+        default=None,
+        help="alignment score from which a pair is a near-copy (default: the calibrated one, in the report)",
+    )
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.set_defaults(func=cmd_evaluate)
 
@@ -498,9 +794,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_extend)
 
+    p = sub.add_parser("doctor", help="versions, device, threads, FluidSynth, bundled model: for bug reports")
+    p.add_argument("--no-model", action="store_true", help="skip loading the bundled model")
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("convert", help="convert pretrained parts from outside into the formats the toolkit loads")
+    convert_sub = p.add_subparsers(dest="convert_command", required=True)
+    q = convert_sub.add_parser(
+        "clap", help="an original LAION-CLAP checkpoint (.pt) to a transformers ClapModel folder"
+    )
+    q.add_argument("checkpoint", help="e.g. 630k-audioset-best.pt")
+    q.add_argument("out_dir")
+    q.add_argument(
+        "--tokenizer", default=None, help="local RoBERTa tokenizer folder to include (needed for text.pretrained)"
+    )
+    q.add_argument("--config", default=None, help="transformers ClapConfig JSON (default: read off the shapes)")
+    q.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle a checkpoint that holds Python objects besides tensors (runs its code: trusted files only)",
+    )
+    q.add_argument("--force", action="store_true", help="replace an existing output folder")
+    q.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -510,18 +829,42 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not args.verbose:  # the libraries' step-by-step INFO lines (accelerate's checkpoint files) are --verbose
+        for name in ("accelerate", "diffusers", "transformers"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     from .utils import NonFiniteLossError
 
+    # One prefix for every command's errors, the one argparse uses for bad arguments: "sak data check: error: ...".
+    command = " ".join(
+        part
+        for part in (args.command, getattr(args, "data_command", None), getattr(args, "catalogue_command", None))
+        if part
+    )
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError) as err:
         if args.verbose:
             raise
-        print(f"sak {args.command}: error: {err}", file=sys.stderr)
+        print(f"sak {command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file or folder the user named: missing, unreadable, not writable, disk full
+        if args.verbose:
+            raise
+        print(f"sak {command}: error: {describe_os_error(err)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
-        print(f"sak {args.command}: training stopped: {err}", file=sys.stderr)
+        print(f"sak {command}: error: training stopped: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"sak {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def describe_os_error(err: OSError) -> str:
+    """``"cannot write 'out/x.wav': No space left on device"``: the file and the reason, without errno noise."""
+    reason = err.strerror or str(err) or type(err).__name__
+    files = [str(name) for name in (err.filename, err.filename2) if name is not None]
+    return f"{' -> '.join(repr(name) for name in files)}: {reason}" if files else reason
 
 
 if __name__ == "__main__":

@@ -7,12 +7,16 @@ a silently ignored setting, and defaults live here and nowhere else.
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 T = TypeVar("T")
 
@@ -27,9 +31,15 @@ class VAEConfig:
       the Stable Audio recipe. Uses ``encoder_hidden_size`` ... ``decoder_channels``.
     * ``spectral``: :class:`stable_audio_kit.vae.SpectralAudioVAE`, STFT-domain encoder and Vocos-style
       decoder, which learns pitch in CPU hours. Uses ``n_fft`` ... ``decoder_layers``.
+
+    With ``pretrained`` set, the VAE loads from that local folder instead (a diffusers ``AutoencoderOobleck``
+    folder such as Stable Audio Open's ``vae/``, or a VAE a toolkit model saved): the size fields are ignored,
+    and the model's ``sample_rate``, ``audio_channels`` and ``vae.latent_channels`` must be the folder's.
     """
 
     architecture: str = "oobleck"
+    # A local folder to load the VAE from; see stable_audio_kit.vae.load_pretrained_vae.
+    pretrained: str | None = None
     encoder_hidden_size: int = 128
     downsampling_ratios: list[int] = field(default_factory=lambda: [2, 4, 4, 8, 8])
     channel_multiples: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
@@ -147,31 +157,116 @@ class ModelConfig:
     seed: int = 0
 
 
+def check_model_config(cfg: ModelConfig) -> None:
+    """The model config's own numbers, before anything is built; the component classes check their arguments."""
+    from .utils import check_seed
+
+    if isinstance(cfg.sample_rate, bool) or cfg.sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {cfg.sample_rate}")
+    if cfg.audio_channels not in (1, 2):
+        raise ValueError(f"audio_channels must be 1 or 2, got {cfg.audio_channels}")
+    if not math.isfinite(cfg.window_seconds) or cfg.window_seconds <= 0:
+        raise ValueError(f"window_seconds must be a finite number > 0, got {cfg.window_seconds}")
+    check_seed(cfg.seed, "seed")
+
+
+# Checks a schema's values need beyond their types, run by load_config.
+CONFIG_CHECKS: dict[type, Any] = {ModelConfig: check_model_config}
+
+
 def load_config(schema: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Merge a YAML file and ``key=value`` overrides into ``schema``.
 
-    Unknown keys and values of the wrong type raise ``ValueError`` naming the key.
+    Every problem raises ``ValueError`` naming the file or the override and the key: a missing or unreadable
+    file, a YAML syntax error (with its line and column), a file that is empty or not a mapping of keys, an
+    unknown key (with the closest valid one) and a value of the wrong type.
     Returns an OmegaConf object typed as ``schema`` (attribute access, ``OmegaConf.to_yaml``).
     """
     cfg = OmegaConf.structured(schema)
-    try:
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise ValueError(f"config file {str(path)!r} does not exist")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
-        if overrides:
-            for item in overrides:
-                if "=" not in item:
-                    raise ValueError(f"override {item!r} is not of the form key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    except (ConfigKeyError, ValidationError) as err:
-        source = f" in {str(path)!r}" if path is not None else ""
-        raise ValueError(f"invalid config{source}: {err.msg if hasattr(err, 'msg') else err}") from None
+    if path is not None:
+        path = Path(path)
+        cfg = _merge(cfg, _read_yaml(path, schema), f"config file {str(path)!r}")
+    for item in overrides or []:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        try:
+            dotlist = OmegaConf.from_dotlist([item])
+        except (yaml.YAMLError, OmegaConfBaseException) as err:
+            raise ValueError(f"override {item!r}: the value is not valid YAML ({_first_line(err)})") from None
+        cfg = _merge(cfg, dotlist, f"override {item!r}")
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
-        raise ValueError(f"config is missing required keys: {', '.join(missing)}")
+        source = f"config file {str(path)!r}" if path is not None else "config"
+        raise ValueError(f"{source} is missing required keys: {', '.join(missing)} (set them there or as key=value)")
+    check = CONFIG_CHECKS.get(schema)
+    if check is not None:
+        check(cfg)
     return cfg  # type: ignore[return-value]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _read_yaml(path: Path, schema: type) -> DictConfig:
+    """The YAML mapping in ``path``; ``ValueError`` naming the file for anything else."""
+    if not path.is_file():
+        raise ValueError(f"config file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {str(path)!r} cannot be read: {err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or _first_line(err)
+        raise ValueError(f"config file {str(path)!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        # An empty file is almost always a mistake (a failed write, the wrong file); building the schema's
+        # defaults from it can be expensive: the default model config is Stable Audio 1.0's shape, 1.9 GB.
+        hint = (
+            " (it would build the default model, 44.1 kHz stereo Stable Audio 1.0, 1.9 GB); start from "
+            "configs/tiny.yaml, or write {} to build the defaults on purpose"
+            if schema is ModelConfig
+            else "; write {} to use the defaults on purpose"
+        )
+        raise ValueError(f"config file {str(path)!r} is empty{hint}")
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config file {str(path)!r} must hold a mapping of keys (key: value lines), got a {type(data).__name__}"
+        )
+    try:
+        return OmegaConf.load(path)  # type: ignore[return-value]
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ValueError(f"config file {str(path)!r}: {_first_line(err)}") from None
+
+
+def _merge(cfg: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    """``cfg`` merged with ``other``; a ``ValueError`` naming ``source`` and the key, without OmegaConf's internals
+    (its ``full_key``, ``reference_type`` and ``object_type`` lines)."""
+    try:
+        return OmegaConf.merge(cfg, other)  # type: ignore[return-value]
+    except (OmegaConfBaseException, TypeError) as err:
+        key = getattr(err, "full_key", None)
+        if isinstance(err, ConfigKeyError) and key:
+            parent, _, name = key.rpartition(".")
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {(parent + '.' if parent else '') + close[0]!r}?" if close else ""
+            listing = f" (valid keys{' of ' + parent if parent else ''}: {', '.join(valid)})" if valid else ""
+            raise ValueError(f"{source}: unknown key {key!r}{hint}{listing}") from None
+        message = _first_line(err).removeprefix("Merge error: ")
+        section = re.fullmatch(r"(\w+) is not a subclass of (\w+)\. value: (.*)", message)
+        if section:
+            message = f"a {section[2]} section must be a mapping of keys, got {section[3]}"
+        elif "is not a ListConfig" in message:
+            message = f"expected a list, got {OmegaConf.select(other, key, default=None)!r}"
+        raise ValueError(f"{source}: {key + ': ' if key else ''}{message}") from None
 
 
 def to_container(cfg: Any) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,13 +9,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
-from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
+from diffusers.pipelines.pipeline_utils import AudioPipelineOutput, DiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from .conditioning import (
     Conditioning,
-    ConditioningProjection,
     ConditioningRequest,
     ModelFacts,
     ParsedPrompt,
@@ -25,13 +22,34 @@ from .conditioning import (
     max_bpm,
     unconditional,
 )
+from .assembly import (  # noqa: F401
+    DEFAULT_MODEL_DIR,
+    adopt_legacy_inputs,
+    build_pipeline,
+    check_model_dir,
+    write_loader_file,
+)
 from .objective import cfg_combine
 from .utils import check_finite_number
 
-logger = logging.getLogger(__name__)
+# diffusers loads a saved component only from a module this process has already imported, and the package
+# __init__ files import nothing until a name is used: import the modules model_index.json files name.
+from .conditioning import projection as _projection  # noqa: F401
+from .unet import unet_1d_condition as _unet  # noqa: F401
+from .vae import autoencoder as _autoencoder  # noqa: F401
+from .vae import spectral as _spectral  # noqa: F401
+from .workflows import (
+    LOOP_CROSSFADE_SECONDS,
+    Workflow,
+    assemble_inpainted,
+    circular_resample,
+    is_schedule,
+    loop_period,
+    prepare_workflow,
+    roll_inputs,
+)
 
-COMPONENTS = ("vae", "text_encoder", "tokenizer", "projection", "unet", "scheduler")
-DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "demo"
+logger = logging.getLogger(__name__)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -160,6 +178,23 @@ class StableAudioKitPipeline(DiffusionPipeline):
             kwargs.setdefault("dtype", torch.float32)
         return super().from_pretrained(str(path), **kwargs)
 
+    def save_pretrained(self, save_directory: str | Path, *args, **kwargs) -> None:
+        """diffusers' ``save_pretrained``, plus the one-line file that lets diffusers' generic loader,
+        ``DiffusionPipeline.from_pretrained(dir, trust_remote_code=True)``, load the folder
+        (:func:`~stable_audio_kit.assembly.write_loader_file`)."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        write_loader_file(save_directory, type(self).__name__)
+
+    @classmethod
+    def load_config(cls, *args, **kwargs):
+        """diffusers' ``load_config``; model_index.json's ``_class_name`` given as ``[file, class]`` (for the
+        generic loader) is read as the class, so loading with this class never imports the file."""
+        out = super().load_config(*args, **kwargs)
+        config = out[0] if isinstance(out, tuple) else out
+        if isinstance(config.get("_class_name"), (list, tuple)):
+            config["_class_name"] = config["_class_name"][-1]
+        return out
+
     # ------------------------------------------------------------------ steps
     def check_inputs(
         self,
@@ -200,6 +235,11 @@ class StableAudioKitPipeline(DiffusionPipeline):
             raise ValueError(f"seconds_total must be in (0, {self.max_seconds:.3f}], got {seconds_total}")
         if round(seconds_total * self.sample_rate) < 1:
             raise ValueError(f"seconds_total={seconds_total} is shorter than one sample at {self.sample_rate} Hz")
+        if seconds_start >= seconds_total:
+            raise ValueError(
+                f"seconds_start must be below seconds_total ({seconds_total:g}): the window starts inside the "
+                f"sound, got {seconds_start:g}"
+            )
         _check_int("num_inference_steps", num_inference_steps, 1)
         _check_int("num_waveforms_per_prompt", num_waveforms_per_prompt, 1)
         check_finite_number("guidance_scale", guidance_scale)
@@ -266,10 +306,44 @@ class StableAudioKitPipeline(DiffusionPipeline):
         bpm: float | None = None,
         key: str | None = None,
         overrides: dict[str, Any] | None = None,
-    ) -> tuple[ConditioningRequest, ConditioningRequest | None]:
+        init_audio: str | Path | np.ndarray | torch.Tensor | None = None,
+        strength: float | None = None,
+        inpaint_audio: str | Path | np.ndarray | torch.Tensor | None = None,
+        regions: list[tuple[float, float]] | None = None,
+        input_sample_rate: int | None = None,
+        loop: bool = False,
+        overlap_seconds: float | None = None,
+    ) -> tuple[ConditioningRequest, ConditioningRequest | None, Workflow]:
         """Every check a call makes before any work, with the same arguments; returns the conditioning
-        requests of the prompts and the negative prompts. The CLI runs it on every row of a prompt list
-        before it generates the first file, so the two cannot disagree."""
+        requests of the prompts and the negative prompts, and the workflow (input audio loaded). The CLI
+        runs it on every row of a prompt list before it generates the first file, so the two cannot
+        disagree. A long-form call (``seconds_total`` beyond the window, or a prompt schedule) is checked
+        window by window; its first window's requests are returned."""
+        if is_schedule(prompt) or (seconds_total is not None and _number(seconds_total) > self.max_seconds):
+            from .longform import plan_long
+
+            plans = plan_long(
+                self,
+                prompt,
+                negative_prompt,
+                seconds_total,
+                num_inference_steps,
+                guidance_scale,
+                num_waveforms_per_prompt,
+                output_type,
+                bpm,
+                key,
+                overrides,
+                overlap_seconds,
+                unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+            )[2]
+            return plans[0][1], plans[0][2], Workflow(seconds_total=seconds_total)
+        if overlap_seconds is not None:
+            raise ValueError("overlap_seconds applies to long-form generation (seconds_total beyond the window)")
+        workflow = prepare_workflow(
+            self, init_audio, strength, inpaint_audio, regions, input_sample_rate, loop, seconds_total, latents
+        )
+        seconds_total = workflow.seconds_total
         if seconds_total is None:
             seconds_total = self.max_seconds
         prompts, negatives, seconds_start, seconds_total = self.check_inputs(
@@ -288,13 +362,17 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
                 )
-        given = {**(overrides or {}), "bpm": bpm, "key": key}
+        given = {**(overrides or {}), **{k: v for k, v in (("bpm", bpm), ("key", key)) if v is not None}}
         request = self.make_request(prompts, seconds_start, seconds_total, given)
         self.check_request(request)
         negative_request = request.negative(negatives) if negatives is not None else None
         if negative_request is not None:
             self.check_request(negative_request)
-        return request, negative_request
+        if workflow.frames is not None:
+            request.frames = workflow.frames
+            if negative_request is not None:
+                negative_request.frames = workflow.frames
+        return request, negative_request, workflow
 
     def prepare_latents(
         self,
@@ -303,9 +381,10 @@ class StableAudioKitPipeline(DiffusionPipeline):
         device: torch.device,
         generator: torch.Generator | list[torch.Generator] | None,
         latents: torch.Tensor | None = None,
+        frames: int | None = None,
     ) -> torch.Tensor:
-        """Initial noise ``(B, latent_channels, sample_size)`` scaled for the scheduler."""
-        shape = (batch_size, self.unet.config.in_channels, self.unet.config.sample_size)
+        """Initial noise ``(B, latent_channels, frames)`` (default: the window) scaled for the scheduler."""
+        shape = (batch_size, self.unet.config.in_channels, frames or self.unet.config.sample_size)
         if isinstance(generator, list) and len(generator) != batch_size:
             raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} waveforms")
         if latents is None:
@@ -313,6 +392,104 @@ class StableAudioKitPipeline(DiffusionPipeline):
         else:
             latents = latents.to(device=device, dtype=dtype)
         return latents * self.scheduler.init_noise_sigma
+
+    def sample(
+        self,
+        request: ConditioningRequest,
+        negative_request: ConditioningRequest | None,
+        workflow: Workflow,
+        num_inference_steps: int,
+        guidance_scale: float,
+        num_waveforms_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+    ) -> torch.Tensor:
+        """Steps 2-5 of a call for validated requests: conditioning, timesteps, initial latents and the
+        denoising loop. Returns the final latents ``(B, D, frames)``. Long-form generation calls it once a window."""
+        device = self._execution_device
+        do_cfg = guidance_scale > 1.0
+        batch = request.batch * num_waveforms_per_prompt
+
+        # 2. Conditioning, each prompt read once; the unconditional half follows the one CFG rule.
+        cond = self.encode_conditioning(request, device).repeat_interleave(num_waveforms_per_prompt)
+        if do_cfg:
+            negative = None
+            if negative_request is not None:
+                negative = self.encode_conditioning(negative_request, device)
+                negative = negative.repeat_interleave(num_waveforms_per_prompt)
+            # One batched forward: [unconditional; conditional].
+            cond = Conditioning.cat([unconditional(cond, negative), cond])
+        unet_inputs = cond.unet_inputs()
+
+        # 3. Timesteps; audio-to-audio starts part of the way down.
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        dtype = cond.encoder_hidden_states.dtype
+        known = self.encode_audio(workflow.audio, batch, device, dtype) if workflow.audio is not None else None
+        if workflow.strength is not None:
+            timesteps = self.strength_timesteps(timesteps, workflow.strength, num_inference_steps)
+
+        # 4. Initial noise over the window (or the loop's frames), or the input noised to the first step.
+        shape_frames = workflow.frames or int(self.unet.config.sample_size)
+        latents = self.prepare_latents(batch, dtype, device, generator, latents, frames=shape_frames)
+        if workflow.strength is not None and workflow.strength < 1.0:
+            if len(timesteps) == 0:
+                latents = known
+            else:
+                latents = self.scheduler.add_noise(known, latents / self.scheduler.init_noise_sigma, timesteps[:1])
+        keep = None
+        if workflow.regenerate is not None:
+            keep = ~workflow.regenerate.to(device)[None, None, :]
+
+        # 5. Denoising loop.
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            shift = 0
+            if workflow.loop:  # a random circular shift each step, so no frame is the loop's edge for long
+                shift = int(torch.randint(latents.shape[-1], (), generator=_first(generator)))
+            step_inputs = unet_inputs if not shift else roll_inputs(unet_inputs, shift)
+            model_input = latents.roll(shift, -1) if shift else latents
+            model_input = torch.cat([model_input] * 2) if do_cfg else model_input
+            model_input = self.scheduler.scale_model_input(model_input, t)
+            noise_pred = self.unet(model_input, t, **step_inputs).sample
+            if do_cfg:
+                uncond_pred, cond_pred = noise_pred.chunk(2)
+                noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
+            if shift:
+                noise_pred = noise_pred.roll(-shift, -1)
+            latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+            if keep is not None:
+                # The kept frames: the input, noised to the level the next step starts from (clean at the end).
+                if i + 1 < len(timesteps):
+                    noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+                    known_now = self.scheduler.add_noise(known, noise, timesteps[i + 1 : i + 2])
+                else:
+                    known_now = known
+                latents = torch.where(keep, known_now, latents)
+            if callback_on_step_end is not None:
+                local = {"latents": latents, "noise_pred": noise_pred}
+                outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
+                latents = outputs.pop("latents", latents)
+
+        return latents
+
+    @torch.no_grad()
+    def encode_audio(self, audio: np.ndarray, batch: int, device, dtype) -> torch.Tensor:
+        """Scaled latents ``(batch, D, frames)`` of a window of audio, ``(channels, samples)`` for every row or
+        ``(batch, channels, samples)`` row by row, encoded as training encodes."""
+        waveform = torch.from_numpy(np.ascontiguousarray(audio)).to(device=device, dtype=torch.float32)
+        waveform = waveform[None] if waveform.ndim == 2 else waveform
+        latents = self.vae.encode(waveform).latent_dist.mode() * getattr(self.vae.config, "scaling_factor", 1.0)
+        return latents.to(dtype).expand(batch, -1, -1).contiguous()
+
+    def strength_timesteps(self, timesteps: torch.Tensor, strength: float, steps: int) -> torch.Tensor:
+        """The scheduler's own timesteps from the noise level ``strength`` picks (diffusers' img2img rule):
+        the last ``int(steps * strength)`` of ``steps``."""
+        start = steps - min(int(steps * strength), steps)
+        if hasattr(self.scheduler, "set_begin_index"):
+            self.scheduler.set_begin_index(start * self.scheduler.order)
+        return timesteps[start * self.scheduler.order :]
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
@@ -339,6 +516,13 @@ class StableAudioKitPipeline(DiffusionPipeline):
         bpm: float | None = None,
         key: str | None = None,
         overrides: dict[str, Any] | None = None,
+        init_audio: str | Path | np.ndarray | torch.Tensor | None = None,
+        strength: float | None = None,
+        inpaint_audio: str | Path | np.ndarray | torch.Tensor | None = None,
+        regions: list[tuple[float, float]] | None = None,
+        input_sample_rate: int | None = None,
+        loop: bool = False,
+        overlap_seconds: float | None = None,
     ) -> AudioPipelineOutput | tuple:
         """Generate audio of exactly ``seconds_total`` seconds for each prompt.
 
@@ -354,9 +538,49 @@ class StableAudioKitPipeline(DiffusionPipeline):
         prompt names. ``overrides`` gives any conditioning input its value by the name it reads
         (``{"bpm": 120}``; ``bpm=`` and ``key=`` are shorthands), for every prompt. Prompts may be strings or
         :class:`~stable_audio_kit.conditioning.ParsedPrompt`.
+
+        Workflows (:mod:`stable_audio_kit.workflows`):
+
+        * **Audio-to-audio**: ``init_audio`` (a waveform at ``input_sample_rate``, default the model's, or a
+          file) is encoded and noised to the level ``strength`` picks on the scheduler's own timesteps
+          (SDEdit): 0 returns the input through the VAE, 1 ignores it. The length is ``seconds_total``, or
+          the input's when none is given.
+        * **Inpainting**: ``inpaint_audio`` with ``regions=[(start_s, end_s), ...]`` regenerates only those
+          regions. At every step the latent frames outside them are replaced by the input's latents noised
+          to that step's level; the output copies the input sample for sample outside the regions, with a
+          20 ms equal-power crossfade inside each region at each border. Continuation is inpainting of a
+          tail: the input padded with silence to ``seconds_total`` and ``regions=[(input_seconds, total)]``.
+        * **Long-form**: ``seconds_total`` beyond the window samples window after window, each continuing
+          the previous one's last ``overlap_seconds`` (default a quarter of the window) by inpainting, with
+          ``seconds_start``/``seconds_total`` telling each window where it is. ``prompt`` may then be a
+          schedule ``[("rain on a tin roof", 20), ("thunder, heavy rain", 15)]`` whose lengths add up to
+          the whole (story mode).
+        * **Loops**: ``loop=True`` denoises a whole number of latent frames circularly (the latents are
+          rolled by a random offset at every step) and decodes them circularly, so the end flows into the
+          start; the period is then resampled (Fourier) to exactly ``seconds_total``.
         """
+        if is_schedule(prompt) or (seconds_total is not None and _number(seconds_total) > self.max_seconds):
+            from .longform import generate_long
+
+            return generate_long(
+                self,
+                prompt,
+                negative_prompt=negative_prompt,
+                seconds_total=seconds_total,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                num_waveforms_per_prompt=num_waveforms_per_prompt,
+                generator=generator,
+                output_type=output_type,
+                return_dict=return_dict,
+                bpm=bpm,
+                key=key,
+                overrides=overrides,
+                overlap_seconds=overlap_seconds,
+                unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+            )
         # 1. Validate everything before any work; each prompt is read once.
-        request, negative_request = self.check_call(
+        request, negative_request, workflow = self.check_call(
             prompt,
             negative_prompt,
             seconds_start,
@@ -370,50 +594,44 @@ class StableAudioKitPipeline(DiffusionPipeline):
             bpm=bpm,
             key=key,
             overrides=overrides,
+            init_audio=init_audio,
+            strength=strength,
+            inpaint_audio=inpaint_audio,
+            regions=regions,
+            input_sample_rate=input_sample_rate,
+            loop=loop,
+            overlap_seconds=overlap_seconds,
         )
         seconds_total = float(request.seconds_total[0])
-        device = self._execution_device
-        do_cfg = guidance_scale > 1.0
-        batch = request.batch * num_waveforms_per_prompt
-
-        # 2. Conditioning, each prompt read once; the unconditional half follows the one CFG rule.
-        cond = self.encode_conditioning(request, device).repeat_interleave(num_waveforms_per_prompt)
-        if do_cfg:
-            negative = None
-            if negative_request is not None:
-                negative = self.encode_conditioning(negative_request, device)
-                negative = negative.repeat_interleave(num_waveforms_per_prompt)
-            # One batched forward: [unconditional; conditional].
-            cond = Conditioning.cat([unconditional(cond, negative), cond])
-        unet_inputs = cond.unet_inputs()
-
-        # 3. Timesteps.
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
-
-        # 4. Initial noise over the whole window.
-        latents = self.prepare_latents(batch, cond.encoder_hidden_states.dtype, device, generator, latents)
-
-        # 5. Denoising loop.
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            model_input = torch.cat([latents] * 2) if do_cfg else latents
-            model_input = self.scheduler.scale_model_input(model_input, t)
-            noise_pred = self.unet(model_input, t, **unet_inputs).sample
-            if do_cfg:
-                uncond_pred, cond_pred = noise_pred.chunk(2)
-                noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
-            latents = self.scheduler.step(noise_pred, t, latents).prev_sample
-            if callback_on_step_end is not None:
-                local = {"latents": latents, "noise_pred": noise_pred}
-                outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
-                latents = outputs.pop("latents", latents)
+        latents = self.sample(
+            request,
+            negative_request,
+            workflow,
+            num_inference_steps,
+            guidance_scale,
+            num_waveforms_per_prompt,
+            generator,
+            latents,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
 
         if output_type == "latent":
             audio = latents
         else:
-            # 6. Decode the window and trim to exactly the requested length.
+            # 6. Decode and trim to exactly the requested length (a loop: circularly, then resampled).
             num_samples = round(seconds_total * self.sample_rate)
-            audio = self.decode_latents(latents)[..., :num_samples].float()
+            if workflow.loop:
+                period = latents.shape[-1] * self.vae.hop_length
+                decoded = self.decode_latents(torch.cat([latents] * 3, dim=-1)).float().cpu().numpy()
+                one = loop_period(decoded, period, round(LOOP_CROSSFADE_SECONDS * self.sample_rate))
+                audio = torch.from_numpy(circular_resample(one, num_samples))
+            else:
+                audio = self.decode_latents(latents)[..., :num_samples].float()
+            if workflow.inpaint is not None:
+                original = np.broadcast_to(workflow.inpaint, audio.shape)
+                generated = audio.cpu().numpy()
+                audio = torch.from_numpy(assemble_inpainted(original, generated, workflow.regions, self.sample_rate))
             if output_type == "np":
                 audio = audio.cpu().numpy()
 
@@ -423,121 +641,9 @@ class StableAudioKitPipeline(DiffusionPipeline):
         return AudioPipelineOutput(audios=audio)
 
 
-def check_model_dir(path: str | Path) -> Path:
-    """Raise ``ValueError`` naming what is missing unless ``path`` is a complete pipeline directory."""
-    path = Path(path)
-    if not path.is_dir():
-        if path == DEFAULT_MODEL_DIR:
-            raise ValueError(
-                f"the bundled default model is not installed at {str(path)!r}; pass a model directory "
-                "(create one with `sak new-model` or `sak export`)"
-            )
-        raise ValueError(f"model directory {str(path)!r} does not exist")
-    index = path / "model_index.json"
-    if not index.is_file():
-        raise ValueError(f"{str(path)!r} is not a pipeline directory: model_index.json is missing")
-    try:
-        entries = json.loads(index.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{str(index)!r} is not valid JSON: {err}") from None
-    missing = [c for c in COMPONENTS if c not in entries or not (path / c).is_dir()]
-    if missing:
-        raise ValueError(f"model directory {str(path)!r} is missing component(s): {', '.join(missing)}")
-    # Catch a VAE/U-Net mismatch from the configs, before loading weights fails less clearly.
-    try:
-        vae_cfg = json.loads((path / "vae" / "config.json").read_text())
-        unet_cfg = json.loads((path / "unet" / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"model directory {str(path)!r} has an unreadable component config: {err}") from None
-    # AudioVAE stores its latent channels as decoder_input_channels, SpectralAudioVAE as latent_channels.
-    latent = vae_cfg.get("decoder_input_channels", vae_cfg.get("latent_channels"))
-    for key in ("in_channels", "out_channels"):
-        value = unet_cfg.get(key) or unet_cfg.get("in_channels")
-        if value != latent:
-            raise ValueError(
-                f"model directory {str(path)!r}: unet.{key}={value} but the VAE has {latent} latent channels"
-            )
-    return path
+def _number(value) -> float:
+    return check_finite_number("seconds_total", value)
 
 
-def build_pipeline(cfg) -> StableAudioKitPipeline:
-    """An untrained pipeline from a :class:`stable_audio_kit.config.ModelConfig` (``sak new-model``)."""
-    from .conditioning import build_text_encoder
-    from .schedulers import make_scheduler
-    from .unet import UNet1DConditionModel
-    from .vae import build_vae
-
-    if cfg.window_seconds <= 0:
-        raise ValueError(f"window_seconds must be > 0, got {cfg.window_seconds}")
-    torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg)
-    text_encoder, tokenizer = build_text_encoder(cfg.text)
-    sample_size = max(1, round(cfg.window_seconds * cfg.sample_rate / vae.hop_length))
-    projection = ConditioningProjection(
-        text_encoder_dim=text_encoder.config.hidden_size,
-        text_hidden_layer=cfg.text.hidden_layer,
-        **conditioning_routes(cfg),
-    )
-    u = cfg.unet
-    unet = UNet1DConditionModel(
-        in_channels=cfg.vae.latent_channels,
-        sample_size=sample_size,
-        block_out_channels=list(u.block_out_channels),
-        layers_per_block=u.layers_per_block,
-        attention_levels=list(u.attention_levels),
-        attention_head_dim=u.attention_head_dim,
-        transformer_layers_per_block=u.transformer_layers_per_block,
-        cross_attention_dim=cfg.conditioning.dim,
-        global_cond_dim=projection.global_dim,
-        norm_num_groups=u.norm_num_groups,
-        dropout=u.dropout,
-        position_embedding_dim=u.position_embedding_dim,
-        extra_in_channels=projection.channel_count,
-        film_cond_dim=projection.film_dim,
-    )
-    scheduler = make_scheduler(cfg.scheduler.name, cfg.scheduler.num_train_timesteps, cfg.scheduler.beta_schedule)
-    for module in (vae, projection, unet):
-        module.eval()
-    return StableAudioKitPipeline(vae, text_encoder, tokenizer, projection, unet, scheduler)
-
-
-def conditioning_routes(cfg) -> dict[str, Any]:
-    """The projection's routing from a model config. The flags older configs set for an input
-    (``conditioning.prompt_numbers``, ``unet.timing_mask_channel``, ``unet.beat_grid_channel``,
-    ``unet.key_conditioning``) add that input to its route, ahead of the ones the lists name."""
-    cond, unet = cfg.conditioning, cfg.unet
-    options = {name: dict(value) for name, value in (cond.options or {}).items()}
-    add_to_prompt = ["prompt_numbers"] if cond.prompt_numbers else []
-    if cond.prompt_numbers:
-        options.setdefault("prompt_numbers", {"min_value": cond.prompt_number_min, "max_value": cond.prompt_number_max})
-    channels = [name for flag, name in LEGACY_UNET_INPUTS["input_channels"] if unet.get(flag, False)]
-    film = [name for flag, name in LEGACY_UNET_INPUTS["film"] if unet.get(flag, False)]
-
-    def merged(first: list[str], listed) -> list[str]:
-        return list(dict.fromkeys(first + list(listed)))
-
-    return dict(
-        conditioning_dim=cond.dim,
-        max_seconds=cond.max_seconds,
-        cross_attention=list(cond.cross_attention),
-        global_cond=list(cond.global_cond),
-        add_to_prompt=merged(add_to_prompt, cond.add_to_prompt),
-        input_channels=merged(channels, cond.input_channels),
-        film=merged(film, cond.film),
-        options=options,
-    )
-
-
-# The inputs U-Nets saved before the conditioning seam declared by flags, in their channel order.
-LEGACY_UNET_INPUTS = {
-    "input_channels": (("timing_mask_channel", "timing_mask"), ("beat_grid_channel", "beat_grid")),
-    "film": (("key_conditioning", "key"),),
-}
-
-
-def adopt_legacy_inputs(projection: ConditioningProjection, unet) -> None:
-    """A U-Net saved before the conditioning seam names its timing mask, beat grid and key by flags of its
-    own, and its projection does not list them: list them there (first, in the U-Net's channel order)."""
-    for route, flags in LEGACY_UNET_INPUTS.items():
-        names = [name for flag, name in flags if unet.config.get(flag, False)]
-        projection.ensure_inputs(route, names)
+def _first(generator):
+    return generator[0] if isinstance(generator, list) else generator

@@ -2,17 +2,19 @@
 
 ``sak generate --prompts FILE`` reads a plain-text file (one prompt a line), a CSV with a ``prompt``
 column or a JSONL file with a ``prompt`` field; ``seconds``, ``seed`` and ``negative`` are optional per
-row. Every row is read and checked here, before any model loads, and each prompt is read once
-(:func:`stable_audio_kit.conditioning.parse_prompt`).
+row, and so are the workflow columns ``init_audio`` (a file, relative to the list's folder) with
+``strength``, and ``loop`` (true/false). Every row is read and checked here, before any model loads,
+and each prompt is read once (:func:`stable_audio_kit.conditioning.parse_prompt`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .conditioning.prompts import ParsedPrompt, parse_prompt
@@ -27,6 +29,15 @@ class Job:
     seconds: float | None
     seed: int
     negative: ParsedPrompt | None = None
+    # Workflow arguments of the pipeline call: init_audio, strength, inpaint_audio, regions, loop, ...
+    options: dict = field(default_factory=dict)
+    # A prompt schedule [(prompt, seconds), ...] played instead of ``prompt`` (story mode).
+    schedule: list | None = None
+
+    @property
+    def pipeline_prompt(self):
+        """What the pipeline is given as ``prompt``: the schedule, or the prompt."""
+        return self.schedule if self.schedule is not None else self.prompt
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -47,13 +58,10 @@ def parse_seconds(value, what: str) -> float:
 
 
 def parse_seed(value, what: str) -> int:
-    try:
-        out = int(str(value))
-    except ValueError:
-        raise ValueError(f"{what}: seed must be an integer, got {value!r}") from None
-    if out < 0:
-        raise ValueError(f"{what}: seed must be >= 0, got {out}")
-    return out
+    """A seed from a prompt-list cell: an integer in ``[0, 2**64 - 1]`` (what ``torch.Generator`` takes)."""
+    from .utils import check_seed
+
+    return check_seed(value, f"{what}: seed")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -72,16 +80,42 @@ def _rows(path: Path) -> list[dict]:
                 raise ValueError(f"{path}:{n}: each line must be a JSON object, got {line.strip()!r}")
             rows.append({**row, "_where": f"{path}:{n}"})
     elif suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        if reader.fieldnames is None or "prompt" not in reader.fieldnames:
-            raise ValueError(f"{path}: a CSV prompt file needs a 'prompt' column, got {reader.fieldnames}")
-        for n, row in enumerate(reader, 2):
-            rows.append({**row, "_where": f"{path}:{n}"})
+        rows = _csv_rows(path, text)
     else:
         for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 rows.append({"prompt": line.strip(), "_where": f"{path}:{n}"})
     return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict]:
+    """The rows of a CSV prompt list, each with the line it starts on. A quoted cell may not run over a line
+    end: that is an unterminated quote, which would otherwise swallow the rows after it into one prompt."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as err:
+        raise ValueError(f"{path}:1: malformed CSV header ({err})") from None
+    if header is None or "prompt" not in header:
+        raise ValueError(f"{path}: a CSV prompt file needs a 'prompt' column, got {header}")
+    rows, start = [], reader.line_num + 1
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return rows
+        except csv.Error as err:
+            raise ValueError(f"{path}:{start}: malformed CSV row, an unterminated quote? ({err})") from None
+        if reader.line_num > start or any("\n" in cell or "\r" in cell for cell in cells):
+            raise ValueError(
+                f"{path}:{start}: a quoted cell runs over {reader.line_num - start + 1} lines; is a closing quote "
+                "missing? (a prompt must fit on one line)"
+            )
+        if cells:
+            if len(cells) > len(header):
+                raise ValueError(f"{path}:{start}: {len(cells)} cells for {len(header)} columns {header}")
+            rows.append({**dict(zip(header, cells)), "_where": f"{path}:{start}"})
+        start = reader.line_num + 1
 
 
 def read_prompt_file(path: str | Path, default_seconds: float | None, base_seed: int) -> list[Job]:
@@ -99,24 +133,82 @@ def read_prompt_file(path: str | Path, default_seconds: float | None, base_seed:
         prompt = row.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"{where}: prompt must be a non-empty string, got {prompt!r}")
+        options = _workflow_columns(row, path.parent, where)
         seconds = row.get("seconds")
         if seconds in (None, ""):
-            if default_seconds is None:
+            if default_seconds is None and "init_audio" not in options:
                 raise ValueError(f"{where}: no seconds given and no --seconds default")
             seconds = default_seconds
         seed = row.get("seed")
-        seed = base_seed + i if seed in (None, "") else parse_seed(seed, where)
+        seed = (
+            parse_seed(base_seed + i, f"{where} (--seed + row index)")
+            if seed in (None, "")
+            else parse_seed(seed, where)
+        )
         negative = row.get("negative") or None
         jobs.append(
             Job(
                 i,
                 parse_prompt(prompt.strip()),
-                parse_seconds(seconds, where),
+                None if seconds is None else parse_seconds(seconds, where),  # None: the init audio's length
                 seed,
                 parse_prompt(negative) if negative else None,
+                options,
             )
         )
     return jobs
+
+
+def parse_flag(value, what: str) -> bool:
+    """true/false, yes/no, 1/0 (any case) from a prompt-list cell or JSON boolean."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0", ""):
+        return False
+    raise ValueError(f"{what}: expected true or false, got {value!r}")
+
+
+def _workflow_columns(row: dict, folder: Path, where: str) -> dict:
+    options = {}
+    if row.get("init_audio") not in (None, ""):
+        audio = Path(str(row["init_audio"]))
+        options["init_audio"] = audio if audio.is_absolute() else folder / audio
+    if row.get("strength") not in (None, ""):
+        try:
+            options["strength"] = float(row["strength"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: strength must be a number, got {row['strength']!r}") from None
+    if row.get("loop") not in (None, ""):
+        options["loop"] = parse_flag(row["loop"], f"{where}: loop")
+    return options
+
+
+def read_schedule(path: str | Path) -> list[tuple[ParsedPrompt, float]]:
+    """A prompt schedule from a file: CSV or JSONL with ``prompt`` and ``seconds`` per row, or plain text with
+    ``SECONDS PROMPT`` a line; each prompt plays for its seconds, in order (story mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"schedule file {str(path)!r} does not exist")
+    if path.suffix.lower() in (".csv", ".jsonl"):
+        rows = _rows(path)
+    else:
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                seconds, _, prompt = line.strip().partition(" ")
+                rows.append({"prompt": prompt.strip(), "seconds": seconds, "_where": f"{path}:{n}"})
+    if not rows:
+        raise ValueError(f"schedule file {str(path)!r} holds no prompts")
+    schedule = []
+    for row in rows:
+        prompt = row.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"{row['_where']}: prompt must be a non-empty string, got {prompt!r}")
+        schedule.append((parse_prompt(prompt.strip()), parse_seconds(row.get("seconds"), row["_where"])))
+    return schedule
 
 
 def output_paths(job: Job, out: Path, batch: int, single: bool) -> list[Path]:

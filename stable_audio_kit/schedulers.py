@@ -9,33 +9,45 @@ scheduler into another one of the registry with the same noise schedule.
 
 from __future__ import annotations
 
-from diffusers import (
-    DDIMScheduler,
-    DDPMScheduler,
-    DEISMultistepScheduler,
-    DPMSolverMultistepScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+import importlib
+from typing import TYPE_CHECKING, Any
 
-SCHEDULERS: dict[str, type[SchedulerMixin]] = {
-    "dpmsolver++": DPMSolverMultistepScheduler,
-    "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
-    "deis": DEISMultistepScheduler,
-    "euler": EulerDiscreteScheduler,
-    "heun": HeunDiscreteScheduler,
-    "unipc": UniPCMultistepScheduler,
+if TYPE_CHECKING:
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+# {name: (module of diffusers.schedulers, class)}. A name is checked without importing diffusers, so the CLI
+# refuses an unknown one at once; the registry SCHEDULERS, {name: class}, imports the classes on first use.
+_CLASSES = {
+    "dpmsolver++": ("scheduling_dpmsolver_multistep", "DPMSolverMultistepScheduler"),
+    "ddim": ("scheduling_ddim", "DDIMScheduler"),
+    "ddpm": ("scheduling_ddpm", "DDPMScheduler"),
+    "deis": ("scheduling_deis_multistep", "DEISMultistepScheduler"),
+    "euler": ("scheduling_euler_discrete", "EulerDiscreteScheduler"),
+    "heun": ("scheduling_heun_discrete", "HeunDiscreteScheduler"),
+    "unipc": ("scheduling_unipc_multistep", "UniPCMultistepScheduler"),
 }
+SCHEDULER_NAMES = tuple(_CLASSES)
 
 
 def check_scheduler_name(name: str) -> str:
     """``name`` if it is a registered sampler; else ``ValueError`` listing the valid names."""
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; valid names: {sorted(SCHEDULERS)}")
+    if name not in SCHEDULER_NAMES:
+        raise ValueError(f"unknown scheduler {name!r}; valid names: {sorted(SCHEDULER_NAMES)}")
     return name
+
+
+def scheduler_class(name: str) -> type[SchedulerMixin]:
+    """The diffusers class of the registered sampler ``name``."""
+    module, cls = _CLASSES[check_scheduler_name(name)]
+    return getattr(importlib.import_module(f"diffusers.schedulers.{module}"), cls)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SCHEDULERS":
+        value = {key: scheduler_class(key) for key in SCHEDULER_NAMES}
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_scheduler(
@@ -53,10 +65,13 @@ def make_scheduler(
     )
     if name == "dpmsolver++":
         kwargs.update(algorithm_type="dpmsolver++", solver_order=2)
-    return SCHEDULERS[name](**kwargs)
+    return scheduler_class(name)(**kwargs)
 
 
 def swap_scheduler(scheduler: SchedulerMixin, name: str) -> SchedulerMixin:
     """Another registered scheduler with the same noise schedule (``from_config``)."""
     check_scheduler_name(name)
-    return SCHEDULERS[name].from_config(scheduler.config)
+    # DPM-Solver++ and DEIS share a class family and an ``algorithm_type`` key: set it, or a DEIS config
+    # would make a "DPM-Solver++" that runs DEIS (or refuses to build).
+    extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmsolver++" else {}
+    return scheduler_class(name).from_config(scheduler.config, **extra)

@@ -141,7 +141,7 @@ def test_user_latents(tiny_pipeline):
         (dict(seconds_total=1e-6), "shorter than one sample"),
         (dict(seconds_start=-0.5), "seconds_start must be >= 0, got -0.5"),
         (dict(seconds_start=float("nan")), "seconds_start must be finite"),
-        (dict(seconds_start=1e6), "seconds_start must be in"),
+        (dict(seconds_start=1e6), "seconds_start must be below seconds_total"),
         (dict(num_inference_steps=0), "num_inference_steps must be >= 1, got 0"),
         (dict(num_inference_steps=2.5), "num_inference_steps must be an integer"),
         (dict(guidance_scale=float("inf")), "guidance_scale must be finite"),

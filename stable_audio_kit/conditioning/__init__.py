@@ -13,39 +13,86 @@ A new input is one :class:`Conditioner` subclass registered with :func:`register
 name in a model config (``docs/conditioning.md`` walks through one).
 """
 
-# Saved pipelines name this package as the projection's library (["stable_audio_kit.conditioning",
-# "ConditioningProjection"]); diffusers looks the loading base class up on that module, so it must be here.
-from diffusers.models.modeling_utils import ModelMixin  # noqa: F401
+from __future__ import annotations
 
-from .base import (
-    CONDITIONERS,
-    PLACEMENTS,
-    Conditioner,
-    Conditioning,
-    ConditioningRequest,
-    ModelFacts,
-    check_overrides,
-    make_conditioner,
-    null_context,
-    per_item,
-    register_conditioner,
-    unconditional,
-)
-from .musical import BEAT_GRID_CHANNELS, KEY_PROFILE_SIZE, BeatGrid, KeyInput, beat_grid, key_profile, max_bpm
-from .projection import ConditioningProjection
-from .prompts import NUMBER_PATTERN, ParsedPrompt, parse_key, parse_prompt, parse_prompts, prompt_key, prompt_tempo
-from .text import (
-    SPECIAL_TOKENS,
-    PromptNumberEmbedding,
-    PromptNumbers,
-    PromptText,
-    build_text_encoder,
-    encode_text,
-    prompt_numbers,
-    tokenize,
-    train_tokenizer,
-)
-from .timing import SecondsStart, SecondsTotal, TimingMask, timing_mask
+import importlib
+from typing import Any
+
+# Importing this package imports none of its modules; each name is imported on first use (PEP 562). The
+# prompt reader (.prompts) needs neither torch nor diffusers, so the CLI checks prompts before either loads.
+# Every other name first imports the built-in inputs, which register themselves in CONDITIONERS.
+_MODULES = {
+    "base": (
+        "CONDITIONERS",
+        "PLACEMENTS",
+        "Conditioner",
+        "Conditioning",
+        "ConditioningRequest",
+        "ModelFacts",
+        "check_overrides",
+        "make_conditioner",
+        "null_context",
+        "per_item",
+        "register_conditioner",
+        "unconditional",
+    ),
+    "musical": (
+        "BEAT_GRID_CHANNELS",
+        "KEY_PROFILE_SIZE",
+        "BeatGrid",
+        "KeyInput",
+        "beat_grid",
+        "key_profile",
+        "max_bpm",
+    ),
+    "projection": ("ConditioningProjection",),
+    "prompts": (
+        "NUMBER_PATTERN",
+        "ParsedPrompt",
+        "parse_key",
+        "parse_prompt",
+        "parse_prompts",
+        "prompt_key",
+        "prompt_tempo",
+    ),
+    "text": (
+        "SPECIAL_TOKENS",
+        "PromptNumberEmbedding",
+        "PromptNumbers",
+        "PromptText",
+        "build_text_encoder",
+        "encode_text",
+        "prompt_numbers",
+        "tokenize",
+        "train_tokenizer",
+    ),
+    "timing": ("SecondsStart", "SecondsTotal", "TimingMask", "timing_mask"),
+}
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ModelMixin":
+        # Saved pipelines name this package as the projection's library (["stable_audio_kit.conditioning",
+        # "ConditioningProjection"]); diffusers looks the loading base class up on that module, so it must be here.
+        from diffusers.models.modeling_utils import ModelMixin
+
+        value = ModelMixin
+    elif name in _LAZY:
+        if _LAZY[name] != "prompts":
+            from .base import load_builtin_conditioners
+
+            load_builtin_conditioners()
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BEAT_GRID_CHANNELS",

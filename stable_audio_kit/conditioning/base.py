@@ -214,6 +214,12 @@ def register_conditioner(cls: type[Conditioner]) -> type[Conditioner]:
     return cls
 
 
+def load_builtin_conditioners() -> None:
+    """Register this package's own inputs: their modules register them when imported, and importing
+    :mod:`stable_audio_kit.conditioning` imports no module until one of its names is used."""
+    from . import musical, text, timing  # noqa: F401
+
+
 ENTRY_POINT_GROUP = "stable_audio_kit.conditioners"
 
 
@@ -235,6 +241,7 @@ def load_plugin_conditioners() -> None:
 def make_conditioner(name: str, options: dict[str, Any] | None = None) -> Conditioner:
     """An instance of the registered input ``name`` (looking in installed packages' entry points if it is not
     registered yet); an unknown name raises ``ValueError`` listing the valid ones."""
+    load_builtin_conditioners()
     if name not in CONDITIONERS:
         load_plugin_conditioners()
     if name not in CONDITIONERS:
@@ -244,6 +251,7 @@ def make_conditioner(name: str, options: dict[str, Any] | None = None) -> Condit
 
 def overrides_by_name() -> dict[str, type[Conditioner]]:
     """``{override keyword: input class}`` of every registered input that reads one."""
+    load_builtin_conditioners()
     return {cls.override: cls for cls in CONDITIONERS.values() if cls.override}
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..music import Key, find_key, find_tempo
+
+if TYPE_CHECKING:
+    import torch
 
 # Runs of digits with an optional decimal part ("96", "2.5"): the numbers of a prompt.
 NUMBER_PATTERN = re.compile(r"\d+(?:\.\d+)?")
@@ -66,5 +68,7 @@ def prompt_key(prompts: Sequence[str | ParsedPrompt]) -> list[Key | None]:
 
 def prompt_tempo(prompts: Sequence[str | ParsedPrompt]) -> torch.Tensor:
     """The tempo each prompt names: ``(B,)`` float32 beats per minute, NaN for a prompt that names none."""
+    import torch  # here: the CLI reads prompts before torch is imported
+
     values = [parse_prompt(p).tempo for p in prompts]
     return torch.tensor([float("nan") if v is None else v for v in values], dtype=torch.float32)

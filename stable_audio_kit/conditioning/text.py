@@ -10,6 +10,7 @@ between 106 and 108.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from torch import nn
 from ..config import TextConfig
 from .base import Conditioner, ConditioningRequest, ModelFacts, register_conditioner
 from .prompts import parse_prompts
+
+logger = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
@@ -94,10 +97,40 @@ def build_text_encoder(cfg: TextConfig):
 
 
 def tokenize(tokenizer, prompts: Sequence[str], max_length: int, **kwargs):
-    """The one tokenization of prompts (padded to ``max_length``) shared by the text states and the prompt numbers."""
-    return tokenizer(
+    """The one tokenization of prompts (padded to ``max_length``) shared by the text states and the prompt numbers.
+
+    A prompt longer than ``max_length`` tokens is truncated, as CLAP's tokenizer does, with a warning naming it
+    and the limit (once per prompt)."""
+    tokens = tokenizer(
         list(prompts), padding="max_length", truncation=True, max_length=max_length, return_tensors="pt", **kwargs
     )
+    for text, used in zip(prompts, tokens.attention_mask.sum(-1).tolist()):
+        if used >= max_length and text not in _WARNED_TRUNCATED:
+            length = len(tokenizer(text, truncation=False).input_ids)
+            if length > max_length:
+                _warn_truncated(text, length, max_length)
+    return tokens
+
+
+# Prompts already warned about; the warnings stop after a few (a catalogue can hold many long captions).
+_WARNED_TRUNCATED: set[str] = set()
+_MAX_TRUNCATION_WARNINGS = 10
+
+
+def _warn_truncated(text: str, length: int, max_length: int) -> None:
+    _WARNED_TRUNCATED.add(text)
+    if len(_WARNED_TRUNCATED) <= _MAX_TRUNCATION_WARNINGS:
+        shown = text if len(text) <= 100 else text[:97] + "..."
+        logger.warning(
+            "prompt %r is %d tokens long, more than the text encoder's limit of %d: it reads only the first %d "
+            "and ignores the rest",
+            shown,
+            length,
+            max_length,
+            max_length,
+        )
+    elif len(_WARNED_TRUNCATED) == _MAX_TRUNCATION_WARNINGS + 1:
+        logger.warning("more prompts are longer than %d tokens and truncated; they are not reported", max_length)
 
 
 @torch.no_grad()

@@ -10,6 +10,8 @@ and a training run agree on what is usable.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import math
 import struct
@@ -28,6 +30,8 @@ from .catalogue import CatalogueItem, scan_catalogue
 logger = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-6
+# Sample formats that can hold NaN or infinity; the probe always decodes them to look.
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,7 +94,10 @@ def _container_problem(path: Path) -> str | None:
 def probe_file(path: str | Path, decode: bool = False) -> FileProbe:
     """Read ``path``'s header, check its container is whole, and with ``decode`` read every sample.
 
-    Never raises for a bad file: the problem is returned in ``FileProbe.error``.
+    Files stored as floating-point samples (WAV/AIFF ``FLOAT``/``DOUBLE``) are always decoded: only they can
+    hold NaN or infinite samples, which would turn a training loss into NaN, and a probe that finds one
+    reports the file like an unreadable one. Never raises for a bad file: the problem is returned in
+    ``FileProbe.error``.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,11 +114,17 @@ def probe_file(path: str | Path, decode: bool = False) -> FileProbe:
         probe.error = _container_problem(path)
     except OSError as err:
         probe.error = f"{type(err).__name__}: {err}"
-    if probe.error is not None or not decode:
+    if probe.error is not None or not (decode or info.subtype in FLOAT_SUBTYPES):
         return probe
     read, peak = 0, 0.0
     try:
         for block in sf.blocks(str(path), blocksize=65536, dtype="float32", always_2d=True):
+            if block.size and not np.isfinite(block).all():
+                bad = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0]) + read
+                probe.error = (
+                    f"non-finite samples (NaN or inf), the first at frame {bad} ({bad / probe.sample_rate:.3f} s)"
+                )
+                return probe
             read += block.shape[0]
             if block.size:
                 peak = max(peak, float(np.abs(block).max()))
@@ -158,18 +171,14 @@ def _validate_items(
     """Probe every item up front; raise ``ValueError`` naming the bad ones unless ``skip_unreadable``."""
     good, bad = [], []
     for item in items:
-        probe = probe_file(root / item.path, decode=decode_check) if item.exists else FileProbe()
+        probe = _cached_probe(root / item.path, decode_check) if item.exists else FileProbe()
         problem = _usability_problem(item, probe, channels)
         if problem is None:
             good.append((item, probe))
         else:
             bad.append((item.path, problem))
     if bad and not skip_unreadable:
-        listing = "; ".join(f"{path} ({reason})" for path, reason in bad)
-        raise ValueError(
-            f"{len(bad)} of {len(items)} catalogue files in {str(root)!r} cannot be used: {listing}. "
-            "Fix or remove them, or pass skip_unreadable=True to train without them"
-        )
+        raise ValueError(_unusable_message(root, len(items), [f"{path} ({reason})" for path, reason in bad]))
     if bad:
         logger.warning(
             "skipping %d of %d catalogue files in %s: %s",
@@ -179,6 +188,52 @@ def _validate_items(
             "; ".join(f"{path} ({reason})" for path, reason in bad),
         )
     return good, bad
+
+
+def _unusable_message(root: Path, total: int, listing: list[str]) -> str:
+    return (
+        f"{len(listing)} of {total} catalogue files in {str(root)!r} cannot be used: {'; '.join(listing)}. "
+        "Fix or remove them, or set data.skip_unreadable=true (sak encode: --skip-unreadable) to go on without them"
+    )
+
+
+def _cached_probe(path: Path, decode: bool) -> FileProbe:
+    """:func:`probe_file`, once per file version: the trainers check every split up front
+    (:func:`check_splits`) and their datasets probe the same files again."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return probe_file(path, decode=decode)
+    return dataclasses.replace(_probe_by_version(str(path), stat.st_size, stat.st_mtime_ns, decode))
+
+
+@functools.lru_cache(maxsize=65536)
+def _probe_by_version(path: str, size: int, mtime_ns: int, decode: bool) -> FileProbe:
+    return probe_file(path, decode=decode)
+
+
+def check_splits(
+    root: str | Path,
+    splits: dict[str, Sequence[CatalogueItem]],
+    channels: int,
+    skip_unreadable: bool,
+    decode_check: bool = False,
+) -> None:
+    """Raise one ``ValueError`` naming every unusable file of every split (``{"train": items, "valid": items}``),
+    unless ``skip_unreadable``: fixing the training split's files must not reveal the validation split's next."""
+    if skip_unreadable:
+        return
+    root = Path(root)
+    listing, total = [], 0
+    for split, items in splits.items():
+        total += len(items)
+        for item in items:
+            probe = _cached_probe(root / item.path, decode_check) if item.exists else FileProbe()
+            problem = _usability_problem(item, probe, channels)
+            if problem is not None:
+                listing.append(f"{split}: {item.path} ({problem})")
+    if listing:
+        raise ValueError(_unusable_message(root, total, listing))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,12 +398,9 @@ def format_report(report: CatalogueReport) -> str:
 
 
 def data_check_main(root: str, sample_rate: int, channels: int, window_seconds: float) -> int:
-    """Print the catalogue report; return 0 if any file is usable, 1 if none, 2 for bad arguments."""
-    try:
-        report = check_catalogue(root, sample_rate, channels, window_seconds, progress=sys.stderr.isatty())
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """Print the catalogue report; return 0 if any file is usable, 1 if none. Bad arguments or a malformed
+    catalogue raise ``ValueError`` (the CLI prints it and exits with 2)."""
+    report = check_catalogue(root, sample_rate, channels, window_seconds, progress=sys.stderr.isatty())
     print(format_report(report))
     return 0 if report.usable > 0 else 1
 
@@ -358,6 +410,7 @@ __all__ = [
     "CatalogueReport",
     "FileProbe",
     "check_catalogue",
+    "check_splits",
     "data_check_main",
     "duration_histogram",
     "format_report",

@@ -57,7 +57,23 @@ def load_heldout(catalogue: str | Path, n: int | None) -> list[dict[str, Any]]:
     path = Path(catalogue) / "metadata.jsonl"
     if not path.is_file():
         raise ValueError(f"catalogue {str(catalogue)!r} has no metadata.jsonl")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{str(path)}:{number}: invalid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{str(path)}:{number}: each line must be a JSON object, got {line.strip()[:80]!r}")
+        if row.get("split") == "valid":
+            for key, kind in (("path", str), ("caption", str), ("seconds", (int, float))):
+                if not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
+                    raise ValueError(f"{str(path)}:{number}: a held-out row needs {key!r}, got {row.get(key)!r}")
+            if not math.isfinite(row["seconds"]) or row["seconds"] <= 0:
+                raise ValueError(f"{str(path)}:{number}: seconds must be a finite number > 0, got {row['seconds']!r}")
+        rows.append(row)
     held = [r for r in rows if r.get("split") == "valid"]
     if not held:
         raise ValueError(f"catalogue {str(catalogue)!r} has no held-out (split == 'valid') rows")
@@ -300,6 +316,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     if report.get("probes"):
         lines += ["", *render_probes(report["probes"])]
+    if report.get("memorisation"):
+        from .memorisation import render_memorisation
+
+        lines += ["", *render_memorisation(report["memorisation"])]
     return "\n".join(lines) + "\n"
 
 
@@ -335,13 +355,18 @@ def evaluate(
     timing_floor: bool = True,
     probes: str | Sequence[str] | None = None,
     probe_n: int = 40,
+    memorisation: str | Path | None = None,
+    memorisation_top_k: int | None = None,
+    memorisation_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
     (default: ``<model>/clap`` if it exists); without one those rows are left out. ``timing_floor``
     adds the wrong-lengths column of the duration rows (one more generation per clip). ``probes``
     names probes of :data:`.probes.PROBES` ("key-swap,tempo-swap"), each run on up to ``probe_n`` of
-    all the held-out clips (two generations per clip); their rows go to ``report["probes"]``."""
+    all the held-out clips (two generations per clip); their rows go to ``report["probes"]``. ``memorisation``
+    names the training catalogue to check the model's clips (and, as a control, the real held-out clips) against
+    for near-copies (:mod:`.memorisation`; it needs the CLAP), into ``report["memorisation"]``."""
     from tqdm.auto import tqdm
 
     from ..pipeline import StableAudioKitPipeline
@@ -354,6 +379,11 @@ def evaluate(
     # The probes pick their clips and rewrite their captions before any model loads, so an unknown
     # probe or a catalogue with nothing to probe fails at once.
     planned = [PROBES[name](load_heldout(catalogue, None), probe_n, seed) for name in parse_probes(probes)]
+    check = None
+    if memorisation is not None:
+        from .memorisation import MemorisationCheck
+
+        check = MemorisationCheck.plan(memorisation, memorisation_top_k, memorisation_threshold)
     metrics.require_librosa()  # fail now, not after generating, if the [eval] extra is missing
     pipe = StableAudioKitPipeline.from_pretrained(model).to(device)
     pipe.set_progress_bar_config(disable=True)
@@ -363,6 +393,8 @@ def evaluate(
         path, secs = too_long[0]
         raise ValueError(f"clip {path!r} lasts {secs} s, beyond the model's maximum {pipe.max_seconds:.3f} s")
     embedder = _load_embedder(clap, model)
+    if check is not None and embedder is None:
+        raise ValueError("the memorisation check needs a CLAP model: pass --clap DIR (or put one in <model>/clap)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     sr = pipe.sample_rate
@@ -412,6 +444,20 @@ def evaluate(
         report["clips"][TIMING_FLOOR] = measured["clips"]
     for probe in planned:
         report["probes"][probe.name] = probe.run(pipe, steps, guidance_scale, lambda it, p=probe: bar(it, p.name))
+    if check is not None:
+        from .memorisation import CheckedClip
+
+        clip_sets = {
+            "model": [
+                CheckedClip(f"model_{i:04d}", clip.audio, caption)
+                for i, (clip, caption) in enumerate(zip(conditions["model"], captions))
+            ],
+            "real": [
+                CheckedClip(row["path"], clip.audio, row["caption"], str((catalogue / row["path"]).resolve()))
+                for clip, row in zip(conditions["real"], rows)
+            ],
+        }
+        report["memorisation"] = check.run(embedder, clip_sets, sr, out_dir, bar)
 
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, default=float))
     atomic_write_text(out_dir / "report.md", render_markdown(report))

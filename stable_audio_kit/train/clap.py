@@ -64,9 +64,11 @@ from .common import (
     make_optimizer,
     save_checkpoint,
     setup_run,
+    start_run,
 )
 from .config import ClapTrainConfig
 from ..data import AudioCropDataset, collate, scan_catalogue, split_catalogue
+from ..data.check import check_splits
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +242,7 @@ def make_datasets(cfg: ClapTrainConfig, plan: ClapPlan) -> tuple[AudioCropDatase
             ", ".join(left_out[:10]) + (" ..." if len(left_out) > 10 else ""),
         )
     train_items, valid_items = split_catalogue(captioned, cfg.data.valid_fraction)
+    check_splits(cfg.data.catalogue, {"train": train_items, "valid": valid_items}, 1, cfg.data.skip_unreadable)
 
     def dataset(part, train: bool) -> AudioCropDataset:
         return AudioCropDataset(
@@ -406,7 +409,7 @@ def evaluate(model: ClapModel, loader: DataLoader, max_batches: int, device: tor
 # The loop
 
 
-def train(cfg: ClapTrainConfig, resume: bool = False) -> Path:
+def train(cfg: ClapTrainConfig, resume: bool = False, allow_config_change: bool = False) -> Path:
     """Train a CLAP as ``cfg`` says; with ``resume`` continue the run folder's newest checkpoint
     exactly (same batches, crops, dropout and optimizer state as an uninterrupted run).
 
@@ -418,7 +421,8 @@ def train(cfg: ClapTrainConfig, resume: bool = False) -> Path:
     train_set, valid_set = make_datasets(cfg, plan)
 
     # 2. Run folder, tokenizer, model, optimizer, data.
-    accelerator, run_dir = setup_run(cfg, "clap", resume)
+    accelerator, run_dir = setup_run(cfg, "clap", resume, allow_config_change)
+    start_run(accelerator, cfg, "clap", run_dir)
     captions = [item.caption for item in train_set.items]
     tokenizer = load_or_train_tokenizer(cfg, captions, run_dir, resume, accelerator.is_main_process)
     tokenizer.model_max_length = plan.max_length

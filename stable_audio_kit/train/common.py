@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_
 from omegaconf import OmegaConf
 
 from ..config import load_config, save_config
-from ..utils import NonFiniteLossError, atomic_write_text, cpu_data_parallel
+from ..utils import NonFiniteLossError, atomic_write_text, cpu_data_parallel, launcher_warning
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,27 @@ class TrainerState:
     epoch: int = 0
     # Batches of the current epoch already consumed, so that a resumed run continues mid-epoch.
     batch_in_epoch: int = 0
+    # Losses of the logging window not yet logged: a resumed run's first logged loss averages the same whole
+    # window an uninterrupted run's does.
+    window_losses: list[float] = field(default_factory=list)
+
+
+# Settings that change only what a run reports or keeps, not what it computes: a resume may change them freely.
+# Any other change means the resumed run no longer continues the original exactly (``--allow-config-change``).
+REPORTING_KEYS = (
+    "run.output_dir",
+    "run.log_every",
+    "run.valid_every",
+    "run.checkpoint_every",
+    "run.keep_checkpoints",
+    "run.tensorboard",
+    "data.num_workers",
+    "data.valid_batches",
+    "valid_samples",
+    "valid_steps",
+    "valid_guidance_scale",
+    "valid_audio_clips",
+)
 
 
 def load_run_config(schema: type, path: str | Path, overrides: list[str] | None = None):
@@ -62,18 +83,25 @@ def load_run_config(schema: type, path: str | Path, overrides: list[str] | None 
     return cfg
 
 
-def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
-    """Create (or, with ``resume``, reopen) the run folder and the Accelerator.
+def setup_run(cfg: Any, kind: str, resume: bool, allow_config_change: bool = False) -> tuple[Accelerator, Path]:
+    """Check the run folder and create the Accelerator; nothing is written yet (:func:`start_run` does that
+    once the trainer's own checks have passed, so a run that fails them leaves no folder behind).
 
-    A new run refuses a folder that already holds checkpoints, so nothing is overwritten by accident.
+    A new run refuses a folder that already holds checkpoints, so nothing is overwritten by accident. A resume
+    needs a checkpoint and the same kind of run, and compares ``cfg`` with the run's ``config.yaml``: a change
+    to anything but reporting settings (:data:`REPORTING_KEYS`) is refused unless ``allow_config_change``.
     """
     run_dir = Path(cfg.run.output_dir)
     if not resume and latest_checkpoint(run_dir) is not None:
         raise ValueError(f"run folder {str(run_dir)!r} already holds checkpoints; pass --resume to continue it")
-    if resume and (run_dir / "run.json").is_file():
-        saved = json.loads((run_dir / "run.json").read_text())
-        if saved.get("kind") != kind:
-            raise ValueError(f"run folder {str(run_dir)!r} is a {saved.get('kind')!r} run, not {kind!r}")
+    if resume:
+        if latest_checkpoint(run_dir) is None:
+            raise ValueError(f"--resume given but {str(run_dir)!r} holds no checkpoint")
+        if (run_dir / "run.json").is_file():
+            saved = json.loads((run_dir / "run.json").read_text())
+            if saved.get("kind") != kind:
+                raise ValueError(f"run folder {str(run_dir)!r} is a {saved.get('kind')!r} run, not {kind!r}")
+        check_config_change(cfg, run_dir, allow_config_change)
     mixed = cfg.run.mixed_precision
     if mixed == "fp16" and not torch.cuda.is_available():
         raise ValueError("run.mixed_precision='fp16' needs a CUDA device; use 'bf16' or 'no' on this machine")
@@ -96,17 +124,67 @@ def setup_run(cfg: Any, kind: str, resume: bool) -> tuple[Accelerator, Path]:
             f"launched as {launched} processes but Accelerate runs this one alone (no device backend found); "
             "for data-parallel training on the CPU set ACCELERATE_USE_CPU=1"
         )
+    shortfall = launcher_warning()
+    if shortfall and accelerator.is_main_process:
+        logger.warning(shortfall)
     set_seed(cfg.run.seed, device_specific=False)
+    return accelerator, run_dir
+
+
+def start_run(accelerator: Accelerator, cfg: Any, kind: str, run_dir: Path) -> None:
+    """Write the run folder once the trainer's checks have passed, and open the TensorBoard log.
+
+    A new run gets ``config.yaml`` and ``run.json``. A resumed run (one with a checkpoint, which
+    :func:`load_checkpoint` continues) keeps its original ``config.yaml``; a config changed with
+    ``--allow-config-change`` is saved beside it as ``config.resumed_at_<step>.yaml``. TensorBoard events after
+    the checkpoint's step (logged by the run that was interrupted) are purged, so no step is logged twice.
+    """
+    last = latest_checkpoint(run_dir)
+    resumed = last is not None
+    step = int(last.name[len(CHECKPOINT_PREFIX) :]) if last is not None else 0
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        atomic_write_text(run_dir / "run.json", json.dumps({"kind": kind}))
+        saved = run_dir / "config.yaml"
+        if not resumed or not saved.is_file():
+            save_config(cfg, saved)
+            atomic_write_text(run_dir / "run.json", json.dumps({"kind": kind}))
+        elif config_changes(OmegaConf.load(saved), cfg):
+            save_config(cfg, run_dir / f"config.resumed_at_{step:08d}.yaml")
         _remove_partial_checkpoints(run_dir)
     accelerator.wait_for_everyone()
     if cfg.run.tensorboard:
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _flatten(cfg).items()}
-        accelerator.init_trackers(kind, config=flat)
-    return accelerator, run_dir
+        options = {"tensorboard": {"purge_step": step + 1}} if resumed else {}
+        accelerator.init_trackers(kind, config=flat, init_kwargs=options)
+        if accelerator.is_main_process:
+            logs = run_dir / "logs"
+            logger.info("TensorBoard logs: %s (view with: tensorboard --logdir %s)", logs, logs)
+
+
+def config_changes(saved: Any, cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved value, new value)}`` for every setting that differs between two run configs."""
+    old, new = _flatten(saved), _flatten(cfg)
+    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+
+
+def check_config_change(cfg: Any, run_dir: Path, allow: bool) -> None:
+    """Log what a resume changes in the run's config; raise ``ValueError`` for changes to what the run computes
+    (all but :data:`REPORTING_KEYS`) unless ``allow``."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    changes = config_changes(OmegaConf.load(saved_path), cfg)
+    if not changes:
+        return
+    listing = "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
+    breaking = [key for key in changes if key not in REPORTING_KEYS]
+    if breaking and not allow:
+        raise ValueError(
+            f"resuming {str(run_dir)!r} with a changed config ({listing}); {', '.join(breaking)} change(s) what "
+            "the run computes, so it would not continue exactly. Pass --allow-config-change to resume anyway "
+            "(config.yaml keeps the original), or start a new run"
+        )
+    logger.warning("resuming %s with a changed config: %s", run_dir, listing)
 
 
 def _flatten(cfg: Any, prefix: str = "") -> dict:
@@ -146,9 +224,15 @@ def make_optimizer(params, optim_cfg: Any, lr: float | None = None) -> torch.opt
 
 
 def check_loss(
-    loss: torch.Tensor, step: int, run_dir: Path, name: str = "loss", accelerator: Accelerator | None = None
+    loss: torch.Tensor,
+    step: int,
+    run_dir: Path,
+    name: str = "loss",
+    accelerator: Accelerator | None = None,
+    files: list[str] | None = None,
 ) -> None:
-    """Stop the run on a NaN/inf loss, naming the step; checkpoints already written stay intact.
+    """Stop the run on a NaN/inf loss, naming the step, the batch's ``files`` and the last good checkpoint
+    (:func:`last_good_checkpoint`); checkpoints already written stay intact.
 
     With ``accelerator`` the loss is first averaged over the processes (a collective: call it on every
     process), so that all of them stop together instead of the others waiting forever in the next
@@ -158,10 +242,62 @@ def check_loss(
     if accelerator is not None and accelerator.num_processes > 1:
         loss = accelerator.reduce(loss.float().clone(), reduction="mean")
     if not torch.isfinite(loss).all():
-        last = latest_checkpoint(run_dir)
-        where = f"the last good checkpoint is {str(last)!r}" if last else "no checkpoint was written yet"
         value = loss.item() if loss.numel() == 1 else "non-finite values"
-        raise NonFiniteLossError(f"non-finite {name} ({value}) at step {step}; stopping. {where}")
+        batch = f" (this process's batch: {', '.join(map(str, files))})" if files else ""
+        raise NonFiniteLossError(
+            f"non-finite {name} ({value}) at step {step}{batch}; stopping. {resume_advice(run_dir, step)}"
+        )
+
+
+def last_good_checkpoint(run_dir: Path, failed_step: int) -> Path | None:
+    """The newest checkpoint a run that failed at ``failed_step`` can go back to: written before the step whose
+    weights gave the failure (the checkpoint of step ``failed_step - 1`` holds exactly those weights, so resuming
+    it fails again at once) and marked finite when it was written (:func:`save_checkpoint`)."""
+    for path in reversed(checkpoint_dirs(run_dir)):
+        if int(path.name[len(CHECKPOINT_PREFIX) :]) >= failed_step - 1:
+            continue
+        state_file = path / "trainer_state.json"
+        if state_file.is_file() and json.loads(state_file.read_text()).get("finite", True):
+            return path
+    return None
+
+
+def resume_advice(run_dir: Path, failed_step: int) -> str:
+    """What a run stopped at ``failed_step`` can do next: which checkpoint gave the failure, the last good one
+    (:func:`last_good_checkpoint`) and how to resume from it."""
+    folder = Path(run_dir) / "checkpoints" / f"{CHECKPOINT_PREFIX}{failed_step - 1:08d}"
+    culprit = (
+        f"{str(folder)!r} holds the weights that gave it, so resuming from it repeats the failure unless the data "
+        "or optim.lr change. "
+        if folder.is_dir()
+        else ""
+    )
+    good = last_good_checkpoint(run_dir, failed_step)
+    if good is None:
+        return f"{culprit}No good checkpoint was written before it; lower optim.lr (or check the data) and start again."
+    newer = [p.name for p in checkpoint_dirs(run_dir) if p.name > good.name]
+    remove = f" remove the newer checkpoint folder(s) {', '.join(newer)}," if newer else ""
+    return (
+        f"{culprit}The last good checkpoint is {str(good)!r}: to continue from it,{remove} lower optim.lr and pass "
+        "--resume --allow-config-change."
+    )
+
+
+def nonfinite_state(accelerator: Accelerator) -> list[str]:
+    """Names of the prepared models, optimizers and EMA copies holding a NaN or infinite value."""
+    bad = []
+    for i, model in enumerate(accelerator._models):
+        if any(not torch.isfinite(p).all() for p in model.parameters()):
+            bad.append(f"model {i} weights")
+    for i, optimizer in enumerate(accelerator._optimizers):
+        tensors = [v for state in optimizer.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+        if any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors):
+            bad.append(f"optimizer {i} state")
+    for obj in accelerator._custom_objects:
+        shadow = getattr(obj, "shadow_params", None)
+        if shadow is not None and any(not torch.isfinite(p).all() for p in shadow):
+            bad.append(f"{type(obj).__name__} weights")
+    return bad
 
 
 # --------------------------------------------------------------------------- data position
@@ -229,6 +365,18 @@ def save_checkpoint(
     folder = Path(run_dir) / "checkpoints"
     final = folder / f"{CHECKPOINT_PREFIX}{state.step:08d}"
     tmp = folder / f".tmp-{final.name}"
+    # A checkpoint is only written if every weight and optimizer moment is finite: it is what a stopped run goes
+    # back to. Every process checks its own copy and all stop together.
+    bad = nonfinite_state(accelerator)
+    flag = torch.tensor(float(bool(bad)), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    if flag.item() > 0:
+        found = f" ({', '.join(bad)})" if bad else " (on another process)"
+        raise NonFiniteLossError(
+            f"non-finite values at step {state.step}{found}; no checkpoint written. "
+            + resume_advice(run_dir, state.step)
+        )
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -239,7 +387,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         for name, module in export.items():
             module.save_pretrained(tmp / "export" / name)
-        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state)))
+        (tmp / "trainer_state.json").write_text(json.dumps({**asdict(state), "finite": True}))
         _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -265,7 +413,8 @@ def load_checkpoint(accelerator: Accelerator, run_dir: Path) -> TrainerState:
     if last is None:
         raise ValueError(f"--resume given but {str(run_dir)!r} holds no checkpoint")
     accelerator.load_state(str(last))
-    state = TrainerState(**json.loads((last / "trainer_state.json").read_text()))
+    saved = json.loads((last / "trainer_state.json").read_text())
+    state = TrainerState(**{key: value for key, value in saved.items() if key in TrainerState.__dataclass_fields__})
     logger.info("resumed from %s at step %d", last, state.step)
     return state
 

@@ -44,7 +44,9 @@ from .common import (
     make_optimizer,
     save_checkpoint,
     setup_run,
+    start_run,
 )
+from ..data.check import check_splits
 from .config import UNetTrainConfig
 from ..data import (
     AudioCropDataset,
@@ -123,6 +125,8 @@ def build_datasets(cfg: UNetTrainConfig, pipe: StableAudioKitPipeline):
     if cfg.latents is None:
         items = scan_catalogue(cfg.data.catalogue)
         train_items, valid_items = split_catalogue(items, cfg.data.valid_fraction)
+        splits = {"train": train_items, "valid": valid_items}
+        check_splits(cfg.data.catalogue, splits, pipe.audio_channels, cfg.data.skip_unreadable)
 
         def audio_crops(items, train):
             return AudioCropDataset(
@@ -346,14 +350,14 @@ def log_samples(
 
 
 # --------------------------------------------------------------------------- the loop
-def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
+def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool = False) -> Path:
     """Train (or with ``resume`` continue) the run ``cfg`` describes; returns the run folder.
 
     Raises ``ValueError`` for bad settings or data and
     :class:`~stable_audio_kit.utils.NonFiniteLossError` for a NaN/inf loss (earlier checkpoints stay).
     """
     check_config(cfg)
-    accelerator, run_dir = setup_run(cfg, "unet", resume)
+    accelerator, run_dir = setup_run(cfg, "unet", resume, allow_config_change)
     try:
         device, main = accelerator.device, accelerator.is_main_process
 
@@ -400,6 +404,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
         if resume:
             state = load_checkpoint(accelerator, run_dir)
             ema.to(device)  # Accelerate loads custom state onto the CPU
+        start_run(accelerator, cfg, "unet", run_dir)
         writer = accelerator.get_tracker("tensorboard", unwrap=True) if cfg.run.tensorboard and main else None
         if main:
             trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -419,7 +424,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
         # 4. The loop: accumulate, backward, on a sync step clip, step, EMA, log, validate, checkpoint.
         data = batches(accelerator, loader, train_set, state)
         progress = tqdm(total=cfg.run.max_steps, initial=state.step, desc="training", disable=not main, unit="step")
-        micro, window_losses, last_log, last_step = 0, [], time.perf_counter(), state.step
+        micro, last_log, last_step = 0, time.perf_counter(), state.step
         while state.step < cfg.run.max_steps:
             batch = next(data)
             with accelerator.accumulate(model):
@@ -432,14 +437,14 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
                 loss = diffusion_loss(model, objective, inputs, timesteps, noise, drop, cfg.masked_loss)
                 # Averaged over the processes, so that on a NaN anywhere every process stops.
                 mean_loss = accelerator.reduce(loss.detach().float(), reduction="mean")
-                check_loss(mean_loss, state.step + 1, run_dir)
+                check_loss(mean_loss, state.step + 1, run_dir, files=list(batch.get("path", [])))
                 accelerator.backward(loss)
                 grad_norm = None
                 if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            window_losses.append(mean_loss.item())
+            state.window_losses.append(mean_loss.item())
             if not accelerator.sync_gradients:
                 micro += 1
                 continue
@@ -454,7 +459,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
 
             if state.step % cfg.run.log_every == 0 or state.step == cfg.run.max_steps:
                 now = time.perf_counter()
-                logs = {"train/loss": float(np.mean(window_losses)), "train/lr": step_lr}
+                logs = {"train/loss": float(np.mean(state.window_losses)), "train/lr": step_lr}
                 if grad_norm is not None:
                     logs["train/grad_norm"] = float(grad_norm)
                 accelerator.log(logs, step=state.step)
@@ -463,7 +468,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False) -> Path:
                     speed = (state.step - last_step) / max(now - last_log, 1e-9)
                     loss_value, lr = logs["train/loss"], logs["train/lr"]
                     logger.info("step %d: loss %.5f, lr %.3e, %.2f steps/s", state.step, loss_value, lr, speed)
-                window_losses, last_log, last_step = [], now, state.step
+                state.window_losses, last_log, last_step = [], now, state.step
 
             if cfg.run.valid_every and (state.step % cfg.run.valid_every == 0 or state.step == cfg.run.max_steps):
                 if main:

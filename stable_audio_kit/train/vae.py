@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..vae import AudioVAE, SpectralAudioVAE, load_vae_folder
+from ..vae.scaling import fit_scaling_factor
 from .common import (
     TrainerState,
     batches,
@@ -43,9 +44,11 @@ from .common import (
     make_optimizer,
     save_checkpoint,
     setup_run,
+    start_run,
 )
 from .config import VAETrainConfig
 from ..data import AudioCropDataset, collate, scan_catalogue, split_catalogue
+from ..data.check import check_splits
 from .losses import (
     GAN_LOSSES,
     MelDistance,
@@ -254,25 +257,6 @@ def validate(vae: VAE, loader, max_batches: int, metrics: dict[str, nn.Module], 
     return {name: value / max(count, 1) for name, value in sums.items()}, first
 
 
-@torch.no_grad()
-def fit_scaling_factor(vae: VAE, loader, max_batches: int, device) -> float:
-    """``1 / std`` of the posterior-mode latents of the first ``max_batches`` batches (all channels,
-    frames and items together)."""
-    vae.eval()
-    latents = []
-    for index, batch in enumerate(loader):
-        if index >= max_batches:
-            break
-        latents.append(vae.encode(batch["audio"].to(device)).latent_dist.mode().float().flatten())
-    vae.train()
-    std = torch.cat(latents).std().item()
-    if not np.isfinite(std) or std < 1e-8:
-        # Keep the checkpoint rather than lose it to a degenerate scale; the factor stays as it was.
-        logger.warning("latent std is %s; the VAE's scaling_factor is left at %s", std, vae.config.scaling_factor)
-        return float(vae.config.scaling_factor)
-    return 1.0 / std
-
-
 def log_examples(writer, target: torch.Tensor, recon: torch.Tensor, sample_rate: int, clips: int, step: int) -> None:
     """Reconstructed clips (mono mix: TensorBoard's audio is mono) and log-mel images, target above."""
     from ..evaluation.plots import log_mel_db
@@ -287,7 +271,7 @@ def log_examples(writer, target: torch.Tensor, recon: torch.Tensor, sample_rate:
 
 
 # --------------------------------------------------------------------------- the loop
-def train(cfg: VAETrainConfig, resume: bool = False) -> Path:
+def train(cfg: VAETrainConfig, resume: bool = False, allow_config_change: bool = False) -> Path:
     """Train ``cfg.model``'s VAE as described in the module docstring; returns the run folder."""
     # 1. Check everything, then open the run folder.
     check_config(cfg)
@@ -296,7 +280,9 @@ def train(cfg: VAETrainConfig, resume: bool = False) -> Path:
     train_items, valid_items = split_catalogue(scan_catalogue(cfg.data.catalogue), cfg.data.valid_fraction)
     if not train_items:
         raise ValueError(f"catalogue {cfg.data.catalogue!r} has no training items")
-    accelerator, run_dir = setup_run(cfg, "vae", resume)
+    splits = {"train": train_items, "valid": valid_items}
+    check_splits(cfg.data.catalogue, splits, channels, cfg.data.skip_unreadable)
+    accelerator, run_dir = setup_run(cfg, "vae", resume, allow_config_change)
     device = accelerator.device
 
     # 2. Data: shuffled random crops to train on, fixed crops to validate on and to fit the latent scale.
@@ -330,6 +316,7 @@ def train(cfg: VAETrainConfig, resume: bool = False) -> Path:
 
     # 4. Resume: weights, optimizers, schedules and RNG from the checkpoint; the data position from its state.
     state = load_checkpoint(accelerator, run_dir) if resume else TrainerState()
+    start_run(accelerator, cfg, "vae", run_dir)
     data = batches(accelerator, loader, train_set, state)
     bar = tqdm(total=cfg.run.max_steps, initial=state.step, desc="train vae", disable=not accelerator.is_main_process)
     micro = 0

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.loaders import PeftAdapterMixin
+from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin, BasicTransformerBlock
 from diffusers.models.downsampling import Downsample1D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding

@@ -9,8 +9,9 @@ For even downsampling ratios (all the usual ones) ``frames = samples // hop_leng
 from __future__ import annotations
 
 import math
+import warnings
 
-from diffusers import AutoencoderOobleck
+from diffusers.models.autoencoders.autoencoder_oobleck import AutoencoderOobleck
 from diffusers.configuration_utils import register_to_config
 
 # diffusers finds a component's loading method by looking its base classes up in this module.
@@ -86,16 +87,22 @@ class AudioVAE(ChunkedCodingMixin, AutoencoderOobleck):
         chunk_seconds, overlap_seconds = check_chunking(chunk_seconds, overlap_seconds)
 
         # The parent's own @register_to_config runs again inside; pass lists (what JSON gives back) so the
-        # stored config is the same before and after save_pretrained/from_pretrained.
-        super().__init__(
-            encoder_hidden_size=encoder_hidden_size,
-            downsampling_ratios=downsampling_ratios,
-            channel_multiples=channel_multiples,
-            decoder_channels=decoder_channels,
-            decoder_input_channels=decoder_input_channels,
-            audio_channels=audio_channels,
-            sampling_rate=sampling_rate,
-        )
+        # stored config is the same before and after save_pretrained/from_pretrained. diffusers builds the
+        # Oobleck convolutions with torch's deprecated weight_norm, whose FutureWarning is for diffusers, not for
+        # a user of this class (the saved weight_g/weight_v names depend on it, so it stays).
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r".*torch\.nn\.utils\.weight_norm.* is deprecated", category=FutureWarning
+            )
+            super().__init__(
+                encoder_hidden_size=encoder_hidden_size,
+                downsampling_ratios=downsampling_ratios,
+                channel_multiples=channel_multiples,
+                decoder_channels=decoder_channels,
+                decoder_input_channels=decoder_input_channels,
+                audio_channels=audio_channels,
+                sampling_rate=sampling_rate,
+            )
 
         self._setup_chunking(chunk_seconds, overlap_seconds)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
-from diffusers import AutoencoderOobleck
+from diffusers.models.autoencoders.autoencoder_oobleck import AutoencoderOobleck
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import AutoencoderMixin
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -63,8 +64,36 @@ def test_check_incompatible_channels_and_exit_codes(tmp_path, capsys):
     assert [p for p, _ in report.incompatible] == ["three.wav"] and report.usable == 0
     assert data_check_main(str(tmp_path), SR, 2, 1.0) == 1
     assert "No usable files" in capsys.readouterr().out
-    assert data_check_main(str(tmp_path / "missing"), SR, 2, 1.0) == 2
-    assert "not a folder" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not a folder"):  # the CLI prints it and exits with 2
+        data_check_main(str(tmp_path / "missing"), SR, 2, 1.0)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert data_check_main(str(empty), SR, 2, 1.0) == 1
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("decode", [False, True])
+def test_non_finite_samples_are_found_by_every_probe(tmp_path, bad, subtype, decode):
+    """Float files are always decoded: a NaN or inf sample makes the file unusable, with the frame named."""
+    data = np.zeros((SR, 1), dtype=np.float64)
+    data[SR // 2] = bad
+    sf.write(str(tmp_path / "x.wav"), data, SR, subtype=subtype)
+    probe = probe_file(tmp_path / "x.wav", decode=decode)
+    assert probe.error is not None and "non-finite" in probe.error and f"frame {SR // 2}" in probe.error
+
+
+def test_non_finite_file_is_unreadable_in_the_report_and_in_training(tmp_path):
+    from stable_audio_kit.data import AudioCropDataset
+
+    write_tone(tmp_path / "good.wav", 0.5)
+    data = np.zeros((SR // 2, 1), dtype=np.float32)
+    data[3] = np.nan
+    sf.write(str(tmp_path / "nan.wav"), data, SR, subtype="FLOAT")
+    report = check_catalogue(tmp_path, SR, 1, 1.0)
+    assert [path for path, _ in report.unreadable] == ["nan.wav"] and report.silent == []
+    assert "nan.wav: non-finite samples" in format_report(report)
+    with pytest.raises(ValueError, match=r"nan.wav \(unreadable: non-finite samples.*data.skip_unreadable=true"):
+        AudioCropDataset(tmp_path, SR, 1, 0.25)
+    kept = AudioCropDataset(tmp_path, SR, 1, 0.25, skip_unreadable=True)
+    assert [item.path for item in kept.items] == ["good.wav"] and kept.skipped[0][0] == "nan.wav"

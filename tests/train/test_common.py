@@ -30,6 +30,7 @@ from stable_audio_kit.train.common import (
     make_optimizer,
     save_checkpoint,
     setup_run,
+    start_run,
 )
 from stable_audio_kit.train.config import UNetTrainConfig
 
@@ -110,7 +111,7 @@ def test_batches_resume_where_they_stopped(tmp_path, stop):
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    accelerator, _ = setup_run(cfg, "test", resume=True)
+    accelerator, _ = setup_run(cfg, "test", resume=False)
     dataset, loader = prepared_loader(accelerator)
     state = TrainerState()
     data = batches(accelerator, loader, dataset, state)
@@ -119,7 +120,7 @@ def test_batches_resume_where_they_stopped(tmp_path, stop):
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    accelerator, _ = setup_run(cfg, "test", resume=True)
+    accelerator, _ = setup_run(cfg, "test", resume=False)
     dataset, loader = prepared_loader(accelerator)
     data = batches(accelerator, loader, dataset, saved)
     rest = [next(data).tolist() for _ in range(8 - stop)]
@@ -159,6 +160,7 @@ class Counter:
 
 def prepared_training(cfg, resume):
     accelerator, run_dir = setup_run(cfg, "test", resume=resume)
+    start_run(accelerator, cfg, "test", run_dir)
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     optimizer = make_optimizer(model.parameters(), cfg.optim)
@@ -219,7 +221,9 @@ def test_checkpoints_are_pruned_and_partial_ones_ignored_then_removed(tmp_path):
     assert latest_checkpoint(run_dir).name == "step_00000003"
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
-    setup_run(cfg, "test", resume=True)
+    accelerator, run_dir = setup_run(cfg, "test", resume=True)
+    assert partial.exists(), "setup_run writes nothing"
+    start_run(accelerator, cfg, "test", run_dir)
     assert not partial.exists()
 
 
@@ -256,7 +260,9 @@ def test_setup_run_guards(tmp_path):
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    accelerator, run_dir = setup_run(run_cfg(tmp_path), "test", resume=True)
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        setup_run(run_cfg(tmp_path), "test", resume=True)
+    accelerator, run_dir = setup_run(run_cfg(tmp_path), "test", resume=False)
     with pytest.raises(ValueError, match="holds no checkpoint"):
         load_checkpoint(accelerator, run_dir)
 
@@ -272,11 +278,19 @@ def test_check_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
     cfg = run_cfg(tmp_path)
     accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
     check_loss(torch.tensor(0.5), 1, run_dir, accelerator=accelerator)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 1; .*no checkpoint was written yet"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"non-finite loss \(nan\) at step 1; .*No good checkpoint was written"
+    ):
         check_loss(torch.tensor(float("nan")), 1, run_dir, accelerator=accelerator)
+    good = save_checkpoint(accelerator, run_dir, TrainerState(step=3), {}, keep=2)
     last = save_checkpoint(accelerator, run_dir, TrainerState(step=4), {}, keep=2)
-    with pytest.raises(NonFiniteLossError, match=rf"disc loss \(inf\) at step 5; .*{last.name}"):
-        check_loss(torch.tensor(float("inf")), 5, run_dir, name="disc loss")
+    # Step 5's loss came from the weights of step 4: that checkpoint would fail again at once.
+    with pytest.raises(
+        NonFiniteLossError,
+        match=rf"disc loss \(inf\) at step 5 \(this process's batch: a.wav, b.wav\); .*{good.name}'.* remove the "
+        rf"newer checkpoint folder\(s\) {last.name}, lower optim.lr and pass --resume --allow-config-change",
+    ):
+        check_loss(torch.tensor(float("inf")), 5, run_dir, name="disc loss", files=["a.wav", "b.wav"])
     assert not issubclass(NonFiniteLossError, ValueError)
 
 
@@ -315,6 +329,85 @@ def test_load_run_config_rejects_bad_values(tmp_path, override, match):
 def test_export_run_errors(tmp_path):
     with pytest.raises(ValueError, match="not a training run folder"):
         export_run(tmp_path, tmp_path / "out")
-    setup_run(run_cfg(tmp_path), "unet", resume=False)
+    cfg = run_cfg(tmp_path)
+    start_run(setup_run(cfg, "unet", resume=False)[0], cfg, "unet", Path(cfg.run.output_dir))
     with pytest.raises(ValueError, match="no checkpoint"):
         export_run(tmp_path / "run", tmp_path / "out")
+
+
+@pytest.mark.parametrize("where", ["weights", "optimizer"])
+def test_a_checkpoint_is_only_written_with_finite_weights_and_optimizer_state(tmp_path, where):
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir, model, optimizer, scheduler, _ = prepared_training(cfg, resume=False)
+    train_steps(model, optimizer, scheduler, 1)
+    good = save_checkpoint(accelerator, run_dir, TrainerState(step=1), {}, keep=5)
+    assert json.loads((good / "trainer_state.json").read_text())["finite"] is True
+    train_steps(model, optimizer, scheduler, 1)
+    save_checkpoint(accelerator, run_dir, TrainerState(step=2), {}, keep=5)
+    with torch.no_grad():
+        if where == "weights":
+            next(model.parameters()).fill_(float("inf"))
+        else:
+            next(iter(optimizer.state.values()))["exp_avg_sq"].fill_(float("nan"))
+    with pytest.raises(
+        NonFiniteLossError, match=rf"non-finite values at step 3 \(.*{where}.*\); no checkpoint written"
+    ):
+        save_checkpoint(accelerator, run_dir, TrainerState(step=3), {}, keep=5)
+    assert latest_checkpoint(run_dir).name == "step_00000002"
+    assert not (run_dir / "checkpoints" / ".tmp-step_00000003").exists()
+
+
+def test_setup_run_writes_nothing_until_start_run(tmp_path):
+    """A trainer's checks run between the two: a run that fails them leaves no folder behind."""
+    cfg = run_cfg(tmp_path)
+    accelerator, run_dir = setup_run(cfg, "test", resume=False)
+    assert not run_dir.exists()
+    start_run(accelerator, cfg, "test", run_dir)
+    assert (run_dir / "config.yaml").is_file() and json.loads((run_dir / "run.json").read_text()) == {"kind": "test"}
+
+
+def test_resume_with_a_changed_config_says_what_changed_and_keeps_the_original(tmp_path):
+    cfg = run_cfg(tmp_path, max_steps=10, log_every=5)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    save_checkpoint(accelerator, run_dir, TrainerState(step=2), {}, keep=2)
+    original = (run_dir / "config.yaml").read_text()
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    reporting = run_cfg(tmp_path, max_steps=10, log_every=1)  # what is reported, not what is computed
+    accelerator, _ = setup_run(reporting, "test", resume=True)
+    start_run(accelerator, reporting, "test", run_dir)
+    assert (run_dir / "config.yaml").read_text() == original
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    longer = run_cfg(tmp_path, max_steps=20, log_every=5)
+    with pytest.raises(ValueError, match=r"run.max_steps: 10 -> 20\).*--allow-config-change"):
+        setup_run(longer, "test", resume=True)
+    accelerator, _ = setup_run(longer, "test", resume=True, allow_config_change=True)
+    start_run(accelerator, longer, "test", run_dir)
+    assert (run_dir / "config.yaml").read_text() == original
+    assert OmegaConf.load(run_dir / "config.resumed_at_00000002.yaml").run.max_steps == 20
+
+
+def test_resumed_tensorboard_log_holds_each_step_once(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = run_cfg(tmp_path, tensorboard=True)
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=False)
+    for step in range(1, 6):
+        accelerator.log({"train/loss": float(step)}, step=step)
+        if step == 3:
+            save_checkpoint(accelerator, run_dir, TrainerState(step=3), {}, keep=2)
+    accelerator.end_training()  # killed after step 5: steps 4 and 5 are logged but not checkpointed
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    accelerator, run_dir, *_ = prepared_training(cfg, resume=True)
+    for step in range(4, 7):
+        accelerator.log({"train/loss": 10.0 + step}, step=step)
+    accelerator.end_training()
+    events = EventAccumulator(str(run_dir / "logs" / "test")).Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert logged == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0), (5, 15.0), (6, 16.0)]

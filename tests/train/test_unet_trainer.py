@@ -207,7 +207,8 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
 
     resumed = checkpoint_state(tmp_path / "run" / "checkpoints" / "step_00000006")
     reference = checkpoint_state(reference_run / "checkpoints" / "step_00000006")
-    assert resumed["trainer"] == {"step": 6, "epoch": 5, "batch_in_epoch": 2}, "6 steps x 2 micro-batches, 2 per epoch"
+    expected = {"step": 6, "epoch": 5, "batch_in_epoch": 2, "window_losses": [], "finite": True}
+    assert resumed["trainer"] == expected, "6 steps x 2 micro-batches, 2 per epoch"
     assert_same(resumed, reference)
 
 
@@ -261,7 +262,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tiny_model_
 
     monkeypatch.setattr(trainer, "diffusion_loss", blows_up_in_step_3)
     cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", "run.checkpoint_every=2", "run.valid_every=0")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at step 3; stopping\. .*step_00000002"):
+    expected = r"non-finite loss \(nan\) at step 3 \(this process's batch: .*\.wav\); stopping\. .*step_00000002"
+    with pytest.raises(NonFiniteLossError, match=expected):
         trainer.train(cfg)
     ckpts = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["step_00000002"]
@@ -298,8 +300,10 @@ def test_cli_exits_non_zero_naming_the_step_of_a_non_finite_loss(tiny_model_dir,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert r.returncode != 0
-    assert "non-finite loss" in r.stderr and "at step 2; stopping" in r.stderr, r.stderr[-2000:]
-    assert "step_00000001" in r.stderr
+    assert "non-finite loss" in r.stderr and "at step 2 (this process's batch: " in r.stderr, r.stderr[-2000:]
+    # The step-1 checkpoint holds the weights (about 1e30) that gave the non-finite loss: not a good one.
+    assert "step_00000001' holds the weights that gave it" in r.stderr, r.stderr[-2000:]
+    assert "No good checkpoint was written before it" in r.stderr
     assert (tmp_path / "run" / "checkpoints" / "step_00000001").is_dir()
 
 
