@@ -26,12 +26,13 @@ class CLIError(ValueError):
 def cmd_new_model(args: argparse.Namespace) -> int:
     from .config import ModelConfig, load_config, save_config
     from .pipeline import build_pipeline
-    from .utils import atomic_dir
+    from .utils import atomic_dir, check_writable
 
     cfg = load_config(ModelConfig, args.config, args.overrides)
     out = Path(args.out_dir)
     if out.exists() and not args.force:
         raise CLIError(f"output folder {str(out)!r} already exists; pass --force to replace it")
+    check_writable(out / "model_index.json")
     pipe = build_pipeline(cfg)
     with atomic_dir(out, overwrite=args.force) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
@@ -825,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -835,11 +836,11 @@ def main(argv: list[str] | None = None) -> int:
     from .utils import NonFiniteLossError
 
     # One prefix for every command's errors, the one argparse uses for bad arguments: "sak data check: error: ...".
-    command = " ".join(
-        part
-        for part in (args.command, getattr(args, "data_command", None), getattr(args, "catalogue_command", None))
-        if part
-    )
+    nested = [value for key, value in vars(args).items() if key.endswith("_command") and isinstance(value, str)]
+    command = " ".join([args.command, *nested])
+    if unknown:  # argparse would report these as "sak: error"; every other error names its command
+        print(f"sak {command}: error: unrecognized arguments: {' '.join(unknown)}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except (CLIError, ValueError) as err:

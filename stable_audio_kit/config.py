@@ -168,6 +168,47 @@ def check_model_config(cfg: ModelConfig) -> None:
     if not math.isfinite(cfg.window_seconds) or cfg.window_seconds <= 0:
         raise ValueError(f"window_seconds must be a finite number > 0, got {cfg.window_seconds}")
     check_seed(cfg.seed, "seed")
+    text = cfg.text
+    if text.pretrained is None:  # a pretrained tower brings its own sizes
+        for name in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "projection_dim"):
+            if getattr(text, name) < 1:
+                raise ValueError(f"text.{name} must be >= 1, got {getattr(text, name)}")
+        if text.hidden_size % text.num_attention_heads:
+            raise ValueError(
+                f"text.hidden_size ({text.hidden_size}) must be a multiple of text.num_attention_heads "
+                f"({text.num_attention_heads})"
+            )
+        if text.max_length < 3:
+            raise ValueError(
+                f"text.max_length must be >= 3 (two special tokens and one of the prompt), got {text.max_length}"
+            )
+        states = text.num_hidden_layers + 1
+        if not -states <= text.hidden_layer < states:
+            raise ValueError(
+                f"text.hidden_layer must be in [{-states}, {states - 1}] for {text.num_hidden_layers} layers, "
+                f"got {text.hidden_layer}"
+            )
+    cond = cfg.conditioning
+    routed = set(cond.cross_attention) | set(cond.global_cond) | set(cond.add_to_prompt)
+    routed |= set(cond.input_channels) | set(cond.film)
+    routed |= {"prompt_numbers"} if cond.prompt_numbers else set()
+    flags = {"timing_mask_channel": "timing_mask", "beat_grid_channel": "beat_grid", "key_conditioning": "key"}
+    routed |= {name for flag, name in flags.items() if cfg.unet.get(flag, False)}
+    for name in cond.options or {}:
+        if name not in routed:
+            raise ValueError(
+                f"conditioning.options names {name!r}, which is not one of the model's inputs {sorted(routed)}"
+            )
+    if cfg.scheduler.num_train_timesteps < 2:
+        raise ValueError(f"scheduler.num_train_timesteps must be >= 2, got {cfg.scheduler.num_train_timesteps}")
+    if cfg.scheduler.beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(
+            f"scheduler.beta_schedule must be one of {list(BETA_SCHEDULES)}, got {cfg.scheduler.beta_schedule!r}"
+        )
+
+
+# The noise schedules of diffusers' DDPM-family schedulers that every sampler of the registry accepts.
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 # Checks a schema's values need beyond their types, run by load_config.

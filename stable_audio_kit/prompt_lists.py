@@ -66,7 +66,10 @@ def parse_seed(value, what: str) -> int:
 
 def _rows(path: Path) -> list[dict]:
     suffix = path.suffix.lower()
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"prompt file {str(path)!r} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     rows: list[dict] = []
     if suffix == ".jsonl":
         for n, line in enumerate(text.splitlines(), 1):

@@ -30,7 +30,6 @@ between, at 0.6.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -51,7 +50,10 @@ ALIGN_HOP = 512
 ALIGN_FFT = 2048
 # A Hann window over five frames (~116 ms), normalised.
 ONSET_SMOOTHING = np.hanning(7)[1:-1] / np.hanning(7)[1:-1].sum()
-# The least overlap a time shift must leave (or all of the shorter clip): shorter overlaps correlate by chance.
+# Features: 128 log-mel bands, and onset strength in 16 groups of them.
+MEL_BANDS = 128
+ONSET_BANDS = 16
+# The least overlap a time shift must leave (or half the shorter clip): shorter overlaps correlate by chance.
 MIN_OVERLAP_SECONDS = 3.0
 TOP_K = 5
 THRESHOLD = 0.6
@@ -62,80 +64,103 @@ EMBED_BATCH = 32
 
 @dataclass(frozen=True)
 class AlignmentFeatures:
-    """A clip as the alignment sees it: chroma ``(12, frames)`` and onset strength ``(frames,)``."""
+    """A clip as the alignment sees it: the log-mel spectrogram ``(MEL_BANDS, frames)`` and the onset strength of
+    each of ``ONSET_BANDS`` groups of mel bands ``(ONSET_BANDS, frames)``."""
 
-    chroma: np.ndarray
-    onset: np.ndarray
+    mel: np.ndarray
+    onsets: np.ndarray
 
     @property
     def frames(self) -> int:
-        return self.onset.shape[0]
+        return self.mel.shape[1]
 
 
 @dataclass(frozen=True)
 class Alignment:
-    """The best time shift of a pair. ``shift_seconds``: where the training clip starts on the checked clip's time
-    line (negative: before it); ``overlap_seconds``: how much of the two the shift lines up."""
+    """The best time shift of a pair: its score (the mean of the two correlations) and each correlation.
+    ``shift_seconds``: where the training clip starts on the checked clip's time line (negative: before it);
+    ``overlap_seconds``: how much of the two clips that shift lines up."""
 
     score: float
-    chroma: float
-    onset: float
+    spectrogram: float
+    onsets: float
     shift_seconds: float
     overlap_seconds: float
 
 
 def alignment_features(audio: np.ndarray, sample_rate: float) -> AlignmentFeatures:
-    """Chroma and onset strength of ``audio`` (``(samples,)`` or ``(channels, samples)``, mixed to mono)."""
+    """Log-mel spectrogram and band onsets of ``audio`` (``(samples,)`` or ``(channels, samples)``, mixed to mono)."""
     librosa = require_librosa()
     sr = int(check_sample_rate(sample_rate))
     y = resample(as_mono(audio)[None], sr, ALIGN_SAMPLE_RATE)[0]
     # Silence before and after, so that a sound at a clip's very start or end has its onset as it would inside a
     # longer clip (a copy shifted in time has it); both clips get the same, so shifts are unchanged.
     y = np.pad(y, (ALIGN_FFT, ALIGN_FFT))
-    # Standard tuning, not estimated: a copy is compared on the same pitch-class bins as its source.
-    chroma = librosa.feature.chroma_stft(y=y, sr=ALIGN_SAMPLE_RATE, n_fft=ALIGN_FFT, hop_length=ALIGN_HOP, tuning=0.0)
-    onset = librosa.onset.onset_strength(y=y, sr=ALIGN_SAMPLE_RATE, n_fft=ALIGN_FFT, hop_length=ALIGN_HOP)
+    power = librosa.feature.melspectrogram(
+        y=y, sr=ALIGN_SAMPLE_RATE, n_fft=ALIGN_FFT, hop_length=ALIGN_HOP, n_mels=MEL_BANDS
+    )
+    mel = librosa.power_to_db(power, ref=np.max, top_db=80.0)  # relative to the clip's peak: gain drops out
+    edges = np.linspace(0, MEL_BANDS, ONSET_BANDS + 1).astype(int)
+    onsets = librosa.onset.onset_strength_multi(S=mel, sr=ALIGN_SAMPLE_RATE, channels=edges)
     # Onset peaks are a frame wide: a copy shifted by half a frame would halve their correlation. Smoothed over a
     # few frames, they line up whatever the sub-frame shift.
-    onset = np.convolve(onset, ONSET_SMOOTHING, mode="same")
-    frames = min(chroma.shape[1], onset.shape[0])
-    return AlignmentFeatures(chroma[:, :frames].astype(np.float64), onset[:frames].astype(np.float64))
+    onsets = np.stack([np.convolve(band, ONSET_SMOOTHING, mode="same") for band in onsets])
+    frames = min(mel.shape[1], onsets.shape[1])
+    return AlignmentFeatures(mel[:, :frames].astype(np.float64), onsets[:, :frames].astype(np.float64))
 
 
-def _correlation(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of two ``(rows, frames)`` arrays, each row centred over the frames; 0 if either is flat."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    y = y - y.mean(axis=-1, keepdims=True)
-    norm = math.sqrt(float(np.sum(x * x)) * float(np.sum(y * y)))
-    return float(np.sum(x * y)) / norm if norm > 1e-12 else 0.0
+def shifted_correlations(x: np.ndarray, y: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``x`` ``(rows, a)`` and ``y`` ``(rows, b)`` over their overlap at each shift.
+
+    At shift ``s``, ``y``'s frame 0 lies on ``x``'s frame ``s``; each row is centred over the overlap, and the
+    rows are pooled (one correlation of the two overlapping blocks). A flat block gives 0. The cross terms of all
+    shifts come from one FFT, the window sums from prefix sums.
+    """
+    a, b = x.shape[1], y.shape[1]
+    n = a + b - 1
+    cross = np.fft.irfft(np.fft.rfft(x, n) * np.conj(np.fft.rfft(y, n)), n).sum(axis=0)[shifts % n]
+    a0, b0 = np.maximum(shifts, 0), np.maximum(-shifts, 0)
+    length = np.minimum(a - a0, b - b0)
+
+    def window_sums(z: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        prefix = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(z, axis=1)], axis=1)
+        prefix2 = np.concatenate([np.zeros((z.shape[0], 1)), np.cumsum(z * z, axis=1)], axis=1)
+        return prefix[:, start + length] - prefix[:, start], prefix2[:, start + length] - prefix2[:, start]
+
+    sx, sxx = window_sums(x, a0)
+    sy, syy = window_sums(y, b0)
+    covariance = cross - (sx * sy).sum(axis=0) / length
+    variance = (sxx - sx * sx / length).sum(axis=0) * (syy - sy * sy / length).sum(axis=0)
+    scale = np.sqrt(np.maximum(variance, 0.0))
+    flat = scale <= 1e-9 * np.maximum(sxx.sum(axis=0) * syy.sum(axis=0), 1e-30) ** 0.5
+    return np.where(flat, 0.0, covariance / np.where(flat, 1.0, scale))
 
 
 def align(
     checked: AlignmentFeatures, train: AlignmentFeatures, min_overlap_seconds: float = MIN_OVERLAP_SECONDS
 ) -> Alignment:
-    """The time shift of ``train`` against ``checked`` with the highest score, ``min(chroma, onset)`` correlation.
-
-    Every shift that overlaps the two by at least ``min(min_overlap_seconds, shorter clip)`` is tried.
-    """
+    """The time shift of ``train`` against ``checked`` with the highest score: the mean of the log-mel and band
+    onset correlations. Every shift that overlaps the two by at least ``min(min_overlap_seconds, half the shorter
+    clip)`` is tried."""
     frame_seconds = ALIGN_HOP / ALIGN_SAMPLE_RATE
     a, b = checked.frames, train.frames
     pad = ALIGN_FFT // ALIGN_HOP
-    least = max(2, min(a, b, round(min_overlap_seconds / frame_seconds)))
-    best = Alignment(-1.0, 0.0, 0.0, 0.0, 0.0)
-    # shift: the checked clip's frame where the training clip's frame 0 falls.
-    for shift in range(least - b, a - least + 1):
-        a0, b0 = max(shift, 0), max(-shift, 0)
-        length = min(a - a0, b - b0)
-        chroma = _correlation(checked.chroma[:, a0 : a0 + length], train.chroma[:, b0 : b0 + length])
-        if chroma <= best.score:
-            continue  # the score is the smaller correlation: this shift cannot win
-        onset = _correlation(checked.onset[None, a0 : a0 + length], train.onset[None, b0 : b0 + length])
-        score = min(chroma, onset)
-        if score > best.score:
-            # The overlap of the clips themselves, without the silence alignment_features added around them.
-            real = min(a - pad, b - pad + shift) - max(pad, pad + shift)
-            best = Alignment(score, chroma, onset, shift * frame_seconds, max(real, 0) * frame_seconds)
-    return best
+    least = max(2, min(round(min_overlap_seconds / frame_seconds), min(a, b) // 2))
+    shifts = np.arange(least - b, a - least + 1)
+    spectrogram = shifted_correlations(checked.mel, train.mel, shifts)
+    onsets = shifted_correlations(checked.onsets, train.onsets, shifts)
+    score = (spectrogram + onsets) / 2
+    best = int(np.argmax(score))
+    shift = int(shifts[best])
+    # The overlap of the clips themselves, without the silence alignment_features added around them.
+    overlap = max(min(a - pad, b - pad + shift) - max(pad, pad + shift), 0)
+    return Alignment(
+        float(score[best]),
+        float(spectrogram[best]),
+        float(onsets[best]),
+        shift * frame_seconds,
+        overlap * frame_seconds,
+    )
 
 
 def check_options(
@@ -289,8 +314,8 @@ def render_memorisation(section: dict[str, Any]) -> list[str]:
         "## Memorisation",
         "",
         f"Against the training catalogue `{section['train_catalogue']}` ({section['train_clips']} clips): each "
-        f"clip's {section['top_k']} nearest training clips by CLAP audio embedding, aligned in time (chroma and "
-        "onset-strength correlation at the best shift; the score is the smaller of the two). A near-copy scores "
+        f"clip's {section['top_k']} nearest training clips by CLAP audio embedding, aligned in time (log-mel and "
+        "band-onset correlations at the best shift; the score is their mean). A near-copy scores "
         f"at least {section['threshold']:.2f}.",
         "",
         "| clips | checked | near-copies | fraction | highest score | median score |",
@@ -306,14 +331,14 @@ def render_memorisation(section: dict[str, Any]) -> list[str]:
             "",
             "Near-copies, then the closest pairs below the threshold:",
             "",
-            "| near-copy | set | clip | training clip | CLAP cosine | score | chroma | onset | shift (s) |",
+            "| near-copy | set | clip | training clip | CLAP cosine | score | spectrogram | onsets | shift (s) |",
             "|---|---|---|---|---:|---:|---:|---:|---:|",
         ]
         for p in section["pairs"]:
             lines.append(
                 f"| {'yes' if p['near_copy'] else 'no'} | {p['set']} | [{p['name']}]({p['clip_path']}) | "
-                f"`{p['train_path']}` | {p['clap_cosine']:.3f} | {p['score']:.2f} | {p['chroma']:.2f} | "
-                f"{p['onset']:.2f} | {p['shift_seconds']:+.2f} |"
+                f"`{p['train_path']}` | {p['clap_cosine']:.3f} | {p['score']:.2f} | {p['spectrogram']:.2f} | "
+                f"{p['onsets']:.2f} | {p['shift_seconds']:+.2f} |"
             )
     return lines
 
@@ -321,7 +346,9 @@ def render_memorisation(section: dict[str, Any]) -> list[str]:
 __all__ = [
     "ALIGN_HOP",
     "ALIGN_SAMPLE_RATE",
+    "MEL_BANDS",
     "MIN_OVERLAP_SECONDS",
+    "ONSET_BANDS",
     "THRESHOLD",
     "TOP_K",
     "Alignment",
@@ -332,4 +359,5 @@ __all__ = [
     "alignment_features",
     "check_options",
     "render_memorisation",
+    "shifted_correlations",
 ]

@@ -1,0 +1,92 @@
+"""Long-form generation: wall time and peak memory per second of audio at 1x, 3x and 10x the window.
+
+    python benchmarks/longform.py [--steps 50] [--threads 1] [--repeats 2] [--multiples 1 3 10]
+
+Each length runs in a fresh process (so its peak resident memory is its own), with the bundled demo
+model at the default settings. Long-form samples one window per ``window - overlap`` seconds of audio,
+so the time per second of audio should stay flat with length, and so should peak memory (only the output
+grows). Prints a markdown table with the load average and writes it to benchmarks/results/longform.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "longform.md"
+
+CHILD = r"""
+import json, resource, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[3]))
+from stable_audio_kit import StableAudioKitPipeline
+pipe = StableAudioKitPipeline.from_pretrained()
+pipe.set_progress_bar_config(disable=True)
+seconds, steps, repeats = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4])
+pipe("a rock drum groove at 100 bpm", seconds_total=1.0, num_inference_steps=2)  # warm-up
+best = None
+for _ in range(repeats):
+    t0 = time.perf_counter()
+    audio = pipe("a rock drum groove at 100 bpm", seconds_total=seconds, num_inference_steps=steps,
+                 generator=torch.Generator().manual_seed(0)).audios
+    best = min(best or 1e9, time.perf_counter() - t0)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "wall": best, "samples": int(audio.shape[-1]), "peak_mib": peak,
+                  "window": pipe.max_seconds}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--multiples", type=float, nargs="+", default=[1, 3, 10])
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    window = None
+    rows = []
+    for multiple in args.multiples:
+        seconds = multiple * (window or 10.0)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(seconds), str(args.steps), str(args.threads), str(args.repeats)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        window = row["window"]
+        rows.append((multiple, row))
+    base = rows[0][1]["wall"] / rows[0][1]["seconds"]
+    lines = [
+        f"# Long-form generation ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.threads} torch thread(s), {args.steps} steps, best of {args.repeats})",
+        "",
+        f"load average before: {load_before:.2f}",
+        "",
+        "| length | audio (s) | samples | wall (s) | wall per audio second | vs 1x | peak memory (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for multiple, row in rows:
+        per = row["wall"] / row["seconds"]
+        lines.append(
+            f"| {multiple:g}x window | {row['seconds']:.1f} | {row['samples']} | {row['wall']:.2f} | {per:.3f} | "
+            f"{per / base:.2f} | {row['peak_mib']:.0f} |"
+        )
+    lines += ["", f"load average after: {os.getloadavg()[0]:.2f}"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    from stable_audio_kit.utils import atomic_write_text
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS, text)
+
+
+if __name__ == "__main__":
+    main()
