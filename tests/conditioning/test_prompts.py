@@ -34,3 +34,13 @@ def test_prompt_key_reads_tonic_and_mode():
         ]
     ) == [(0, "major"), (8, "minor"), (10, "minor"), (3, "major"), (6, "minor"), None, None]
     assert parse_key("Cb major") == (11, "major") and parse_key("B# minor") == (0, "minor")
+
+
+def test_parse_prompt_reads_tempo_key_and_numbers_once():
+    from stable_audio_kit.conditioning import ParsedPrompt, parse_prompt
+
+    parsed = parse_prompt("a funky bass in B flat major at a tempo of 96, 2 bars")
+    assert parsed.tempo == 96.0 and parsed.key == (10, "major")
+    assert [value for _, _, value in parsed.numbers] == [96.0, 2.0]
+    assert parse_prompt(parsed) is parsed  # a prompt read once is not read again
+    assert parse_prompt("a major chord").key is None and isinstance(parsed, ParsedPrompt)
