@@ -81,6 +81,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """Serve the web page (stable_audio_kit.ui) for a model, keeping results in --outputs."""
+    import importlib.util
+
+    from .utils import check_writable
+
+    if importlib.util.find_spec("gradio") is None:
+        raise CLIError('the page needs Gradio: pip install "stable-audio-kit[ui]" (a checkout: pip install -e ".[ui]")')
+    if not 0 < args.port < 65536:
+        raise CLIError(f"--port must be in 1-65535, got {args.port}")
+    if not args.host.strip():
+        raise CLIError("--host must name an address, e.g. 127.0.0.1")
+    try:
+        check_writable(Path(args.outputs) / ".sak-ui")
+    except ValueError as err:
+        raise CLIError(f"--outputs: {err}") from None
+    from .ui import serve
+
+    serve(load_model(args.model), args.model, host=args.host, port=args.port, outputs=args.outputs)
+    return 0
+
+
 def load_model(path: str | None, device: str = "cpu", scheduler: str | None = None):
     from .pipeline import StableAudioKitPipeline
 
@@ -137,13 +159,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         from .schedulers import check_scheduler_name
 
         check_scheduler_name(args.scheduler)
-    if args.seed is None:
-        import secrets
+    from .utils import check_device, check_seed, random_seed
 
-        base_seed = secrets.randbelow(2**31 - 1)
-    else:
-        base_seed = args.seed
-    from .utils import check_device, check_seed
+    base_seed = random_seed() if args.seed is None else args.seed
 
     check_seed(base_seed, "--seed")
     check_device(args.device)
@@ -185,18 +203,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
             overrides = check_overrides(given)
         except ValueError as err:
             raise CLIError(f"--{err}" if str(err).startswith(("bpm", "key")) else str(err)) from None
-    from .delivery import DEFAULT_LOUDNESS, Delivery
+    from .delivery import Delivery, delivery_loudness
 
     if args.no_normalize and args.loudness is not None:
         raise CLIError("give --loudness or --no-normalize, not both")
     try:
         delivery = Delivery(
-            # Inpainting and continuation keep the input's level: the kept audio stays what it was.
-            loudness=None
-            if args.no_normalize or (getattr(args, "inpaint_audio", None) is not None and args.loudness is None)
-            else DEFAULT_LOUDNESS
-            if args.loudness is None
-            else args.loudness,
+            loudness=delivery_loudness(
+                args.loudness, not args.no_normalize, getattr(args, "inpaint_audio", None) is not None
+            ),
             fade_in_ms=args.fade_in,
             fade_out_ms=args.fade_out,
             delivery_rate=args.sample_rate,
@@ -214,16 +229,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
             except ValueError as err:
                 raise CLIError(str(err)) from None
 
-    # 2. Load the model and check every row against it (the pipeline's own checks), before the first file.
+    loras = [parse_lora(text) for text in getattr(args, "lora", [])]
+
+    # 2. Load the model (and its adapters) and check every row against it (the pipeline's own checks), before the
+    # first file.
     import torch
     from accelerate import PartialState
 
-    from .utils import cpu_data_parallel
+    from .utils import cpu_data_parallel, launcher_warning
 
     # Without a GPU, a torchrun / `accelerate launch --multi_gpu` launch only shares the prompts if told to use the CPU.
     state = PartialState(cpu=args.device == "cpu" or (args.device is None and cpu_data_parallel()))
     device = args.device or str(state.device)
+    shortfall = launcher_warning()
+    if shortfall and state.is_main_process:
+        logger.warning(shortfall)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
+    for folder, scale in loras:
+        name = pipe.load_lora_weights(folder, scale=scale)
+        logger.info("LoRA adapter %s loaded as %s at scale %g", folder, name, scale)
     for job in jobs:
         if job.seconds is None and job.schedule is None and not {"init_audio", "inpaint_audio"} & set(job.options):
             job.seconds = pipe.max_seconds
@@ -278,6 +302,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_lora(text: str) -> tuple[str, float]:
+    """``--lora DIR[:SCALE]`` as ``(DIR, SCALE)``, the folder checked to be an adapter folder (this imports torch)."""
+    folder, scale = text, 1.0
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            folder, scale = head, float(tail)
+        except ValueError:  # a ':' that belongs to the path
+            pass
+    if not math.isfinite(scale):
+        raise CLIError(f"--lora {text!r}: the scale must be finite")
+    from .lora import read_config
+
+    try:
+        read_config(folder)
+    except ValueError as err:
+        raise CLIError(f"--lora: {err}") from None
+    return folder, scale
+
+
 def workflow_options(args: argparse.Namespace) -> dict:
     """The pipeline's workflow arguments from ``sak generate`` / ``inpaint`` / ``continue`` flags."""
     options = {}
@@ -298,25 +342,24 @@ def workflow_options(args: argparse.Namespace) -> dict:
 
 def bars_length(args: argparse.Namespace, job) -> float:
     """Seconds of ``--bars`` 4/4 bars at ``--bpm`` or the prompt's tempo."""
-    from .workflows import bars_seconds
+    from .workflows import bars_length as length_of_bars
 
     if args.seconds is not None:
         raise CLIError("give --seconds or --bars, not both")
-    bpm = args.bpm if args.bpm is not None else job.prompt.tempo
-    if bpm is None:
-        raise CLIError('--bars needs a tempo: --bpm, or one named in the prompt ("at 120 bpm")')
-    return bars_seconds(args.bars, bpm)
+    try:
+        return length_of_bars(args.bars, args.bpm, job.prompt)
+    except ValueError as err:
+        raise CLIError(f"--{err}" if str(err).startswith("bars") else str(err)) from None
 
 
 def parse_region(text: str) -> tuple[float, float]:
     """``"2.0:3.5"`` -> ``(2.0, 3.5)``."""
-    start, sep, end = text.partition(":")
+    from .prompt_lists import parse_region as parse
+
     try:
-        if not sep:
-            raise ValueError
-        return float(start), float(end)
-    except ValueError:
-        raise CLIError(f"--region takes START:END in seconds, e.g. 2.0:3.5, got {text!r}") from None
+        return parse(text)
+    except ValueError as err:
+        raise CLIError(f"--{err}") from None
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
@@ -326,18 +369,14 @@ def cmd_inpaint(args: argparse.Namespace) -> int:
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
-    from .audio import audio_info
-    from .prompt_lists import parse_seconds
+    from .prompt_lists import continuation_regions, parse_seconds
 
     total = parse_seconds(args.seconds, "--seconds")
     try:
-        rate, _, frames = audio_info(args.input)
-    except Exception as err:  # soundfile's own error types for a missing or unreadable file
-        raise CLIError(f"cannot read {args.input!r} as audio: {err}") from None
-    have = frames / rate
-    if total <= have:
-        raise CLIError(f"--seconds ({total:g}) must be longer than the input ({have:.3f} s) to continue it")
-    args.inpaint_audio, args.regions, args.prompts = args.input, [(have, total)], None
+        args.regions = continuation_regions(args.input, total)
+    except ValueError as err:
+        raise CLIError(f"--{err}" if str(err).startswith("seconds") else str(err)) from None
+    args.inpaint_audio, args.prompts = args.input, None
     return cmd_generate(args)
 
 
@@ -447,6 +486,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--allow-config-change applies to a resume; pass --resume too")
     module_name, schema_name = TRAINERS[args.kind]
     cfg = load_run_config(getattr(train_config, schema_name), args.config, args.overrides)
+    quiet_loading()
     trainer = importlib.import_module(module_name)
     run_dir = trainer.train(cfg, resume=args.resume, allow_config_change=args.allow_config_change)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -456,15 +496,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from .train.common import export_run
+    from .utils import check_writable
 
-    out = export_run(args.run_dir, args.out_dir, checkpoint=args.checkpoint, overwrite=args.force, base=args.base)
-    print(f"wrote pipeline directory {out}")
+    if not (Path(args.out_dir).exists() and args.force):
+        check_writable(Path(args.out_dir) / "model_index.json")
+    quiet_loading()
+    out = export_run(
+        args.run_dir,
+        args.out_dir,
+        checkpoint=args.checkpoint,
+        overwrite=args.force,
+        base=args.base,
+        merge_lora=args.merge_lora,
+    )
+    from .lora import CONFIG_NAME
+
+    print(f"wrote {'LoRA adapter folder' if (out / CONFIG_NAME).is_file() else 'pipeline directory'} {out}")
     return 0
 
 
 def cmd_extend(args: argparse.Namespace) -> int:
     from .train.extend import extend_model
+    from .utils import check_writable
 
+    if not (Path(args.out_dir).exists() and args.force):
+        check_writable(Path(args.out_dir) / "model_index.json")
+    quiet_loading()
     out = extend_model(
         args.model,
         args.out_dir,
@@ -523,6 +580,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     from .evaluation.report import evaluate
 
+    quiet_loading()
     report = evaluate(
         args.model,
         args.catalogue,
@@ -584,6 +642,13 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch", type=int, default=1, help="waveforms per prompt")
     p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="DIR[:SCALE]",
+        help="a LoRA adapter folder (sak export of a LoRA run) to load, at SCALE (default 1); repeatable",
+    )
     p.add_argument("--scheduler", default=None, help="sampler name, e.g. dpmsolver++, ddim, euler, unipc")
     p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
     p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
@@ -717,6 +782,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--base", default=None, help="pipeline directory to put the trained components into (default: the run's model)"
     )
+    p.add_argument(
+        "--merge-lora",
+        action="store_true",
+        help="for a LoRA run: a pipeline directory with the adapter merged into its weights (default: the adapter)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_export)
 
@@ -766,7 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the generated clips for near-copies of this training catalogue's clips (needs the CLAP)",
     )
     p.add_argument(
-        "--memorisation-top-k", type=int, default=None, help="nearest training clips aligned per clip (default 5)"
+        "--memorisation-top-k",
+        type=int,
+        default=None,
+        help="nearest training clips by CLAP aligned per clip (default: the calibrated number, in the report)",
     )
     p.add_argument(
         "--memorisation-threshold",
@@ -798,6 +871,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="versions, device, threads, FluidSynth, bundled model: for bug reports")
     p.add_argument("--no-model", action="store_true", help="skip loading the bundled model")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("ui", help="serve a web page to generate, hear and keep audio (the [ui] extra)")
+    p.add_argument("--model", default=None, help="pipeline directory (default: the bundled model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--outputs", default="sak-ui-outputs", help="folder the results are kept in")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)

@@ -156,6 +156,19 @@ def _check_number(name: str, value: object, low: float, high: float, unit: str) 
     return float(value)
 
 
+def delivery_loudness(loudness: float | None, normalize: bool = True, inpainting: bool = False) -> float | None:
+    """The loudness target of a request (``None``: keep the model's levels): ``loudness`` if given, else
+    :data:`DEFAULT_LOUDNESS`, but none with ``normalize`` off, and none by default for inpainting and
+    continuation, whose kept audio stays at the level it had. A target with ``normalize`` off is refused."""
+    if not normalize:
+        if loudness is not None:
+            raise ValueError(f"a loudness target ({loudness!r} LUFS) was given with normalisation off")
+        return None
+    if loudness is None:
+        return None if inpainting else DEFAULT_LOUDNESS
+    return loudness
+
+
 @dataclass(frozen=True)
 class Delivery:
     """How waveforms are delivered; every value is checked here, before any work.

@@ -53,10 +53,12 @@ def plan_long(
     request, negative request), ...])``, each window's request telling it where it is."""
     for name, value in (unsupported or {}).items():
         if value is not None:
-            raise ValueError(
-                f"{name} cannot be combined with long-form generation (seconds_total beyond the window, or a "
-                "prompt schedule)"
+            why = (
+                "a prompt schedule"
+                if is_schedule(prompt)
+                else f"seconds_total={seconds_total!r} is beyond the window of {pipe.max_seconds:.3f} s"
             )
+            raise ValueError(f"{name} cannot be combined with long-form generation ({why})")
     if output_type not in ("np", "pt"):
         raise ValueError(f"long-form generation returns audio: output_type must be 'np' or 'pt', got {output_type!r}")
     if is_schedule(prompt):
@@ -121,9 +123,12 @@ def generate_long(
     overrides: dict[str, Any] | None = None,
     overlap_seconds: float | None = None,
     unsupported: dict[str, Any] | None = None,
+    callback_on_step_end=None,
+    callback_on_step_end_tensor_inputs: list[str] = ("latents",),
 ):
     """``pipe(...)`` for ``seconds_total`` beyond the window, or for a prompt schedule
-    ``[(prompt, seconds), ...]``. Every window's request is validated before the first is sampled."""
+    ``[(prompt, seconds), ...]``. Every window's request is validated before the first is sampled;
+    ``callback_on_step_end`` is called at every step of every window."""
     # 1. Validate everything before any work.
     seconds_total, _, plans = plan_long(
         pipe,
@@ -162,6 +167,8 @@ def generate_long(
             guidance_scale,
             num_waveforms_per_prompt,
             generator,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         audio = pipe.decode_latents(latents).float().cpu().numpy()
         if w.keep:

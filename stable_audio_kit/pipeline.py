@@ -167,6 +167,12 @@ class StableAudioKitPipeline(DiffusionPipeline):
         """The fastest tempo a beat grid can carry: two latent frames a beat (the frame rate's Nyquist limit)."""
         return max_bpm(self.model_facts)
 
+    @property
+    def num_timesteps(self) -> int:
+        """Denoising steps of the window being sampled (diffusers' convention, for ``callback_on_step_end``): what
+        the scheduler makes of ``num_inference_steps``, after audio-to-audio's ``strength``."""
+        return getattr(self, "_num_timesteps", 0)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
         """Load a pipeline directory; with no path, the bundled demo model. Never touches the network."""
@@ -194,6 +200,40 @@ class StableAudioKitPipeline(DiffusionPipeline):
         if isinstance(config.get("_class_name"), (list, tuple)):
             config["_class_name"] = config["_class_name"][-1]
         return out
+
+    # ------------------------------------------------------------------ LoRA adapters (stable_audio_kit.lora)
+    def load_lora_weights(
+        self, pretrained_model_name_or_path: str | Path, adapter_name: str | None = None, scale: float = 1.0
+    ) -> str:
+        """Load a LoRA adapter folder (``sak export`` of a LoRA run) as ``adapter_name`` (default ``default_<n>``)
+        at ``scale``; adapters loaded before stay active beside it. Returns the adapter's name.
+
+        Raises ``ValueError`` if the adapter was trained on other base weights than this pipeline's (the message
+        names both sha256 hashes); the pipeline is then unchanged.
+        """
+        from .lora import load_adapter
+
+        return load_adapter(self, pretrained_model_name_or_path, adapter_name, scale)
+
+    def set_adapters(
+        self,
+        adapter_names: str | list[str],
+        weights: float | list[float] | None = None,
+        adapter_weights: float | list[float] | None = None,
+    ) -> None:
+        """Make ``adapter_names`` the active adapters, each at its weight (default 1.0); other loaded adapters stay
+        loaded, inactive. ``adapter_weights`` is the name diffusers' pipelines give ``weights``."""
+        from .lora import activate
+
+        if weights is not None and adapter_weights is not None:
+            raise ValueError("give weights or adapter_weights, not both")
+        activate(self, adapter_names, weights if weights is not None else adapter_weights)
+
+    def unload_lora_weights(self) -> None:
+        """Remove every adapter: the pipeline computes exactly what it did before the first was loaded."""
+        from .lora import unload
+
+        unload(self)
 
     # ------------------------------------------------------------------ steps
     def check_inputs(
@@ -254,6 +294,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
             if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
                 got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
                 raise ValueError(f"latents must be a tensor of shape {expected}, got {got}")
+            if not torch.isfinite(latents).all():
+                raise ValueError(f"latents hold {int((~torch.isfinite(latents)).sum())} NaN or infinite values")
         return list(prompts), (list(negatives) if negatives is not None else None), seconds_start, seconds_total
 
     def encode_prompt(
@@ -430,6 +472,7 @@ class StableAudioKitPipeline(DiffusionPipeline):
         known = self.encode_audio(workflow.audio, batch, device, dtype) if workflow.audio is not None else None
         if workflow.strength is not None:
             timesteps = self.strength_timesteps(timesteps, workflow.strength, num_inference_steps)
+        self._num_timesteps = len(timesteps)
 
         # 4. Initial noise over the window (or the loop's frames), or the input noised to the first step.
         shape_frames = workflow.frames or int(self.unet.config.sample_size)
@@ -578,6 +621,8 @@ class StableAudioKitPipeline(DiffusionPipeline):
                 overrides=overrides,
                 overlap_seconds=overlap_seconds,
                 unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+                callback_on_step_end=callback_on_step_end,
+                callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             )
         # 1. Validate everything before any work; each prompt is read once.
         request, negative_request, workflow = self.check_call(

@@ -57,6 +57,33 @@ def parse_seconds(value, what: str) -> float:
     return out
 
 
+def parse_region(text: str) -> tuple[float, float]:
+    """A region to regenerate from ``"START:END"`` in seconds: ``"2.0:3.5"`` -> ``(2.0, 3.5)``. Whether it lies
+    in the clip is the pipeline's check (:func:`stable_audio_kit.workflows.check_regions`)."""
+    start, sep, end = str(text).partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return float(start), float(end)
+    except ValueError:
+        raise ValueError(f"region takes START:END in seconds, e.g. 2.0:3.5, got {text!r}") from None
+
+
+def continuation_regions(path: str | Path, seconds: float) -> list[tuple[float, float]]:
+    """The region a continuation of the audio file ``path`` to ``seconds`` in all regenerates: from the end of
+    the input to ``seconds``. ``ValueError`` for an unreadable file or a length that does not reach past it."""
+    from .audio import audio_info
+
+    try:
+        rate, _, frames = audio_info(path)
+    except Exception as err:  # soundfile's own error types for a missing or unreadable file
+        raise ValueError(f"cannot read {str(path)!r} as audio: {err}") from None
+    have = frames / rate
+    if seconds <= have:
+        raise ValueError(f"seconds ({seconds:g}) must be longer than the input ({have:.3f} s) to continue it")
+    return [(have, seconds)]
+
+
 def parse_seed(value, what: str) -> int:
     """A seed from a prompt-list cell: an integer in ``[0, 2**64 - 1]`` (what ``torch.Generator`` takes)."""
     from .utils import check_seed

@@ -122,6 +122,14 @@ def check_seed(value: object, what: str = "seed") -> int:
     return seed
 
 
+def random_seed() -> int:
+    """A seed for a request that names none, from the system's entropy, in ``[0, 2**31 - 1)``: short enough to read
+    out and type again."""
+    import secrets
+
+    return secrets.randbelow(2**31 - 1)
+
+
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
 
 
@@ -193,19 +201,22 @@ def cpu_data_parallel() -> bool:
     return not (torch.cuda.is_available() or any(getattr(utils, name, lambda: False)() for name in others))
 
 
-def launcher_shortfall() -> tuple[int, int] | None:
+def launcher_shortfall(launcher_argv: list[str] | None = None) -> tuple[int, int] | None:
     """``(asked, started)`` when ``accelerate launch`` was asked for more processes than it started, else ``None``.
 
     ``accelerate launch --cpu --num_processes 2`` runs the script once, alone, and tells it nothing of the 2: the
-    number asked for is read from the launcher's command line (Linux ``/proc``; elsewhere nothing is known).
+    number asked for is read from the launcher's command line, ``launcher_argv`` (default: the parent process's,
+    from Linux ``/proc``; elsewhere nothing is known).
     """
     if "ACCELERATE_USE_CPU" not in os.environ and "ACCELERATE_MIXED_PRECISION" not in os.environ:
         return None
     started = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return None
+    argv = launcher_argv
+    if argv is None:
+        try:
+            argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            return None
     if "launch" not in argv:
         return None
     asked = None
@@ -219,9 +230,9 @@ def launcher_shortfall() -> tuple[int, int] | None:
     return asked, started
 
 
-def launcher_warning() -> str | None:
+def launcher_warning(launcher_argv: list[str] | None = None) -> str | None:
     """The warning to print when :func:`launcher_shortfall` finds one, else ``None``."""
-    found = launcher_shortfall()
+    found = launcher_shortfall(launcher_argv)
     if found is None:
         return None
     asked, started = found

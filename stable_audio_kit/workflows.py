@@ -38,6 +38,8 @@ DEFAULT_OVERLAP_FRACTION = 0.25
 LONGFORM_CROSSFADE_SECONDS = 0.25
 # The crossfade at a loop's wrap point, where its decoded end hands over to the audio that runs on into its start.
 LOOP_CROSSFADE_SECONDS = 0.05
+# Audio-to-audio's strength when none is given: mostly new audio that keeps the input's shape.
+DEFAULT_STRENGTH = 0.8
 
 
 def load_input_audio(
@@ -258,6 +260,17 @@ def bars_seconds(bars: int, bpm: float, beats_per_bar: int = 4) -> float:
     return bars * beats_per_bar * 60.0 / bpm
 
 
+def bars_length(bars: int, bpm: float | None, prompt: str | ParsedPrompt) -> float:
+    """The length of ``bars`` 4/4 bars at ``bpm``, or else at the tempo the prompt names; ``ValueError`` if
+    neither gives one."""
+    from .conditioning.prompts import parse_prompt
+
+    tempo = bpm if bpm is not None else parse_prompt(prompt).tempo
+    if tempo is None:
+        raise ValueError('bars needs a tempo: a bpm, or one named in the prompt ("at 120 bpm")')
+    return bars_seconds(bars, tempo)
+
+
 @dataclass
 class Workflow:
     """What a call asks of the sampler beyond text-to-audio (see :func:`prepare_workflow`)."""
@@ -315,7 +328,7 @@ def prepare_workflow(
     audio = fit_length(audio, max(total, 1))
     workflow.audio = fit_length(audio, pipe.window_samples)
     if init_audio is not None:
-        workflow.strength = check_strength(0.8 if strength is None else strength)
+        workflow.strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
     else:
         workflow.regions = check_regions(regions, seconds_total)
         workflow.inpaint = audio

@@ -69,6 +69,12 @@ def build_text_encoder(cfg: TextConfig):
         path = Path(cfg.pretrained)
         if not path.is_dir():
             raise ValueError(f"text.pretrained {cfg.pretrained!r} is not a local directory")
+        # Without its files AutoTokenizer builds an empty tokenizer (special tokens only) instead of failing.
+        if not any((path / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+            raise ValueError(
+                f"text.pretrained {cfg.pretrained!r} has no tokenizer (tokenizer.json or vocab.json); copy RoBERTa's "
+                "tokenizer files into it (sak convert clap ... --tokenizer DIR)"
+            )
         encoder = ClapTextModelWithProjection.from_pretrained(path, local_files_only=True)
         from transformers import AutoTokenizer
 

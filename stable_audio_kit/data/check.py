@@ -26,6 +26,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from .catalogue import CatalogueItem, scan_catalogue
+from .splits import split_catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ def check_catalogue(
     _check_target(sample_rate, channels, window_seconds)
     root = Path(root)
     items = scan_catalogue(root)
+    split_catalogue(items, 0.0)  # a split field training would refuse (a misspelt value, a group in both) fails here
     report = CatalogueReport(
         root=str(root), sample_rate=sample_rate, channels=channels, window_seconds=window_seconds, num_files=len(items)
     )

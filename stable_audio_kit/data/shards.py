@@ -233,7 +233,7 @@ def load_manifest(latent_dir: str | Path) -> dict[str, Any]:
     """The ``index.json`` written by :func:`encode_catalogue`."""
     path = Path(latent_dir) / MANIFEST_NAME
     if not path.is_file():
-        raise ValueError(f"{str(path)!r} not found; run encode_catalogue first")
+        raise ValueError(f"{str(path)!r} not found: no latent shards there; write them with `sak encode`")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{str(path)!r} is not a {MANIFEST_FORMAT} manifest")

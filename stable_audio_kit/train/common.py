@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,22 @@ def load_run_config(schema: type, path: str | Path, overrides: list[str] | None 
         raise ValueError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if not cfg.optim.lr > 0:
         raise ValueError(f"optim.lr must be > 0, got {cfg.optim.lr}")
+    # accelerate's set_seed seeds numpy too, which takes 32 bits.
+    if not 0 <= cfg.run.seed <= 2**32 - 1:
+        raise ValueError(f"run.seed must be in [0, 2**32 - 1], got {cfg.run.seed}")
+    betas = list(cfg.optim.betas)
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        raise ValueError(f"optim.betas must be two numbers in [0, 1), got {betas}")
+    for key in (
+        "optim.weight_decay",
+        "optim.warmup_steps",
+        "optim.grad_clip",
+        "data.num_workers",
+        "data.valid_batches",
+    ):
+        value = OmegaConf.select(cfg, key)
+        if not value >= 0:  # also refuses NaN
+            raise ValueError(f"{key} must be >= 0, got {value}")
     return cfg
 
 
@@ -164,7 +180,11 @@ def start_run(accelerator: Accelerator, cfg: Any, kind: str, run_dir: Path) -> N
 def config_changes(saved: Any, cfg: Any) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved value, new value)}`` for every setting that differs between two run configs."""
     old, new = _flatten(saved), _flatten(cfg)
-    return {key: (old.get(key), new.get(key)) for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)}
+    schema = OmegaConf.get_type(cfg)
+    if is_dataclass(schema):  # a setting added to the schema after the run started ran at its default (e.g. lora.*)
+        old = {**_flatten(OmegaConf.structured(schema)), **old}
+    keys = sorted((set(old) | set(new)) - {"run.output_dir"})  # a run folder may move
+    return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
 
 
 def check_config_change(cfg: Any, run_dir: Path, allow: bool) -> None:
@@ -423,7 +443,11 @@ def run_kind(run_dir: str | Path) -> str:
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise ValueError(f"{str(run_dir)!r} is not a training run folder (run.json is missing)")
-    return json.loads(path.read_text())["kind"]
+    try:
+        kind = json.loads(path.read_text()).get("kind")
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON of a run ({err}); the run folder is damaged") from None
+    return kind
 
 
 def export_run(
@@ -432,6 +456,7 @@ def export_run(
     checkpoint: str | None = None,
     overwrite: bool = False,
     base: str | Path | None = None,
+    merge_lora: bool = False,
 ) -> Path:
     """Write a pipeline directory: the run's base model with the trained components put in.
 
@@ -439,6 +464,9 @@ def export_run(
     components into another pipeline directory than the run's own ``model`` (e.g. the VAE of one run
     into the output of a CLAP run). A full CLAP model (``clap/``, read by ``sak evaluate``) is carried
     over from a CLAP run's checkpoint, or else from the base directory.
+
+    A LoRA run (``lora.rank > 0``) exports its adapter folder alone (:mod:`stable_audio_kit.lora`), or with
+    ``merge_lora`` a pipeline directory with the adapter added into the base weights.
     """
     from ..pipeline import StableAudioKitPipeline
     from ..utils import atomic_dir
@@ -451,21 +479,42 @@ def export_run(
         raise ValueError(f"no checkpoint {checkpoint or ''} to export in {str(run_dir)!r}")
     if Path(out_dir).exists() and not overwrite:
         raise ValueError(f"output folder {str(out_dir)!r} already exists; choose another or pass --force")
+    adapter = ckpt / "export" / "lora"
+    if merge_lora and not adapter.is_dir():
+        raise ValueError(f"{str(run_dir)!r} is not a LoRA run (lora.rank > 0): --merge-lora has no adapter to merge")
+    if adapter.is_dir() and not merge_lora:
+        if base is not None:
+            raise ValueError("a LoRA run exports its adapter alone; --base applies with --merge-lora")
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            for file in adapter.iterdir():
+                shutil.copy2(file, Path(tmp) / file.name)
+            _write_training_info(Path(tmp), kind, run_dir, ckpt)
+        return Path(out_dir)
     base_dir = Path(base) if base is not None else Path(cfg.model)
     pipe = StableAudioKitPipeline.from_pretrained(base_dir)
-    components = load_exported_components(kind, ckpt / "export")
-    pipe = StableAudioKitPipeline(**{**pipe.components, **components})
+    if adapter.is_dir():
+        from ..lora import merge
+
+        pipe.load_lora_weights(adapter)  # refuses a base the adapter was not trained on
+        merge(pipe)
+    else:
+        components = load_exported_components(kind, ckpt / "export")
+        pipe = StableAudioKitPipeline(**{**pipe.components, **components})
     clap_src = ckpt / "export" / "clap" if kind == "clap" else base_dir / "clap"
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         if clap_src.is_dir():
             shutil.copytree(clap_src, Path(tmp) / "clap")
-        trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-        atomic_write_text(
-            Path(tmp) / "training.json",
-            json.dumps({"kind": kind, "run": str(run_dir), "checkpoint": ckpt.name, "step": trained}, indent=2),
-        )
+        _write_training_info(Path(tmp), kind, run_dir, ckpt, merged_lora=adapter.is_dir())
     return Path(out_dir)
+
+
+def _write_training_info(folder: Path, kind: str, run_dir: Path, ckpt: Path, **extra: Any) -> None:
+    """``training.json``: which run and checkpoint an exported folder comes from."""
+    trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+    info = {"kind": kind, "run": str(run_dir), "checkpoint": ckpt.name, "step": trained}
+    info.update({key: value for key, value in extra.items() if value})
+    atomic_write_text(folder / "training.json", json.dumps(info, indent=2))
 
 
 def _exported_loaders() -> dict[str, dict[str, Any]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
+from ..lora import DEFAULT_TARGETS
+
 
 @dataclass
 class RunConfig:
@@ -49,6 +51,27 @@ class DataConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """Low-rank adapters (peft LoRA) instead of full fine-tuning: ``sak train unet RUN.yaml lora.rank=16``.
+
+    Every base weight stays frozen; the EMA, checkpoints and ``sak export`` cover the adapter alone. See
+    ``stable_audio_kit.lora``.
+    """
+
+    # 0 trains the weights themselves (full fine-tuning); > 0 trains adapters of this rank.
+    rank: int = 0
+    # The adapter's output is scaled by alpha / rank; null means alpha = rank (scale 1).
+    alpha: float | None = None
+    # Dropout on the adapters' input while training. Drawn from the global RNG (so a resume is still exact), but
+    # not per sample: with dropout, 2 processes x batch 4 no longer train what 1 process x batch 8 does.
+    dropout: float = 0.0
+    # U-Net module-name patterns, matched as peft's target_modules (the full name, or its ending after a dot).
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))
+    # The same for the conditioning projection, e.g. [time_positional_embedding.1]; empty leaves it as it is.
+    projection_targets: list[str] = field(default_factory=list)
+
+
+@dataclass
 class UNetTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -65,8 +88,10 @@ class UNetTrainConfig:
     # EMA of the trainable weights; the EMA weights are what checkpoints export.
     ema_decay: float = 0.999
     gradient_checkpointing: bool = False
-    # Also train the text projection and timing embeddings (the VAE and text encoder stay frozen).
+    # Also train the text projection and timing embeddings (the VAE and text encoder stay frozen). Full
+    # fine-tuning only: with LoRA every base weight is frozen and lora.projection_targets adapts the projection.
     train_projection: bool = True
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     # Validation samples: how many clips (0: none), sampler steps and guidance scale.
     valid_samples: int = 2
     valid_steps: int = 25

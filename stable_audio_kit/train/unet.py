@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..conditioning import ConditioningRequest, unconditional
+from ..lora import LoraAdapter, LoraSpec, add_adapters
 from ..objective import VObjective
 from ..pipeline import StableAudioKitPipeline
 from .common import (
@@ -107,6 +108,23 @@ def check_config(cfg: UNetTrainConfig) -> None:
         )
     if cfg.data.window_seconds is not None and not cfg.data.window_seconds > 0:
         raise ValueError(f"data.window_seconds must be > 0, got {cfg.data.window_seconds}")
+    if cfg.lora.rank < 0:
+        raise ValueError(f"lora.rank must be >= 0 (0: full fine-tuning), got {cfg.lora.rank}")
+    lora_spec(cfg)
+
+
+def lora_spec(cfg: UNetTrainConfig) -> LoraSpec | None:
+    """The run's adapter settings, checked; ``None`` for full fine-tuning (``lora.rank: 0``)."""
+    if cfg.lora.rank == 0:
+        return None
+    lora = cfg.lora
+    return LoraSpec(lora.rank, lora.alpha, lora.dropout, list(lora.targets), list(lora.projection_targets))
+
+
+def ema_parameters(model: nn.Module, lora: bool) -> list[nn.Parameter]:
+    """The weights the EMA averages: all of them in full training (a frozen one's average is itself), the
+    adapter's alone with LoRA, so that the EMA and the checkpoints' copy of it stay adapter-sized."""
+    return [p for p in model.parameters() if p.requires_grad] if lora else list(model.parameters())
 
 
 def window_frames(cfg: UNetTrainConfig, pipe: StableAudioKitPipeline) -> int:
@@ -264,10 +282,10 @@ def diffusion_loss(
 
 
 # --------------------------------------------------------------------------- validation and export
-def ema_copy(model: ConditionedDenoiser, ema: EMAModel) -> ConditionedDenoiser:
+def ema_copy(model: ConditionedDenoiser, ema: EMAModel, lora: bool = False) -> ConditionedDenoiser:
     """A fresh (unwrapped) copy of ``model`` holding the EMA weights; the training model is untouched."""
     out = ConditionedDenoiser(copy.deepcopy(model.projection), copy.deepcopy(model.unet))
-    ema.copy_to(out.parameters())
+    ema.copy_to(ema_parameters(out, lora))
     return out.eval()
 
 
@@ -361,15 +379,19 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
     try:
         device, main = accelerator.device, accelerator.is_main_process
 
-        # 1. Models: the VAE and text encoder frozen, projection + U-Net trainable, an EMA of them.
+        # 1. Models: the VAE and text encoder frozen, projection + U-Net trainable (or, with LoRA, frozen
+        # under trainable adapters), an EMA of what trains.
         pipe = StableAudioKitPipeline.from_pretrained(cfg.model)
         for frozen in (pipe.vae, pipe.text_encoder):
             frozen.eval().requires_grad_(False).to(device)
         model = ConditionedDenoiser(pipe.projection, pipe.unet).train()
         model.projection.requires_grad_(cfg.train_projection)
+        spec = lora_spec(cfg)
+        if spec is not None:
+            adapted = add_adapters({"unet": model.unet, "projection": model.projection}, spec)
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
-        ema = EMAModel(model.parameters(), decay=cfg.ema_decay)
+        ema = EMAModel(ema_parameters(model, spec is not None), decay=cfg.ema_decay)
         objective = VObjective(pipe.scheduler.config)
 
         # 2. Data: window crops of the train split; the held-out split for validation.
@@ -377,7 +399,8 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
         global_batch = cfg.data.batch_size * accelerator.num_processes
         if len(train_set) < global_batch:
             raise ValueError(
-                f"the training split has {len(train_set)} files, fewer than one global batch of {global_batch} "
+                f"the training split of {cfg.latents or cfg.data.catalogue!r} has {len(train_set)} files, fewer than "
+                f"one global batch of {global_batch} "
                 f"(data.batch_size={cfg.data.batch_size} x {accelerator.num_processes} processes)"
             )
         loader = DataLoader(
@@ -453,7 +476,7 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
             micro = 0
             step_lr = lr_scheduler.get_last_lr()[0]
             lr_scheduler.step()
-            ema.step(accelerator.unwrap_model(model).parameters())
+            ema.step(ema_parameters(accelerator.unwrap_model(model), spec is not None))
             state.step += 1
             progress.update(1)
 
@@ -478,14 +501,16 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
                         accelerator.log({"valid/loss": valid}, step=state.step)
                         logger.info("step %d: valid loss %.5f", state.step, valid)
                     if writer is not None and examples:
-                        log_samples(writer, ema_copy(unwrapped, ema), pipe, examples, cfg, state.step)
+                        log_samples(writer, ema_copy(unwrapped, ema, spec is not None), pipe, examples, cfg, state.step)
                 accelerator.wait_for_everyone()
 
             if state.step % cfg.run.checkpoint_every == 0 or state.step == cfg.run.max_steps:
                 export = {}
                 if main:
-                    averaged = ema_copy(accelerator.unwrap_model(model), ema)
+                    averaged = ema_copy(accelerator.unwrap_model(model), ema, spec is not None)
                     export = {"unet": averaged.unet, "projection": averaged.projection}
+                    if spec is not None:  # the adapter alone, and the base model it fits
+                        export = {"lora": LoraAdapter.from_modules(export, spec, adapted, base_model=str(cfg.model))}
                 save_checkpoint(accelerator, run_dir, state, export, cfg.run.keep_checkpoints)
         progress.close()
         if main:

@@ -241,3 +241,21 @@ def unchanged(tiny_model_dir, damaged_models, inputs, work):
     after = [snapshot(p) for p in watched]
     for path, old, new in zip(watched, before, after):
         assert new == old, f"{path} changed: added {sorted(set(new) - set(old))}, removed {sorted(set(old) - set(new))}"
+
+
+TINY_UNET_RUN = Path(__file__).resolve().parents[2] / "configs" / "train" / "tiny_unet.yaml"
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A two-step U-Net run with its checkpoint at step 2, made once by ``sak train``."""
+    root = tmp_path_factory.mktemp("finished")
+    for i in range(4):
+        write_tone(root / "audio" / f"t{i}.wav", 0.4, split="train")
+    write_tone(root / "audio" / "v0.wav", 0.4, split="valid")
+    args = ["train", "unet", str(TINY_UNET_RUN), f"model={tiny_model_dir}", f"data.catalogue={root / 'audio'}"]
+    args += [f"run.output_dir={root / 'run'}", "data.window_seconds=0.25", "run.max_steps=2", "run.valid_every=0"]
+    assert main([*args, "run.tensorboard=false"]) == 0
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    return root / "run"

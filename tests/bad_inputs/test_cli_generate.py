@@ -44,6 +44,9 @@ ARGUMENTS = [
     Row("bpm-model-without-grid", (*BASE, "--bpm", "96", *OUT), "bpm"),
     Row("key-unknown", (*BASE, "--key", "H major", *OUT), "'H major'"),
     Row("key-model-without-key", (*BASE, "--key", "C major", *OUT), "key"),
+    Row("lora-missing", (*BASE, "--lora", "{work}/nope", *OUT), "--lora: '{work}/nope' is not a LoRA adapter"),
+    Row("lora-not-an-adapter", (*BASE, "--lora", "{model}", *OUT), "--lora: '{model}' is not a LoRA adapter folder"),
+    Row("lora-scale-nan", (*BASE, "--lora", "{work}/adapter:nan", *OUT), "the scale must be finite"),
     Row("unknown-option", (*BASE, "--colour", "red", *OUT), "unrecognized arguments: --colour red"),
 ]
 
@@ -63,6 +66,15 @@ OUTPUTS = [
     Row("fade-out-nan", (*BASE, "--fade-out", "nan", *OUT), "nan"),
     Row("sample-rate-0", (*BASE, "--sample-rate", "0", *OUT), "got 0"),
     Row("sample-rate-negative", (*BASE, "--sample-rate", "-8000", *OUT), "got -8000"),
+]
+
+# The bundled model has a beat grid: tempi from 0 to pipe.max_bpm (1292).
+BUNDLED = ("generate", "a drum groove", "--seconds", "0.5", "--steps", "2", *OUT)
+TEMPI = [
+    Row("negative-prompt-tempo", (*BUNDLED, "--negative", "at 5000 bpm"), "the negative prompt 'at 5000 bpm' names"),
+    Row("prompt-tempo", ("generate", "drums at 5000 bpm", *BUNDLED[2:]), "5000"),
+    Row("bpm-beyond-grid", (*BUNDLED, "--bpm", "5000"), "5000"),
+    Row("key-unknown-bundled", (*BUNDLED, "--key", "C lydian"), "'C lydian'"),
 ]
 
 DEVICES = [
@@ -146,7 +158,7 @@ BATCH_FILES = [
 ]
 
 
-@pytest.mark.parametrize("row", params(ARGUMENTS + OUTPUTS + DEVICES + MODELS + BATCH_FILES))
+@pytest.mark.parametrize("row", params(ARGUMENTS + OUTPUTS + TEMPI + DEVICES + MODELS + BATCH_FILES))
 def test_generate_refuses(row, places, unchanged, capsys, caplog):
     result = run_cli(fill(row.args, places), capsys, caplog)
     check_cli_row(Row(row.id, row.args, row.fragment.format(**places), row.code, row.stream), result, "generate")

@@ -39,7 +39,7 @@ FILE_ROWS = [
     Row("tab-indent", ("new-model", "{cfg}/tabs.yaml", "{work}/model"), "is not valid YAML at line 2, column 1"),
     Row("binary", ("new-model", "{cfg}/binary.yaml", "{work}/model"), "binary.yaml'"),
     Row("output-exists", ("new-model", str(TINY), "{inputs}/empty_dir"), "already exists; pass --force"),
-    Row("output-in-proc", ("new-model", str(TINY), "/proc/model"), "'/proc/model'"),
+    Row("output-in-proc", ("new-model", str(TINY), "/proc/model"), "'/proc/model/model_index.json' cannot be written"),
     Row("output-under-a-file", ("new-model", str(TINY), "{inputs}/afile.txt/model"), "afile.txt"),
 ]
 
@@ -84,8 +84,8 @@ VALUES = [
     ("conditioning-unknown-input", "conditioning.cross_attention=[prompt,mood]", "unknown conditioning input 'mood'"),
     ("conditioning-unknown-film", "conditioning.film=[mood]", "unknown conditioning input 'mood'"),
     ("conditioning-max-seconds-0", "conditioning.max_seconds=0", "max_seconds"),
-    ("conditioning-options-unrouted", "conditioning.options={key: {wrong: 1}}", "conditioning.options names 'key'"),
-    ("conditioning-options-wrong", "conditioning.options={prompt: {wrong: 1}}", "'prompt' takes no options"),
+    ("conditioning-options-unrouted", "conditioning.options={{key: {{wrong: 1}}}}", "conditioning.options names 'key'"),
+    ("conditioning-options-wrong", "conditioning.options={{prompt: {{wrong: 1}}}}", "'prompt' takes no options"),
     ("unet-channels-empty", "unet.block_out_channels=[]", "block_out_channels"),
     ("unet-groups", "unet.norm_num_groups=3", "norm_num_groups"),
     ("unet-attention-length", "unet.attention_levels=[true]", "attention_levels"),

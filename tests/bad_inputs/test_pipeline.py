@@ -66,6 +66,8 @@ CALLS = [
         ValueError,
     ),
     Row("latents-list", {"latents": [[0.0]]}, "got list", ValueError),
+    Row("latents-nan", {"latents": nan_latents()}, "latents hold 1000 NaN or infinite values", ValueError),
+    Row("latents-inf", {"latents": inf_latents()}, "latents hold 1 NaN or infinite values", ValueError),
     Row("callback-input", {"callback_on_step_end_tensor_inputs": ["prompt_embeds"]}, "'prompt_embeds'", ValueError),
     Row("generators-count", {"generator": [torch.Generator()] * 3}, "got 3 generators for a batch of 1", ValueError),
     Row("bpm-negative", {"bpm": -1}, "bpm must be a finite number > 0, got -1", ValueError),
@@ -95,12 +97,6 @@ CALLS = [
     Row("overlap-without-longform", {"overlap_seconds": 0.1}, "overlap_seconds applies to long-form", ValueError),
 ]
 
-# Left to the pipeline's owner: expected to fail with a ValueError naming the value; xfail(strict) while they pass.
-PENDING = [
-    Row("latents-nan", {"latents": nan_latents()}, "latents", ValueError),
-    Row("latents-inf", {"latents": inf_latents()}, "latents", ValueError),
-]
-
 
 def call(pipe, row: Row):
     kwargs = {"prompt": "a calm piano melody", "num_inference_steps": 2, "seconds_total": 0.25, **row.args}
@@ -109,17 +105,6 @@ def call(pipe, row: Row):
 
 @pytest.mark.parametrize("row", params(CALLS))
 def test_pipeline_refuses(tiny_pipeline, row):
-    with pytest.raises(row.code) as caught:
-        call(tiny_pipeline, row)
-    assert row.fragment in str(caught.value)
-
-
-def _pending(row: Row):
-    return pytest.param(row, id=row.id, marks=pytest.mark.xfail(strict=True, reason="pipeline check pending"))
-
-
-@pytest.mark.parametrize("row", [_pending(row) for row in PENDING])
-def test_pipeline_refuses_pending(tiny_pipeline, row):
     with pytest.raises(row.code) as caught:
         call(tiny_pipeline, row)
     assert row.fragment in str(caught.value)

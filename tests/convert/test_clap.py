@@ -264,6 +264,9 @@ def test_without_a_tokenizer_the_folder_embeds_audio_only(checkpoint, tmp_path, 
     assert not (out / "tokenizer_config.json").exists()
     assert "needs RoBERTa's tokenizer" in caplog.text
     assert ClapAudioEmbedder.from_pretrained(out).tokenizer is None
+    # transformers would build an empty tokenizer from such a folder; text.pretrained refuses it instead.
+    with pytest.raises(ValueError, match="has no tokenizer"):
+        build_text_encoder(TextConfig(pretrained=str(out)))
 
 
 def test_bad_input_is_refused_before_any_work(checkpoint, reference, tokenizer_dir, tmp_path, capsys):

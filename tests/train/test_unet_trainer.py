@@ -212,6 +212,45 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     assert_same(resumed, reference)
 
 
+def logged_losses(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "logs" / "unet"), size_guidance={"scalars": 0}).Reload()
+    return [(event.step, event.value) for event in events.Scalars("train/loss")]
+
+
+def test_a_resumed_run_logs_each_step_once_and_whole_loss_windows(tiny_model_dir, catalogue, tmp_path, monkeypatch):
+    """Killed after steps 4 and 5 were logged but before their checkpoint: the resumed run logs 4 and 5 once
+    more, and the log holds each step once, with the values of an uninterrupted run (the loss at step 4 averages
+    steps 3 and 4, the window the step-3 checkpoint carries over)."""
+    options = ("run.max_steps=5", "run.log_every=2", "run.checkpoint_every=3", "run.valid_every=0")
+    reference = tmp_path / "reference"
+    trainer.train(make_cfg(tiny_model_dir, catalogue, reference, *options))
+    reset_accelerate()
+
+    class Interrupted(Exception):
+        pass
+
+    save = trainer.save_checkpoint
+
+    def die_at_step_5(accelerator, run_dir, state, export, keep):
+        if state.step == 5:
+            raise Interrupted
+        return save(accelerator, run_dir, state, export, keep)
+
+    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", *options)
+    monkeypatch.setattr(trainer, "save_checkpoint", die_at_step_5)
+    with pytest.raises(Interrupted):
+        trainer.train(cfg)
+    monkeypatch.setattr(trainer, "save_checkpoint", save)
+    assert [step for step, _ in logged_losses(tmp_path / "run")] == [2, 4, 5]
+    reset_accelerate()
+    trainer.train(cfg, resume=True)
+    resumed, expected = logged_losses(tmp_path / "run"), logged_losses(reference)
+    assert [step for step, _ in resumed] == [2, 4, 5]
+    np.testing.assert_allclose([v for _, v in resumed], [v for _, v in expected], rtol=1e-6)
+
+
 def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_model_dir, catalogue, reference_run, tmp_path):
     """A real SIGKILL of `sak train unet` right after its step-3 checkpoint, then `--resume` to step 6."""
     out = tmp_path / "run"

@@ -1,0 +1,231 @@
+"""What the page asks of the toolkit, without Gradio: a request's settings checked as ``sak generate`` checks
+them, run on the pipeline, delivered and kept.
+
+Every rule is the library's, called as the CLI calls it: the length (:func:`~stable_audio_kit.prompt_lists.
+parse_seconds`, :func:`~stable_audio_kit.workflows.bars_length`), the regions
+(:func:`~stable_audio_kit.prompt_lists.parse_region`, :func:`~stable_audio_kit.prompt_lists.continuation_regions`),
+the loudness (:func:`~stable_audio_kit.delivery.delivery_loudness`, :class:`~stable_audio_kit.delivery.Delivery`),
+the seed (:func:`~stable_audio_kit.utils.check_seed`), the sampler
+(:func:`~stable_audio_kit.schedulers.swap_scheduler`) and every check of the call itself
+(:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its sidecar names, sample for
+sample: variation ``k`` of a request is the request with seed ``seed + k``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..audio import save_audio
+from ..conditioning import parse_prompt
+from ..delivery import Delivery, delivery_loudness
+from ..prompt_lists import continuation_regions, parse_seconds
+from ..schedulers import check_scheduler_name, swap_scheduler
+from ..utils import check_seed
+from ..workflows import bars_length
+from .history import MODES, Result, ResultStore, Settings, result_stem
+from .pictures import result_png
+
+logger = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """Raised inside sampling when the user cancels the job."""
+
+
+@dataclass
+class Plan:
+    """A request checked against the model: the pipeline's arguments, its delivery and how many windows of
+    sampling it takes."""
+
+    settings: Settings
+    call: dict[str, Any]
+    delivery: Delivery
+    windows: int
+
+
+class Studio:
+    """A loaded pipeline, the outputs folder and the one sampler they share (one job at a time)."""
+
+    def __init__(self, pipe, store: ResultStore, model: str | None = None):
+        self.pipe = pipe
+        self.store = store
+        self.model = model  # the --model folder, None for the bundled model
+        self.default_scheduler = pipe.scheduler
+        self._lock = threading.Lock()
+        pipe.set_progress_bar_config(disable=True)
+
+    # ------------------------------------------------------------------ checks
+    def plan(self, settings: Settings) -> Plan:
+        """Every check of a request before any work (``ValueError`` naming the value), in the CLI's order: the
+        values alone, then the pipeline's own :meth:`check_call` with the arguments the run will use."""
+        s = settings
+        if s.mode not in MODES:
+            raise ValueError(f"unknown mode {s.mode!r}; valid modes: {list(MODES)}")
+        prompt = parse_prompt(s.prompt)
+        negative = parse_prompt(s.negative) if s.negative else None
+        check_seed(s.seed, "seed")
+        seconds = parse_seconds(s.seconds, "length") if s.seconds is not None else None
+        if s.bars is not None:
+            if seconds is not None:
+                raise ValueError("give a length in seconds or a number of bars, not both")
+            seconds = bars_length(s.bars, s.bpm, prompt)
+        if s.scheduler is not None:
+            check_scheduler_name(s.scheduler)
+        options: dict[str, Any] = {}
+        source = self.store.input_path(s)
+        if s.mode != MODES[0] and source is None:
+            raise ValueError(f"{s.mode} needs an input audio: upload or record one")
+        if s.mode == "audio to audio":
+            options.update(init_audio=source, strength=s.strength)
+        elif s.mode == "inpaint":
+            options.update(inpaint_audio=source, regions=s.regions)
+        elif s.mode == "continue":
+            if seconds is None:
+                raise ValueError("continue needs a length: the seconds of the whole result, the input included")
+            options.update(inpaint_audio=source, regions=continuation_regions(source, seconds))
+        if s.loop:
+            options["loop"] = True
+        delivery = Delivery(
+            loudness=delivery_loudness(s.loudness, s.normalize, inpainting="inpaint_audio" in options), loop=s.loop
+        )
+        if seconds is None and not {"init_audio", "inpaint_audio"} & set(options):
+            seconds = self.pipe.max_seconds
+        call = dict(
+            prompt=prompt,
+            negative_prompt=negative,
+            seconds_total=seconds,
+            num_inference_steps=s.steps,
+            guidance_scale=s.cfg,
+            num_waveforms_per_prompt=1,
+            bpm=s.bpm,
+            key=s.key,
+            **options,
+        )
+        self.pipe.check_call(**call)
+        windows = 1
+        if seconds is not None and seconds > self.pipe.max_seconds:
+            from ..longform import plan_long
+
+            windows = len(plan_long(self.pipe, prompt, negative, seconds, s.steps, s.cfg, 1, "np", s.bpm, s.key)[2])
+        return Plan(s, call, delivery, windows)
+
+    def variations(self, settings: Settings, count: int) -> list[Plan]:
+        """``count`` checked requests: ``settings`` with seeds ``seed``, ``seed + 1``, ..."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"variations must be a whole number >= 1, got {count!r}")
+        first = self.plan(settings)
+        check_seed(settings.seed + count - 1, f"seed + variations - 1 ({settings.seed} + {count - 1})")
+        return [first] + [replace(first, settings=replace(settings, seed=settings.seed + k)) for k in range(1, count)]
+
+    # ------------------------------------------------------------------ running
+    def run(
+        self,
+        plan: Plan,
+        on_step: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Result:
+        """Sample, deliver and keep one checked request. ``on_step(steps_per_window)`` is called after every
+        denoising step; setting ``cancel`` stops the job at the next step with :class:`Cancelled`."""
+        import torch
+
+        s = plan.settings
+
+        def callback(pipe, step, timestep, tensors):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled at step {step + 1}")
+            if on_step is not None:
+                on_step(pipe.num_timesteps)
+            return {}
+
+        with self._lock:  # one job on the sampler at a time, whatever the web server does
+            name = s.scheduler
+            self.pipe.scheduler = swap_scheduler(self.default_scheduler, name) if name else self.default_scheduler
+            generator = torch.Generator(device="cpu").manual_seed(s.seed)
+            audio = self.pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
+        result_id, folder = self.store.new_folder()
+        delivered, rate = plan.delivery.process(audio, self.pipe.sample_rate)
+        result = Result(
+            id=result_id,
+            folder=folder,
+            settings=s,
+            stem=result_stem(s.prompt, s.seed),
+            sample_rate=rate,
+            channels=delivered.shape[0],
+            samples=delivered.shape[-1],
+            created=ResultStore.now(),
+            model=self.model or "(bundled default model)",
+        )
+        result.command = self.command(s, result.wav.name)
+        save_audio(result.wav, delivered, rate)
+        save_audio(result.flac, delivered, rate)
+        result_png(delivered, rate, result.picture)
+        return self.store.finish(result)
+
+    def command(self, settings: Settings, output: str) -> str:
+        """The ``sak`` command that makes the same file, sample for sample."""
+        s = settings
+        source = str(self.store.input_path(s)) if s.input_audio else None
+        if s.mode == "inpaint":
+            words = ["sak", "inpaint", source, s.prompt] + [f"--region={a!r}:{b!r}" for a, b in s.regions or []]
+        elif s.mode == "continue":
+            words = ["sak", "continue", source, s.prompt]
+        else:
+            words = ["sak", "generate", s.prompt]
+            if s.mode == "audio to audio":
+                words += ["--init-audio", source] + ([] if s.strength is None else ["--strength", repr(s.strength)])
+        if s.seconds is not None:
+            words += ["--seconds", repr(float(s.seconds))]
+        if s.bars is not None:
+            words += ["--bars", str(s.bars)]
+        if s.loop:
+            words.append("--loop")
+        if s.negative:
+            words += ["--negative", s.negative]
+        words += ["--steps", str(s.steps), "--cfg", repr(float(s.cfg)), "--seed", str(s.seed)]
+        for flag, value in (("--scheduler", s.scheduler), ("--bpm", s.bpm), ("--key", s.key)):
+            if value is not None:
+                words += [flag, value if isinstance(value, str) else repr(value)]
+        if not s.normalize:
+            words.append("--no-normalize")
+        elif s.loudness is not None:
+            words += ["--loudness", repr(float(s.loudness))]
+        if self.model:
+            words += ["--model", str(self.model)]
+        return shlex.join(words + ["-o", output])
+
+
+class StepClock:
+    """Steps done of a job's total and the time left, for the progress bar. The total is known once sampling
+    has started: variations x windows x the scheduler's steps per window."""
+
+    def __init__(self, runs: int, windows: int):
+        self.runs, self.windows = runs, windows
+        self.done = 0
+        self.per_window = 0
+        self.start = time.monotonic()
+
+    def step(self, per_window: int) -> None:
+        self.per_window = per_window
+        self.done += 1
+
+    @property
+    def total(self) -> int:
+        return max(self.done, self.runs * self.windows * self.per_window)
+
+    def describe(self) -> str:
+        if not self.done:
+            return "starting"
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        return f"step {self.done}/{self.total}, {elapsed:.1f} s, about {left:.1f} s left"
+
+
+def describe_path(path: str | Path) -> str:
+    return Path(path).name
