@@ -540,8 +540,19 @@ def cmd_extend(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_make(args: argparse.Namespace) -> int:
-    from .demo import make_catalogue
+    from .demo import Palette, make_catalogue
 
+    def names(text: str | None) -> list[str] | None:
+        if text is None:
+            return None
+        return [] if text.strip() == "none" else [n.strip() for n in text.split(",") if n.strip()]
+
+    palette = Palette(
+        names(args.instruments),
+        names(args.exclude_instruments) or (),
+        names(args.grooves),
+        names(args.exclude_grooves) or (),
+    )
     path = make_catalogue(
         args.out_dir,
         clips=args.clips,
@@ -552,6 +563,7 @@ def cmd_catalogue_make(args: argparse.Namespace) -> int:
         soundfont=args.soundfont,
         progress=True,
         transpositions=args.transpositions,
+        palette=palette,
     )
     print(f"wrote {path}")
     return 0
@@ -806,6 +818,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also render every tonal training clip in this many other keys (0-11), after the N clips",
     )
+    q.add_argument(
+        "--instruments",
+        default=None,
+        metavar="NAMES",
+        help="only these instruments, comma-separated; also extra ones the default never draws (vibraphone, "
+        "kalimba, steel drums, sitar, accordion, clarinet, harpsichord, fretless bass)",
+    )
+    q.add_argument("--exclude-instruments", default=None, metavar="NAMES", help="leave these instruments out")
+    q.add_argument("--grooves", default=None, metavar="NAMES", help="only these drum grooves ('none': no drums)")
+    q.add_argument("--exclude-grooves", default=None, metavar="NAMES", help="leave these drum grooves out")
     q.set_defaults(func=cmd_catalogue_make)
 
     p = sub.add_parser("evaluate", help="generate from held-out captions and measure the audio")

@@ -7,5 +7,6 @@ importing it does not.
 from .catalogue import make_catalogue
 from .composition import compose_midi
 from .rendering import find_soundfont
+from .vocabulary import Palette
 
-__all__ = ["compose_midi", "find_soundfont", "make_catalogue"]
+__all__ = ["Palette", "compose_midi", "find_soundfont", "make_catalogue"]

@@ -19,7 +19,7 @@ from .vocabulary import (
     DYNAMICS_ADVERBS,
     DYNAMICS_WORDS,
     GROOVES,
-    INSTRUMENTS,
+    ALL_INSTRUMENTS,
     MOODS,
     REGISTER_NOUNS,
     REGISTER_WORDS,
@@ -78,7 +78,7 @@ def _part_phrase(rng: np.random.Generator, part: dict[str, Any], groove: str | N
                 _a(f"{style} beat on the drum kit"),
             ),
         )
-    alias = pick(rng, INSTRUMENTS[part["instrument"]].aliases)
+    alias = pick(rng, ALL_INSTRUMENTS[part["instrument"]].aliases)
     reg = f"{register_word} " if register_word else ""
     if role == "melody":
         return pick(rng, (_a(f"{reg}{alias} melody"), _a(f"{reg}{alias} lead"), f"{_a(reg + 'melody')} on {alias}"))
@@ -131,7 +131,7 @@ def write_caption(rng: np.random.Generator, row: dict[str, Any]) -> tuple[str, l
     reg_noun = pick(rng, REGISTER_NOUNS[row["register"]])
     if len(parts) == 1:
         part = parts[0]
-        alias = pick(rng, INSTRUMENTS[part["instrument"]].aliases)
+        alias = pick(rng, ALL_INSTRUMENTS[part["instrument"]].aliases)
         noun = pick(rng, TEXTURE_NOUNS[part["role"]])
         if part["role"] == "bass" and "bass" in alias:
             noun = pick(rng, ("groove", "riff"))  # not "electric bass bass line"

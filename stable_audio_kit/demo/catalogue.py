@@ -56,7 +56,7 @@ from .captions import write_caption
 from .composition import MIN_SECONDS, compose_midi, sample_composition, sample_rendition
 from .extra import import_fluidsynth, import_pretty_midi
 from .rendering import Renderer, find_soundfont, write_wav
-from .vocabulary import DRUM_KIT_NAMES, GROOVES, tempo_word
+from .vocabulary import DRUM_KIT_NAMES, GROOVES, Palette, tempo_word
 
 if TYPE_CHECKING:
     import pretty_midi
@@ -69,7 +69,13 @@ DEFAULT_CLIPS = 200
 
 
 def _plan(
-    clips: int, seed: int, sample_rate: int, max_seconds: float, valid_fraction: float, transpositions: int = 0
+    clips: int,
+    seed: int,
+    sample_rate: int,
+    max_seconds: float,
+    valid_fraction: float,
+    transpositions: int = 0,
+    palette: Palette | None = None,
 ) -> list[dict[str, Any]]:
     """All rows without the composed facts (median pitches, caption): cheap, so splits can see every group.
 
@@ -82,11 +88,11 @@ def _plan(
     group_sizes: list[int] = []
     g = 0
     while len(rows) < clips:
-        comp = sample_composition(comp_rng, g)
+        comp = sample_composition(comp_rng, g, palette)
         n = min(int(comp_rng.integers(1, 4)), clips - len(rows))
         for r in range(n):
             rng = np.random.default_rng([seed, g, r, 1])
-            rendition = sample_rendition(rng, comp, r, sample_rate, max_seconds)
+            rendition = sample_rendition(rng, comp, r, sample_rate, max_seconds, palette)
             rows.append({**comp, **rendition, "tempo": tempo_word(comp["bpm"])})
         group_sizes.append(n)
         g += 1
@@ -249,6 +255,7 @@ def make_catalogue(
     soundfont: str | Path | None = None,
     progress: bool = True,
     transpositions: int = 0,
+    palette: Palette | None = None,
 ) -> Path:
     """Compose, render and caption ``clips`` clips into ``out_dir``; returns the ``metadata.jsonl`` path.
 
@@ -267,6 +274,10 @@ def make_catalogue(
     ``clips`` originals, which stay exactly as without them, and the held-out split gets none. They
     show a model the same music in several keys, so the key words of a caption are what tells them apart.
 
+    ``palette`` (:class:`~stable_audio_kit.demo.vocabulary.Palette`) restricts the instruments and grooves, e.g.
+    to extra instruments the default catalogue never draws (a style the bundled model never heard); only
+    the textures they can play are drawn. The default draws exactly what a catalogue without it does.
+
     Raises ``ValueError`` naming the bad value before any work for ``clips < 1``, ``max_seconds < 1``,
     a sample rate outside FluidSynth's range, ``valid_fraction`` outside ``[0, 1)``, an unwritable or
     foreign non-empty ``out_dir`` and a missing or unloadable ``soundfont``, and ``ValueError`` naming
@@ -282,7 +293,7 @@ def make_catalogue(
     renderer = Renderer(font, sample_rate)  # loads the SoundFont: fails here, before any file is written
     previous = _previous_paths(out)
     try:
-        plans = _plan(clips, seed, sample_rate, float(max_seconds), float(valid_fraction), transpositions)
+        plans = _plan(clips, seed, sample_rate, float(max_seconds), float(valid_fraction), transpositions, palette)
         rows = []
         for index, plan in enumerate(tqdm(plans, desc="catalogue", unit="clip", disable=not progress)):
             row, midi = _finish_row(index, plan, seed, sample_rate, font)

@@ -39,7 +39,9 @@ from .vocabulary import (
     TEXTURES,
     VELOCITY_SPREAD,
     Groove,
+    Palette,
     instrument_choices,
+    texture_registers,
     pick,
 )
 
@@ -266,13 +268,16 @@ def compose_midi(row: dict[str, Any]) -> pretty_midi.PrettyMIDI:
     return midi
 
 
-def sample_composition(rng: np.random.Generator, index: int) -> dict[str, Any]:
-    """Composition-level choices: everything the renditions of one group share."""
-    names = list(TEXTURE_WEIGHTS)
+def sample_composition(rng: np.random.Generator, index: int, palette: Palette | None = None) -> dict[str, Any]:
+    """Composition-level choices: everything the renditions of one group share. A restricted ``palette`` draws
+    only the textures, registers and grooves its instruments and grooves can play; the default one draws
+    exactly what a catalogue without a palette does."""
+    restricted = palette is not None and palette.restricted
+    names = palette.textures() if restricted else list(TEXTURE_WEIGHTS)
     weights = np.array([TEXTURE_WEIGHTS[n] for n in names], dtype=float)
     texture = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     roles = TEXTURES[texture]
-    groove = pick(rng, list(GROOVES)) if "drums" in roles else None
+    groove = pick(rng, palette.grooves if restricted else list(GROOVES)) if "drums" in roles else None
     bpm = (
         int(rng.integers(GROOVES[groove].bpm[0], GROOVES[groove].bpm[1] + 1))
         if groove
@@ -283,7 +288,10 @@ def sample_composition(rng: np.random.Generator, index: int) -> dict[str, Any]:
     tonic = pick(rng, TONIC_NAMES[mode]) if tonal else None
     # The lead's register; a chord part under a melody sits one register lower.
     lead = roles[0]
-    if lead == "bass":
+    if restricted:
+        registers = pick(rng, [r for r in texture_registers(roles) if palette.castings(roles, r)])
+        lead_register = registers[lead]
+    elif lead == "bass":
         lead_register = "low"
     elif lead == "drums":
         lead_register = None
@@ -291,16 +299,8 @@ def sample_composition(rng: np.random.Generator, index: int) -> dict[str, Any]:
         lead_register = pick(rng, ("mid", "high"))
     else:
         lead_register = pick(rng, REGISTER_ORDER)
-    registers = {}
-    for role in roles:
-        if role == "drums":
-            registers[role] = None
-        elif role == "bass":
-            registers[role] = "low"
-        elif role == lead:
-            registers[role] = lead_register
-        else:
-            registers[role] = REGISTER_ORDER[REGISTER_ORDER.index(lead_register) - 1]
+    if not restricted:
+        registers = texture_registers(roles, lead_register)[0]
     patterns: dict[str, Any] = {}
     if "chords" in roles:
         patterns["chords"] = pick(rng, CHORD_PATTERNS)
@@ -328,14 +328,23 @@ def sample_composition(rng: np.random.Generator, index: int) -> dict[str, Any]:
 
 
 def sample_rendition(
-    rng: np.random.Generator, comp: dict[str, Any], rendition: int, sample_rate: int, max_seconds: float
+    rng: np.random.Generator,
+    comp: dict[str, Any],
+    rendition: int,
+    sample_rate: int,
+    max_seconds: float,
+    palette: Palette | None = None,
 ) -> dict[str, Any]:
-    """A rendition: instruments, dynamics and length of one clip of a composition (notes not yet composed)."""
+    """A rendition: instruments, dynamics and length of one clip of a composition (notes not yet composed).
+    A restricted ``palette`` draws the instruments among the castings it can give the composition."""
     dynamics = pick(rng, tuple(DYNAMICS_VELOCITY))
     velocity = DYNAMICS_VELOCITY[dynamics]
     seconds = round(float(rng.uniform(min(MIN_SECONDS, max_seconds), max_seconds)), 2)
     parts = []
     used: set[str] = set()
+    casting = None
+    if palette is not None and palette.restricted:
+        casting = list(pick(rng, palette.castings(comp["roles"], comp["registers"])))
     for k, role in enumerate(comp["roles"]):
         # Accompaniment sits a little under the lead, still within the same dynamics level.
         part_velocity = velocity if k == 0 or role == "drums" else velocity - VELOCITY_SPREAD // 2
@@ -352,8 +361,10 @@ def sample_rendition(
                 }
             )
             continue
-        choices = [i for i in instrument_choices(role, comp["registers"][role]) if i.name not in used]
-        inst = pick(rng, choices)
+        if casting is not None:
+            inst = casting.pop(0)
+        else:
+            inst = pick(rng, [i for i in instrument_choices(role, comp["registers"][role]) if i.name not in used])
         used.add(inst.name)
         parts.append(
             {

@@ -6,6 +6,7 @@ and key names live in :mod:`stable_audio_kit.music`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,6 +75,22 @@ INSTRUMENTS: dict[str, Instrument] = {
         Instrument("synth bass", 38, ("analog synth bass",), "bass", "low"),
     )
 }
+# General MIDI instruments the default catalogue never draws (the bundled model never heard them): a
+# catalogue restricted to them (`sak catalogue make --instruments vibraphone,kalimba`) is a style new to it.
+EXTRA_INSTRUMENTS: dict[str, Instrument] = {
+    i.name: i
+    for i in (
+        Instrument("harpsichord", 6, (), "melody chords arpeggio", "low mid high"),
+        Instrument("vibraphone", 11, ("vibes",), "melody chords arpeggio", "mid high"),
+        Instrument("accordion", 21, (), "melody chords", "low mid"),
+        Instrument("clarinet", 71, (), "melody arpeggio", "low mid"),
+        Instrument("sitar", 104, (), "melody", "mid"),
+        Instrument("kalimba", 108, ("thumb piano",), "melody arpeggio", "mid high"),
+        Instrument("steel drums", 114, ("steel pan", "steelpan"), "melody arpeggio", "mid high"),
+        Instrument("fretless bass", 35, ("fretless electric bass",), "bass", "low"),
+    )
+}
+ALL_INSTRUMENTS = {**INSTRUMENTS, **EXTRA_INSTRUMENTS}
 DRUM_NAME = "drums"
 DRUM_ALIASES = ("drums", "drum kit", "percussion")
 DRUM_ON = ("drums", "a drum kit", "the drum kit")  # "... played on X"
@@ -294,6 +311,92 @@ def tempo_word(bpm: int) -> str:
     return next(word for limit, word in TEMPO_WORD_LIMITS if bpm < limit)
 
 
-def instrument_choices(role: str, register: str) -> list[Instrument]:
-    """The instruments that can play ``role`` in ``register``, in :data:`INSTRUMENTS` order."""
-    return [i for i in INSTRUMENTS.values() if role in i.roles and register in i.registers]
+def instrument_choices(role: str, register: str, palette: Palette | None = None) -> list[Instrument]:
+    """The instruments (of ``palette``, default every one the default catalogue draws) that can play ``role`` in
+    ``register``, in their table's order."""
+    instruments = INSTRUMENTS if palette is None else palette.instruments
+    return [i for i in instruments.values() if role in i.roles and register in i.registers]
+
+
+class Palette:
+    """The instruments and grooves a catalogue draws from: by default :data:`INSTRUMENTS` and :data:`GROOVES`.
+
+    ``instruments`` / ``grooves`` name the only ones to use (instruments from :data:`ALL_INSTRUMENTS`, so the
+    extra ones too; an empty groove list means no drums), ``exclude_*`` remove some. Raises ``ValueError``
+    naming an unknown name and the valid ones, or a palette that leaves nothing to play.
+    """
+
+    def __init__(
+        self,
+        instruments: Sequence[str] | None = None,
+        exclude_instruments: Sequence[str] = (),
+        grooves: Sequence[str] | None = None,
+        exclude_grooves: Sequence[str] = (),
+    ) -> None:
+        for names, table, what in (
+            (instruments or (), ALL_INSTRUMENTS, "instrument"),
+            (exclude_instruments, ALL_INSTRUMENTS, "instrument"),
+            (grooves or (), GROOVES, "groove"),
+            (exclude_grooves, GROOVES, "groove"),
+        ):
+            unknown = [n for n in names if n not in table]
+            if unknown:
+                raise ValueError(f"unknown {what}(s) {unknown}; valid: {sorted(table)}")
+        chosen = INSTRUMENTS if instruments is None else {n: ALL_INSTRUMENTS[n] for n in instruments}
+        self.instruments = {n: i for n, i in chosen.items() if n not in exclude_instruments}
+        self.grooves = [g for g in (GROOVES if grooves is None else grooves) if g not in exclude_grooves]
+        self.restricted = bool(instruments is not None or exclude_instruments or grooves is not None or exclude_grooves)
+        self._textures = [
+            name
+            for name, roles in TEXTURES.items()
+            if any(self.castings(roles, registers) for registers in texture_registers(roles))
+        ]
+        if not self._textures:
+            raise ValueError(
+                f"instruments {sorted(self.instruments)} and grooves {self.grooves} can play none of the textures "
+                f"{list(TEXTURES)}"
+            )
+
+    def castings(self, roles: Sequence[str], registers: dict[str, str | None]) -> list[tuple[Instrument, ...]]:
+        """Every way to give the melodic parts of ``roles`` (in order, drums left out) each its own instrument
+        of the palette in its register; none if the roles need drums and the palette has no groove."""
+        if "drums" in roles and not self.grooves:
+            return []
+        tonal = [r for r in roles if r != "drums"]
+        choices = [instrument_choices(r, registers[r], self) for r in tonal]
+        return [c for c in itertools.product(*choices) if len({i.name for i in c}) == len(c)]
+
+    def textures(self) -> list[str]:
+        """The textures some choice of registers can cast (a composition's registers follow its lead's)."""
+        return list(self._textures)
+
+
+def texture_registers(roles: Sequence[str], lead_register: str | None = None) -> list[dict[str, str | None]]:
+    """Every register assignment a composition of ``roles`` can have (the one with ``lead_register`` if given):
+    bass low, drums none, the lead in any register (mid or high for a melody over other parts), the other
+    parts one register below it."""
+    lead = roles[0]
+    if lead_register is not None:
+        leads = [lead_register]
+    elif lead == "bass":
+        leads = ["low"]
+    elif lead == "drums":
+        leads = [None]
+    elif lead == "melody" and len(roles) > 1:
+        leads = ["mid", "high"]
+    else:
+        leads = list(REGISTER_ORDER)
+    out = []
+    for lead_register in leads:
+        registers: dict[str, str | None] = {}
+        for role in roles:
+            if role == "drums":
+                registers[role] = None
+            elif role == "bass":
+                registers[role] = "low"
+            elif role == lead:
+                registers[role] = lead_register
+            else:
+                registers[role] = REGISTER_ORDER[REGISTER_ORDER.index(lead_register) - 1]
+        out.append(registers)
+    return out

@@ -5,6 +5,9 @@ function above it. The VAE and the CLAP text tower are frozen; the U-Net (and, w
 ``train_projection``, the timing/text projection) learn the v-objective of
 :class:`stable_audio_kit.objective.VObjective`, the same one the pipeline samples with.
 
+With ``lora.rank > 0`` every one of those weights is frozen and low-rank adapters (:mod:`stable_audio_kit.lora`)
+train instead; the EMA and the checkpoints' ``export/lora`` hold the adapter alone.
+
 Data comes either as raw audio (random window crops encoded by the frozen VAE every step) or as
 latent shards from ``sak encode`` (``latents: DIR``); both draw the same crops with the same
 ``seconds_start``/``seconds_total``, because crop offsets are snapped to the VAE hop.

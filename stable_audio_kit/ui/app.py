@@ -410,11 +410,12 @@ def build_app(studio: Studio) -> gr.Blocks:
                     pick_seed = gr.Checkbox(
                         label="random seed", value=True, info="the seed used is shown", elem_id="random-seed"
                     )
-                with gr.Row(visible=bool({"bpm", "key"} & set(overrides))):
+                with gr.Row():
+                    scheduler = gr.Dropdown(scheduler_choices, value="", label="Scheduler", elem_id="scheduler")
+                    # Only for a model whose conditioning reads them (a beat grid, a key input).
                     bpm = gr.Textbox(label="bpm", placeholder="the prompt's", visible="bpm" in overrides, elem_id="bpm")
                     key = gr.Dropdown(key_choices, value="", label="Key", visible="key" in overrides, elem_id="key")
                 with gr.Row():
-                    scheduler = gr.Dropdown(scheduler_choices, value="", label="Scheduler", elem_id="scheduler")
                     loudness = gr.Textbox(
                         label="Loudness target (LUFS)",
                         placeholder="-14",

@@ -145,10 +145,13 @@ class Studio:
             return {}
 
         with self._lock:  # one job on the sampler at a time, whatever the web server does
-            name = s.scheduler
-            self.pipe.scheduler = swap_scheduler(self.default_scheduler, name) if name else self.default_scheduler
-            generator = torch.Generator(device="cpu").manual_seed(s.seed)
-            audio = self.pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
+            if s.scheduler:
+                self.pipe.scheduler = swap_scheduler(self.default_scheduler, s.scheduler)
+            try:
+                generator = torch.Generator(device="cpu").manual_seed(s.seed)
+                audio = self.pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
+            finally:
+                self.pipe.scheduler = self.default_scheduler
         result_id, folder = self.store.new_folder()
         delivered, rate = plan.delivery.process(audio, self.pipe.sample_rate)
         result = Result(

@@ -16,6 +16,7 @@ import soundfile as sf
 pytest.importorskip("librosa")
 
 from stable_audio_kit.cli import main
+from stable_audio_kit.pipeline import DEFAULT_MODEL_DIR
 from stable_audio_kit.evaluation.memorisation import (
     SHORTEST_SECONDS,
     THRESHOLD,
@@ -30,7 +31,7 @@ from stable_audio_kit.evaluation.memorisation import (
 from .conftest import CATALOGUE_SR, click_track, tone, write_catalogue
 from .helpers import SR, note_sequence
 
-BUNDLED = __import__("stable_audio_kit.assembly", fromlist=["DEFAULT_MODEL_DIR"]).DEFAULT_MODEL_DIR
+BUNDLED = DEFAULT_MODEL_DIR
 
 
 def test_alignment_finds_the_shift_and_ignores_gain():

@@ -217,6 +217,19 @@ def test_export_writes_the_adapter_alone_or_merged(lora_run, tiny_model_dir, cat
     assert "is not a LoRA run" in capsys.readouterr().err
 
 
+def test_gradient_checkpointing_and_bf16_reach_every_adapter(tiny_model_dir, catalogue, tmp_path):
+    """The first adapted layers sit after frozen ones: their inputs need no gradient, and checkpointed blocks
+    must still give their adapters one."""
+    options = ["gradient_checkpointing=true", "run.mixed_precision=bf16", "run.max_steps=2", "run.checkpoint_every=2"]
+    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", *options, "run.valid_every=0", *LORA)
+    trainer.train(cfg)
+    weights = load_file(tmp_path / "run" / "checkpoints" / "step_00000002" / "model.safetensors")
+    lora_b = {k: v for k, v in weights.items() if ".lora_B." in k}
+    assert lora_b and all(v.abs().max() > 0 for v in lora_b.values())
+    base = {k.replace(".base_layer.", "."): v for k, v in weights.items() if ".lora_" not in k}
+    assert_same(base, base_weights(tiny_model_dir))
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

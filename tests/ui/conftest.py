@@ -68,11 +68,24 @@ class Server:
         return sorted(p for p in self.outputs.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def need_gradio() -> None:
+    if importlib.util.find_spec("gradio") is None:
+        missing('Gradio is not installed (pip install -e ".[ui]")')
+
+
+@pytest.fixture(scope="session")
+def gradio():
+    """The installed Gradio (the ``[ui]`` extra), imported in this process."""
+    need_gradio()
+    import gradio
+
+    return gradio
+
+
 @pytest.fixture(scope="session")
 def ui_server(tiny_model_dir, tmp_path_factory) -> Server:
     """``sak ui --model TINY --port FREE --outputs TMP`` in a subprocess, as a user starts it."""
-    if importlib.util.find_spec("gradio") is None:
-        missing('Gradio is not installed (pip install -e ".[ui]")')
+    need_gradio()
     work = tmp_path_factory.mktemp("ui")
     outputs, log = work / "outputs", work / "server.log"
     port = free_port()

@@ -78,7 +78,8 @@ def test_a_prompt_and_a_length_give_a_file_of_exactly_that_length(page, tmp_path
     expect(page.locator("#result-0-picture img")).to_be_visible()
 
     shot = ROOT / "docs" / "ui.png" if os.environ.get("SAK_UPDATE_SCREENSHOT") else tmp_path / "ui.png"
-    page.screenshot(path=shot)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=shot, full_page=True)
     assert shot.stat().st_size > 20_000
 
 
