@@ -7,6 +7,7 @@ Modules:
   and writes ``report.json``, ``report.md`` and the plots.
 * :mod:`.probes`: ``key-swap`` and ``tempo-swap``, the same captions with the key or tempo rewritten
   and the same seeds (``PROBES``, ``--probes``).
+* :mod:`.memorisation`: ``--memorisation``, near-copies of training clips: CLAP neighbours aligned in time.
 * :mod:`.metrics`: signal metrics on audio arrays: duration adherence, tempo, percussive vs tonal,
   pitch register and key (librosa, the ``[eval]`` extra, imported when first used).
 * :mod:`.embedding`: metrics on embedding sets: FAD, CLAP score, text-to-audio recall.

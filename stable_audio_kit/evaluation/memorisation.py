@@ -40,6 +40,11 @@ follows its prompt's recipe can therefore be flagged without having memorised an
 the bundled CLAP retrieves a copy's source poorly: among the 4743 training clips, the source of a VAE copy is among
 the 5 nearest for 16-47 % of the copies and among the 100 nearest for 74-90 %, hence :data:`TOP_K` 100 (an
 alignment takes about 9 ms, the features of a clip 0.1 s).
+
+**Read the model against the control.** On the bundled model (40 held-out captions), 22 of 39 generations have a
+near-copy among the 4743 training clips, and so do 26 of 39 real held-out clips: the demo catalogue repeats its
+drum grooves and patterns across compositions, so near-copies there say little unless the model has more of them
+than the control does.
 """
 
 from __future__ import annotations
@@ -203,12 +208,15 @@ def check_options(
 @dataclass(frozen=True)
 class CheckedClip:
     """A clip to check: ``name`` (a report file stem for a generated clip, else its path), its audio and caption.
-    ``path`` is where to play it; ``None`` writes the audio into the report folder when a pair lists it."""
+    ``path`` is where to play it; ``None`` writes the audio into the report folder when a pair lists it.
+    ``group`` (e.g. the requested kind) gives the report near-copy counts by group."""
 
     name: str
     audio: np.ndarray
     caption: str
     path: str | None = None
+    # What the clip is, for counts by group (the requested kind, say); None leaves it out of them.
+    group: str | None = None
 
 
 @dataclass
@@ -304,7 +312,12 @@ class MemorisationCheck:
                     found = align(mine, features[path])
                     candidates.append({"train_path": path, "clap_cosine": float(cosine[index, j]), **asdict(found)})
                 best = max(candidates, key=lambda c: c["score"])
-                entry = {"name": clip.name, "caption": clip.caption, "near_copy": best["score"] >= self.threshold}
+                entry = {
+                    "name": clip.name,
+                    "caption": clip.caption,
+                    "group": clip.group,
+                    "near_copy": best["score"] >= self.threshold,
+                }
                 per_clip.append({**entry, "best": best, "candidates": candidates})
                 pairs.append({"set": set_name, **entry, **best, "clip": clip})
             scores = [c["best"]["score"] for c in per_clip]
@@ -315,6 +328,13 @@ class MemorisationCheck:
                 fraction=copies / len(per_clip),
                 max_score=float(max(scores)),
                 median_score=float(np.median(scores)),
+                by_group={
+                    group: {
+                        "n": sum(c["group"] == group for c in per_clip),
+                        "near_copies": sum(c["near_copy"] for c in per_clip if c["group"] == group),
+                    }
+                    for group in sorted({c["group"] for c in per_clip if c["group"] is not None})
+                },
             )
             result["clips"][set_name] = per_clip + result["clips"][set_name]
         result["pairs"] = self._listed_pairs(pairs, Path(out_dir), sample_rate)
@@ -358,6 +378,18 @@ def render_memorisation(section: dict[str, Any]) -> list[str]:
     for name, s in section["summary"].items():
         cells = [s["n"], s["near_copies"], s["fraction"], s.get("max_score"), s.get("median_score"), s["too_short"]]
         lines.append(f"| {labels.get(name, name)} | " + " | ".join(number(c) for c in cells) + " |")
+    groups = [
+        f"{labels.get(name, name)}: " + ", ".join(f"{g} {c['near_copies']}/{c['n']}" for g, c in s["by_group"].items())
+        for name, s in section["summary"].items()
+        if s.get("by_group")
+    ]
+    if groups:
+        lines += ["", "Near-copies by group: " + "; ".join(groups) + "."]
+    lines += [
+        "",
+        "Read the model against the control: the real held-out clips were never trained on, so their near-copies are "
+        "the catalogue's own repetitions, which the model's clips meet as well.",
+    ]
     if section["pairs"]:
         lines += [
             "",

@@ -449,11 +449,13 @@ def evaluate(
 
         clip_sets = {
             "model": [
-                CheckedClip(f"model_{i:04d}", clip.audio, caption)
-                for i, (clip, caption) in enumerate(zip(conditions["model"], captions))
+                CheckedClip(f"model_{i:04d}", clip.audio, caption, group=row.get("kind"))
+                for i, (clip, caption, row) in enumerate(zip(conditions["model"], captions, rows))
             ],
             "real": [
-                CheckedClip(row["path"], clip.audio, row["caption"], str((catalogue / row["path"]).resolve()))
+                CheckedClip(
+                    row["path"], clip.audio, row["caption"], str((catalogue / row["path"]).resolve()), row.get("kind")
+                )
                 for clip, row in zip(conditions["real"], rows)
             ],
         }

@@ -187,7 +187,7 @@ class Page:
         self.store = studio.store
         self.pipe = studio.pipe
         self._cancels: dict[str, threading.Event] = {}
-        self._previews = Path(tempfile.mkdtemp(prefix="sak-ui-previews-"))
+        self._previews = tempfile.TemporaryDirectory(prefix="sak-ui-previews-")  # removed when the server stops
 
     # ------------------------------------------------------------------ fields -> settings
     def settings(
@@ -212,9 +212,7 @@ class Page:
         regions,
     ) -> Settings:
         """The request the fields make; the checks are :meth:`Studio.plan`'s."""
-        uses_input = mode in MODES[1:]
-        if uses_input and not input_audio:
-            raise ValueError(f"{mode} needs an input audio: upload or record one")
+        uses_input = mode in MODES[1:] and bool(input_audio)
         return Settings(
             prompt=prompt or "",
             mode=mode,
@@ -241,9 +239,9 @@ class Page:
         views = [ResultView.show(results[k] if k < len(results) else None) for k in range(MAX_VARIATIONS)]
         return [status, seed, *(value for view in views for value in view), history_rows(self.store)]
 
-    def run(self, plans: list[Plan], request: gr.Request | None, progress: gr.Progress) -> Iterator[list]:
+    def run(self, plans: list[Plan], request: gr.Request, progress: gr.Progress) -> Iterator[list]:
         """Run checked requests one after another, showing each result as it comes."""
-        session = request.session_hash if request is not None else ""
+        session = request.session_hash
         cancel = self._cancels[session] = threading.Event()
         clock = StepClock(len(plans), plans[0].windows)
         base_seed = plans[0].settings.seed
@@ -292,8 +290,26 @@ class Page:
         request: gr.Request,
         progress=gr.Progress(),  # noqa: B008 (how Gradio hands a progress bar to a function)
     ):
-        fields = (prompt, negative, length, bars, steps, cfg, seed, pick_seed, scheduler, bpm, key, loudness)
-        settings = self.settings(*fields, normalize, loop, mode, input_audio, strength, regions)
+        settings = self.settings(
+            prompt,
+            negative,
+            length,
+            bars,
+            steps,
+            cfg,
+            seed,
+            pick_seed,
+            scheduler,
+            bpm,
+            key,
+            loudness,
+            normalize,
+            loop,
+            mode,
+            input_audio,
+            strength,
+            regions,
+        )
         plans = self.studio.variations(settings, variations)
         yield from self.run(plans, request, progress)
 
@@ -305,7 +321,7 @@ class Page:
         yield from self.run([plan], request, progress)
 
     def cancel(self, request: gr.Request) -> str:
-        event = self._cancels.get(request.session_hash if request is not None else "")
+        event = self._cancels.get(request.session_hash)
         if event is None:
             return "Nothing to cancel."
         event.set()
@@ -354,7 +370,7 @@ class Page:
             note = f"{name}: {seconds:.3f} s ({audio.shape[-1]} samples at {rate} Hz)"
             if shaded:
                 note += "; regenerates " + ", ".join(f"{a:g}-{b:g} s" for a, b in shaded)
-            path = self._previews / f"{abs(hash((input_audio, mode, regions, length)))}.png"
+            path = Path(self._previews.name) / f"{abs(hash((input_audio, mode, regions, length)))}.png"
             input_png(audio, rate, path, shaded, axis)
             return gr.update(value=str(path), visible=True), note
         except ValueError as err:
@@ -510,21 +526,22 @@ def build_app(studio: Studio) -> gr.Blocks:
         jobs = [generate.click(page.generate, inputs=[*fields, variations], **sampling)]
         for view in [*views, viewer]:
             jobs.append(view.regenerate.click(page.regenerate, inputs=[view.id], **sampling))
-            view.use.click(page.use_as_init, inputs=[view.id], outputs=[mode, input_audio, from_audio])
+            view.use.click(page.use_as_init, inputs=[view.id], outputs=[mode, input_audio, from_audio], queue=False)
         cancel.click(page.cancel, outputs=[status], queue=False, cancels=jobs)
 
-        history.select(page.select, outputs=viewer.outputs)
-        demo.load(page.history, outputs=[history])
-        mode.change(page.mode_fields, inputs=[mode], outputs=[strength, regions])
-        normalize.change(page.loudness_field, inputs=[normalize], outputs=[loudness])
-        for trigger in (input_audio.change, mode.change, regions.change, length.change):
-            trigger(
-                page.preview,
-                inputs=[input_audio, mode, regions, length],
-                outputs=[input_picture, input_note],
-                trigger_mode="always_last",
-                show_progress="hidden",
-            )
+        # What does not sample answers at once, outside the queue, while a job runs.
+        history.select(page.select, outputs=viewer.outputs, queue=False)
+        demo.load(page.history, outputs=[history], queue=False)
+        mode.change(page.mode_fields, inputs=[mode], outputs=[strength, regions], queue=False)
+        normalize.change(page.loudness_field, inputs=[normalize], outputs=[loudness], queue=False)
+        gr.on(
+            [input_audio.change, mode.change, regions.change, length.change],
+            page.preview,
+            inputs=[input_audio, mode, regions, length],
+            outputs=[input_picture, input_note],
+            show_progress="hidden",
+            queue=False,
+        )
     demo.queue(default_concurrency_limit=1, api_open=False)
     return demo
 

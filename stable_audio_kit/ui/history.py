@@ -7,7 +7,7 @@ Each result is a folder of the outputs folder (default ``./sak-ui-outputs``), nu
       0001/a_calm_piano_melody_seed1234.flac   the same samples, 24-bit FLAC
       0001/a_calm_piano_melody_seed1234.png    its waveform and spectrogram
       0001/a_calm_piano_melody_seed1234.json   the sidecar: the settings that made it, its length, its files
-      inputs/3f2a....wav                       the input audio of audio-to-audio, inpainting and continuation
+      inputs/3f2a.../tone.wav                  an input audio of audio-to-audio, inpainting or continuation
 
 Every file is written atomically, and the sidecar last: a folder without one (a job killed while it wrote)
 is not a result and is never listed. The sidecar holds every setting of the request, so a result can be
@@ -136,7 +136,7 @@ class ResultStore:
     """The results in one outputs folder, numbered in order of creation."""
 
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
 
     @property
     def inputs(self) -> Path:
@@ -156,11 +156,12 @@ class ResultStore:
                 number += 1
 
     def keep_input(self, path: str | Path) -> str:
-        """Copy an input audio file into ``inputs/`` (named by its content, so a file kept twice is stored
-        once) and return its name relative to the outputs folder."""
+        """Copy an input audio file into ``inputs/`` (in a folder named by its content, so a file kept twice is
+        stored once, under its own name, which messages about it then name) and return its path relative to
+        the outputs folder."""
         path = Path(path)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
-        kept = self.inputs / f"{digest}{path.suffix.lower()}"
+        kept = self.inputs / digest / path.name
         if not kept.exists():
             with atomic_path(kept) as tmp:
                 shutil.copyfile(path, tmp)

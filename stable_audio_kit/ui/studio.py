@@ -13,7 +13,6 @@ sample: variation ``k`` of a request is the request with seed ``seed + k``.
 
 from __future__ import annotations
 
-import logging
 import shlex
 import threading
 import time
@@ -31,8 +30,6 @@ from ..utils import check_seed
 from ..workflows import bars_length
 from .history import MODES, Result, ResultStore, Settings, result_stem
 from .pictures import result_png
-
-logger = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -200,7 +197,7 @@ class Studio:
         elif s.loudness is not None:
             words += ["--loudness", repr(float(s.loudness))]
         if self.model:
-            words += ["--model", str(self.model)]
+            words += ["--model", str(Path(self.model).resolve())]
         return shlex.join(words + ["-o", output])
 
 
@@ -228,7 +225,3 @@ class StepClock:
         elapsed = time.monotonic() - self.start
         left = elapsed / self.done * (self.total - self.done)
         return f"step {self.done}/{self.total}, {elapsed:.1f} s, about {left:.1f} s left"
-
-
-def describe_path(path: str | Path) -> str:
-    return Path(path).name

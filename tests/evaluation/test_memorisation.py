@@ -171,6 +171,7 @@ def test_evaluate_reports_near_copies_with_playable_paths(catalogue, train_catal
     # of 0.7 and 0.5 s are too short to judge.
     assert SHORTEST_SECONDS > 0.7
     assert (real["n"], real["near_copies"], real["fraction"], real["too_short"]) == (1, 1, 1.0, 2)
+    assert real["by_group"] == {"percussive": {"n": 1, "near_copies": 1}}  # the kind each held-out row asks for
     flagged = [p for p in section["pairs"] if p["near_copy"]]
     assert [(p["set"], p["name"]) for p in flagged] == [("real", "valid/a.wav")]
     pair = flagged[0]
@@ -186,6 +187,7 @@ def test_evaluate_reports_near_copies_with_playable_paths(catalogue, train_catal
     assert len(judged) == 1 and len(judged[0]["candidates"]) == 2
     markdown = (out / "report.md").read_text()
     assert "## Memorisation" in markdown and "| real held-out clips (control) | 1 | 1 | 1.000 |" in markdown
+    assert "real held-out clips (control): percussive 1/1" in markdown
     assert f"[valid/a.wav]({pair['clip_path']}) | `{pair['train_path']}`" in markdown
     assert "## Memorisation" in capsys.readouterr().out
 

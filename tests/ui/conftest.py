@@ -29,6 +29,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A microphone that plays a test tone, granted without asking: recording an init audio.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
 
@@ -125,6 +128,9 @@ def browser():
         missing("Playwright is not installed (pip install playwright)")
     if not CHROMIUM.exists():
         missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=90_000)  # a job on a busy 2-core machine; the page answers long before
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
@@ -134,7 +140,9 @@ def browser():
 @pytest.fixture
 def page(browser, ui_server):
     """A fresh browser session on the page. Afterwards: every request it made went to this machine."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1050}, accept_downloads=True)
+    context = browser.new_context(
+        viewport={"width": 1400, "height": 1050}, accept_downloads=True, permissions=["microphone"]
+    )
     context.set_default_timeout(90_000)
     tab = context.new_page()
     requests: list[str] = []

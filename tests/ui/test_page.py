@@ -54,6 +54,11 @@ def write_tone(path: Path, seconds: float, rate: int = 16000) -> Path:
     return path
 
 
+def error_shown(page, message) -> None:
+    """``message`` (a string or a pattern) in an error message of the page."""
+    expect(page.get_by_test_id("toast-body").filter(has_text=message).first).to_be_visible()
+
+
 def from_audio(page, mode: str) -> None:
     if not page.locator("#mode").is_visible():
         page.get_by_text("From audio").click()
@@ -133,15 +138,30 @@ def test_an_uploaded_init_audio_with_a_strength(page, ui_server, tmp_path):
     expect(page.locator("#input-note")).to_contain_text("0.750 s (6000 samples at 8000 Hz)")
 
 
+def test_a_recorded_init_audio(page, ui_server):
+    fill(page, prompt="from the microphone", steps="2", length="0.5")  # a recording may outlast the 1 s window
+    from_audio(page, "audio to audio")
+    page.click("#input-audio button[aria-label='Record audio']")
+    page.locator("#input-audio").get_by_role("button", name="Record", exact=True).click()
+    page.wait_for_timeout(1000)
+    page.locator("#input-audio").get_by_role("button", name="Stop").first.click()
+    expect(page.locator("#input-note")).to_contain_text(re.compile(r"audio\.wav: [\d.]+ s \(\d+ samples at 8000 Hz\)"))
+    generate(page)
+    audio, _, _ = linked_audio(page, "result-0")
+    assert audio.shape == (1, 4000)
+    settings = newest_sidecar(ui_server)["settings"]
+    assert settings["mode"] == "audio to audio" and settings["input_audio"].endswith("/audio.wav")
+
+
 def test_bad_input_is_a_message_naming_the_value_and_the_server_lives_on(page, ui_server, tmp_path):
     fill(page, prompt="bad lengths", length="-1", steps="2")
     page.click("#generate")
-    expect(page.get_by_text("length: seconds must be a finite number > 0, got '-1'")).to_be_visible()
+    error_shown(page, "length: seconds must be a finite number > 0, got '-1'")
 
     fill(page, length="5")
     page.locator("#loop input").check()  # a loop is one window at most
     page.click("#generate")
-    expect(page.get_by_text("(seconds_total=5.0 is beyond the window of 1.000 s)")).to_be_visible()
+    error_shown(page, "loop cannot be combined with long-form generation (seconds_total=5.0 is beyond the window")
     page.locator("#loop input").uncheck()
 
     fill(page, length="")
@@ -150,14 +170,15 @@ def test_bad_input_is_a_message_naming_the_value_and_the_server_lives_on(page, u
     expect(page.locator("#input-note")).to_contain_text("0.500 s")
     fill(page, regions="0.2:3")
     page.click("#generate")
-    expect(page.get_by_text("region (0.2, 3) ends after the clip, which is 0.5 s long")).to_be_visible()
+    error_shown(page, "region (0.2, 3) ends after the clip, which is 0.5 s long")
+    expect(page.locator("#input-note")).to_contain_text("region (0.2, 3) ends after the clip")  # said before Generate
 
     notes = tmp_path / "notes.wav"
     notes.write_text("these are notes, not audio")
     page.locator("#input-audio button[aria-label='Clear']").click()
     page.set_input_files("#input-audio input[type=file]", notes)
     page.click("#generate")
-    expect(page.get_by_text(re.compile(r"notes\.wav' cannot be read as audio"))).to_be_visible()
+    error_shown(page, re.compile(r"notes\.wav' cannot be read as audio"))
 
     assert "Traceback" not in page.content()
     assert ui_server.alive()

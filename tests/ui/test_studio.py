@@ -76,6 +76,13 @@ def test_variations_take_the_next_seeds_and_report_every_step(studio):
     assert [r.id for r in studio.store.list()] == ["0003", "0002", "0001"]
 
 
+def test_a_long_form_job_reports_the_steps_of_every_window(studio):
+    plan = studio.plan(Settings(prompt="long", seconds=2.5, steps=2))
+    steps = []
+    result = studio.run(plan, on_step=steps.append)
+    assert plan.windows == 3 and steps == [2] * 6 and result.samples == 20000
+
+
 def test_a_cancelled_job_stops_and_writes_nothing(studio):
     cancel = threading.Event()
     cancel.set()

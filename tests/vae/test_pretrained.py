@@ -1,9 +1,11 @@
-"""A VAE from outside: a diffusers AutoencoderOobleck folder (Stable Audio Open's ``vae/`` layout, tiny random weights)
-as the VAE of a new model (``vae.pretrained``), and its latent scale measured on a catalogue (``sak encode --calibrate``)."""
+"""A VAE from outside: a diffusers AutoencoderOobleck folder (Stable Audio Open's ``vae/`` layout, tiny random
+weights) as the VAE of a new model (``vae.pretrained``), and its latent scale measured on a catalogue
+(``sak encode --calibrate``)."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +106,7 @@ def test_a_vae_that_does_not_fit_the_config_is_refused(oobleck_dir, tmp_path, ca
     assert main(["new-model", str(TINY_CONFIG), str(out), f"vae.pretrained={oobleck_dir}", override]) == 2
     err = capsys.readouterr().err
     assert f"vae.pretrained '{oobleck_dir}'" in err and err.count("\n") == 1
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert not out.exists()
 
 
