@@ -579,7 +579,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
     if args.probe_n < 1:
-        raise CLIError(f"--probe-n must be >= 1, got {args.probe_n}")
+        raise CLIError(f"--probe-n must be an integer >= 1, got {args.probe_n}")
     check_seed(args.seed, "--seed")
     check_device(args.device)
     check_writable(Path(args.output) / "report.json")

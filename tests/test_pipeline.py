@@ -106,7 +106,7 @@ def test_unknown_scheduler(tiny_pipeline):
 def test_timing_conditioning_reaches_the_unet(tiny_pipeline):
     a = run(tiny_pipeline, seconds_total=0.5, output_type="latent")
     b = run(tiny_pipeline, seconds_total=0.9, output_type="latent")
-    c = run(tiny_pipeline, seconds_total=0.5, seconds_start=3.0, output_type="latent")
+    c = run(tiny_pipeline, seconds_total=0.5, seconds_start=0.3, output_type="latent")
     assert not torch.allclose(a, b) and not torch.allclose(a, c)
 
 
@@ -134,7 +134,7 @@ def test_user_latents(tiny_pipeline):
     [
         (dict(seconds_total=0.0), "seconds_total must be in"),
         (dict(seconds_total=-1.0), "seconds_total must be in"),
-        (dict(seconds_total=99.0), r"seconds_total must be in \(0, 1.000\], got 99.0"),
+        (dict(seconds_total=99.0, output_type="latent"), "long-form generation returns audio"),
         (dict(seconds_total=float("nan")), "seconds_total must be finite, got nan"),
         (dict(seconds_total=float("inf")), "seconds_total must be finite"),
         (dict(seconds_total="3"), "seconds_total must be a number"),

@@ -71,7 +71,7 @@ EVALUATE_ROWS = [
     Row("cfg-nan", (*EVAL, "{eval_good}", "--cfg", "nan"), "--cfg must be finite, got nan"),
     Row("seed-negative", (*EVAL, "{eval_good}", "--seed", "-1"), "--seed must be in [0, 2**64 - 1], got -1"),
     Row("probe-unknown", (*EVAL, "{eval_good}", "--probes", "mood-swap"), "'mood-swap'"),
-    Row("probe-n-0", (*EVAL, "{eval_good}", "--probe-n", "0"), "--probe-n must be >= 1, got 0"),
+    Row("probe-n-0", (*EVAL, "{eval_good}", "--probe-n", "0"), "--probe-n must be an integer >= 1, got 0"),
     Row("device", (*EVAL, "{eval_good}", "--device", "gpu"), "unknown device 'gpu'"),
     Row(
         "output-in-proc",
