@@ -16,8 +16,6 @@ from .conditioning import (
     Conditioning,
     ConditioningRequest,
     ModelFacts,
-    ParsedPrompt,
-    check_overrides,
     encode_text,
     max_bpm,
     unconditional,
@@ -30,6 +28,7 @@ from .assembly import (  # noqa: F401
     write_loader_file,
 )
 from .objective import cfg_combine
+from .pipeline_checks import CallChecks
 from .utils import check_finite_number
 
 # diffusers loads a saved component only from a module this process has already imported, and the package
@@ -45,22 +44,13 @@ from .workflows import (
     circular_resample,
     is_schedule,
     loop_period,
-    prepare_workflow,
     roll_inputs,
 )
 
 logger = logging.getLogger(__name__)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-class StableAudioKitPipeline(DiffusionPipeline):
+class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
     """Text-to-audio with timing conditioning (Stable Audio 1.0).
 
     Components:
@@ -236,68 +226,6 @@ class StableAudioKitPipeline(DiffusionPipeline):
         unload(self)
 
     # ------------------------------------------------------------------ steps
-    def check_inputs(
-        self,
-        prompt,
-        negative_prompt,
-        seconds_start,
-        seconds_total,
-        num_inference_steps,
-        guidance_scale,
-        num_waveforms_per_prompt,
-        latents,
-        output_type,
-    ) -> tuple[list[str | ParsedPrompt], list[str | ParsedPrompt] | None, float, float]:
-        """Validate everything before any work; returns normalised prompts and seconds."""
-        prompts = [prompt] if isinstance(prompt, (str, ParsedPrompt)) else prompt
-        if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
-            raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
-        for p in prompts:
-            if not isinstance(p, (str, ParsedPrompt)):
-                raise ValueError(
-                    f"prompt must be a string or a list of strings, got an item {p!r} of type {type(p).__name__}"
-                )
-        negatives = None
-        if negative_prompt is not None:
-            single = isinstance(negative_prompt, (str, ParsedPrompt))
-            negatives = [negative_prompt] * len(prompts) if single else negative_prompt
-            if not isinstance(negatives, (list, tuple)) or not all(
-                isinstance(n, (str, ParsedPrompt)) for n in negatives
-            ):
-                raise ValueError(f"negative_prompt must be a string or a list of strings, got {negative_prompt!r}")
-            if len(negatives) != len(prompts):
-                raise ValueError(f"negative_prompt has {len(negatives)} items for {len(prompts)} prompts")
-        seconds_start = check_finite_number("seconds_start", seconds_start)
-        if seconds_start < 0:
-            raise ValueError(f"seconds_start must be >= 0, got {seconds_start}")
-        seconds_total = check_finite_number("seconds_total", seconds_total)
-        if not 0 < seconds_total <= self.max_seconds:
-            raise ValueError(f"seconds_total must be in (0, {self.max_seconds:.3f}], got {seconds_total}")
-        if round(seconds_total * self.sample_rate) < 1:
-            raise ValueError(f"seconds_total={seconds_total} is shorter than one sample at {self.sample_rate} Hz")
-        if seconds_start >= seconds_total:
-            raise ValueError(
-                f"seconds_start must be below seconds_total ({seconds_total:g}): the window starts inside the "
-                f"sound, got {seconds_start:g}"
-            )
-        _check_int("num_inference_steps", num_inference_steps, 1)
-        _check_int("num_waveforms_per_prompt", num_waveforms_per_prompt, 1)
-        check_finite_number("guidance_scale", guidance_scale)
-        if output_type not in ("np", "pt", "latent"):
-            raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
-        if latents is not None:
-            expected = (
-                len(prompts) * num_waveforms_per_prompt,
-                self.unet.config.in_channels,
-                self.unet.config.sample_size,
-            )
-            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
-                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-                raise ValueError(f"latents must be a tensor of shape {expected}, got {got}")
-            if not torch.isfinite(latents).all():
-                raise ValueError(f"latents hold {int((~torch.isfinite(latents)).sum())} NaN or infinite values")
-        return list(prompts), (list(negatives) if negatives is not None else None), seconds_start, seconds_total
-
     def encode_prompt(
         self, prompts: list[str], device: torch.device | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,110 +239,10 @@ class StableAudioKitPipeline(DiffusionPipeline):
             device=device,
         )
 
-    def make_request(
-        self,
-        prompts: list[str | ParsedPrompt],
-        seconds_start: float,
-        seconds_total: float,
-        overrides: dict[str, Any] | None = None,
-    ) -> ConditioningRequest:
-        """A request for the whole window, its overrides (``{"bpm": 120}``) validated."""
-        return ConditioningRequest.make(
-            prompts, seconds_start, seconds_total, int(self.unet.config.sample_size), check_overrides(overrides or {})
-        )
-
-    def check_request(self, request: ConditioningRequest) -> None:
-        """Raise ``ValueError`` naming the value if a conditioning input of this model cannot give what the
-        request asks (an override the model has no input for, a tempo beyond :attr:`max_bpm`, ...)."""
-        self.projection.check(request, self.model_facts)
-
     def encode_conditioning(self, request: ConditioningRequest, device: torch.device | None = None) -> Conditioning:
         """The U-Net's conditioning for a request: context, global vector, channel and FiLM inputs."""
         device = device or self._execution_device
         return self.projection(self.projection.features(request, self.model_facts, device))
-
-    def check_call(
-        self,
-        prompt: str | list[str],
-        negative_prompt: str | list[str] | None = None,
-        seconds_start: float = 0.0,
-        seconds_total: float | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.0,
-        num_waveforms_per_prompt: int = 1,
-        latents: torch.Tensor | None = None,
-        output_type: str = "np",
-        callback_on_step_end_tensor_inputs: list[str] = ("latents",),
-        bpm: float | None = None,
-        key: str | None = None,
-        overrides: dict[str, Any] | None = None,
-        init_audio: str | Path | np.ndarray | torch.Tensor | None = None,
-        strength: float | None = None,
-        inpaint_audio: str | Path | np.ndarray | torch.Tensor | None = None,
-        regions: list[tuple[float, float]] | None = None,
-        input_sample_rate: int | None = None,
-        loop: bool = False,
-        overlap_seconds: float | None = None,
-    ) -> tuple[ConditioningRequest, ConditioningRequest | None, Workflow]:
-        """Every check a call makes before any work, with the same arguments; returns the conditioning
-        requests of the prompts and the negative prompts, and the workflow (input audio loaded). The CLI
-        runs it on every row of a prompt list before it generates the first file, so the two cannot
-        disagree. A long-form call (``seconds_total`` beyond the window, or a prompt schedule) is checked
-        window by window; its first window's requests are returned."""
-        if is_schedule(prompt) or (seconds_total is not None and _number(seconds_total) > self.max_seconds):
-            from .longform import plan_long
-
-            plans = plan_long(
-                self,
-                prompt,
-                negative_prompt,
-                seconds_total,
-                num_inference_steps,
-                guidance_scale,
-                num_waveforms_per_prompt,
-                output_type,
-                bpm,
-                key,
-                overrides,
-                overlap_seconds,
-                unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
-            )[2]
-            return plans[0][1], plans[0][2], Workflow(seconds_total=seconds_total)
-        if overlap_seconds is not None:
-            raise ValueError("overlap_seconds applies to long-form generation (seconds_total beyond the window)")
-        workflow = prepare_workflow(
-            self, init_audio, strength, inpaint_audio, regions, input_sample_rate, loop, seconds_total, latents
-        )
-        seconds_total = workflow.seconds_total
-        if seconds_total is None:
-            seconds_total = self.max_seconds
-        prompts, negatives, seconds_start, seconds_total = self.check_inputs(
-            prompt,
-            negative_prompt,
-            seconds_start,
-            seconds_total,
-            num_inference_steps,
-            guidance_scale,
-            num_waveforms_per_prompt,
-            latents,
-            output_type,
-        )
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in ("latents", "noise_pred"):
-                raise ValueError(
-                    f"callback_on_step_end_tensor_inputs may hold 'latents' and 'noise_pred', got {name!r}"
-                )
-        given = {**(overrides or {}), **{k: v for k, v in (("bpm", bpm), ("key", key)) if v is not None}}
-        request = self.make_request(prompts, seconds_start, seconds_total, given)
-        self.check_request(request)
-        negative_request = request.negative(negatives) if negatives is not None else None
-        if negative_request is not None:
-            self.check_request(negative_request)
-        if workflow.frames is not None:
-            request.frames = workflow.frames
-            if negative_request is not None:
-                negative_request.frames = workflow.frames
-        return request, negative_request, workflow
 
     def prepare_latents(
         self,
