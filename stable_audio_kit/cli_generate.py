@@ -114,7 +114,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise CLIError(f"with --prompts, -o must be a folder; {str(out)!r} is a file")
         single = False
     overrides = {}
-    if given:
+    from .music import check_bpm, key_override
+
+    shorthands = {"bpm": check_bpm, "key": key_override}  # what --bpm and --key check, without torch
+    if set(given) <= set(shorthands):
+        try:
+            overrides = {name: shorthands[name](value) for name, value in given.items()}
+        except ValueError as err:
+            raise CLIError(f"--{err}") from None
+    else:
         from .conditioning import check_overrides  # the inputs that read overrides import torch
 
         try:

@@ -15,6 +15,7 @@ Two readers of keys, for two kinds of text:
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -146,6 +147,24 @@ def find_tempo(text: str) -> tuple[float, tuple[int, int]] | None:
     return float(match.group(group)), match.span(group)
 
 
+def check_bpm(value) -> float:
+    """A tempo given by a user (``bpm=``, ``--bpm``): a finite number > 0; ``ValueError`` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"bpm must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def key_override(value) -> Key:
+    """A key given by a user (``key=``, ``--key``): text naming a major or minor key ("F# minor"), a key label
+    pair ``("F#", "minor")`` or a ``Key``; ``ValueError`` naming it otherwise."""
+    if isinstance(value, tuple):
+        return key_from_name(value) if all(isinstance(v, str) for v in value) else Key(*value)
+    found = find_key(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f'key must name a major or minor key such as "F# minor" or "Bb major", got {value!r}')
+    return found[0]
+
+
 __all__ = [
     "ACCIDENTALS",
     "MODES",
@@ -155,8 +174,10 @@ __all__ = [
     "SCALES",
     "TONIC_NAMES",
     "Key",
+    "check_bpm",
     "find_key",
     "find_tempo",
     "key_from_name",
+    "key_override",
     "pitch_class",
 ]

@@ -10,7 +10,7 @@
 # bass; no drums) -> latent shards with the bundled VAE -> `sak evaluate` of the bundled model on its held-out
 # clips -> LoRA run on the bundled model -> the adapter, and a pipeline with it merged in -> `sak evaluate` of
 # that on the style's held-out clips, and of both models on the demo catalogue's (what the adapter keeps of the
-# base) -> WORK/summary.md. Needs the [demo] and [eval] extras.
+# base) -> WORK/summary.md (the run of docs/lora-style.md). Needs the [demo] and [eval] extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-lora-style-work}

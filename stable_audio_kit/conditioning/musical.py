@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import torch
 
-from ..music import Key, key_from_name
-from .base import Conditioner, ConditioningRequest, ModelFacts, check_positive_finite, per_item, register_conditioner
-from .prompts import parse_key
+from ..music import Key, check_bpm, key_override
+from .base import Conditioner, ConditioningRequest, ModelFacts, per_item, register_conditioner
 
 BEAT_GRID_CHANNELS = 4
 KEY_PROFILE_SIZE = 24
@@ -71,7 +70,7 @@ class BeatGrid(Conditioner):
 
     @classmethod
     def check_override(cls, value) -> float:
-        return check_positive_finite("bpm", value)
+        return check_bpm(value)
 
     def tempi(self, request: ConditioningRequest) -> list[float | None]:
         bpm = request.overrides.get("bpm")
@@ -122,12 +121,7 @@ class KeyInput(Conditioner):
 
     @classmethod
     def check_override(cls, value) -> Key:
-        if isinstance(value, tuple):
-            return key_from_name(value) if all(isinstance(v, str) for v in value) else Key(*value)
-        key = parse_key(value) if isinstance(value, str) else None
-        if key is None:
-            raise ValueError(f'key must name a major or minor key such as "F# minor" or "Bb major", got {value!r}')
-        return key
+        return key_override(value)
 
     def features(self, request: ConditioningRequest, model: ModelFacts, device) -> torch.Tensor:
         key = request.overrides.get("key")
