@@ -175,3 +175,29 @@ def adopt_legacy_inputs(projection, unet) -> None:
     for route, flags in LEGACY_UNET_INPUTS.items():
         names = [name for flag, name in flags if unet.config.get(flag, False)]
         projection.ensure_inputs(route, names)
+
+
+def describe_pipeline(pipe, path: Path | str) -> str:
+    def count(module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    vae = pipe.vae
+    lines = [
+        f"model:            {path}",
+        f"sample rate:      {pipe.sample_rate} Hz",
+        f"channels:         {pipe.audio_channels}",
+        f"vae:              {type(vae).__name__}, {vae.latent_channels} latent channels",
+        f"latent rate:      {pipe.sample_rate / vae.hop_length:.3f} frames/s (hop {vae.hop_length})",
+        f"window:           {pipe.unet.config.sample_size} latent frames",
+        f"maximum length:   {pipe.max_seconds:.3f} s",
+        f"scheduler:        {type(pipe.scheduler).__name__}",
+        f"conditioning:     {', '.join(pipe.projection.describe())}",
+        "parameters:",
+    ]
+    total = 0
+    for name in ("vae", "text_encoder", "projection", "unet"):
+        n = count(getattr(pipe, name))
+        total += n
+        lines.append(f"  {name:<14}{n:>14,}")
+    lines.append(f"  {'total':<14}{total:>14,}")
+    return "\n".join(lines)

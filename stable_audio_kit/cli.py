@@ -42,34 +42,10 @@ def cmd_new_model(args: argparse.Namespace) -> int:
         pipe.save_pretrained(tmp, safe_serialization=True)
         save_config(cfg, tmp / "model_config.yaml")
     logger.info("wrote untrained model to %s", out)
+    from .assembly import describe_pipeline
+
     print(describe_pipeline(pipe, out))
     return 0
-
-
-def describe_pipeline(pipe, path: Path | str) -> str:
-    def count(module) -> int:
-        return sum(p.numel() for p in module.parameters())
-
-    vae = pipe.vae
-    lines = [
-        f"model:            {path}",
-        f"sample rate:      {pipe.sample_rate} Hz",
-        f"channels:         {pipe.audio_channels}",
-        f"vae:              {type(vae).__name__}, {vae.latent_channels} latent channels",
-        f"latent rate:      {pipe.sample_rate / vae.hop_length:.3f} frames/s (hop {vae.hop_length})",
-        f"window:           {pipe.unet.config.sample_size} latent frames",
-        f"maximum length:   {pipe.max_seconds:.3f} s",
-        f"scheduler:        {type(pipe.scheduler).__name__}",
-        f"conditioning:     {', '.join(pipe.projection.describe())}",
-        "parameters:",
-    ]
-    total = 0
-    for name in ("vae", "text_encoder", "projection", "unet"):
-        n = count(getattr(pipe, name))
-        total += n
-        lines.append(f"  {name:<14}{n:>14,}")
-    lines.append(f"  {'total':<14}{total:>14,}")
-    return "\n".join(lines)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -81,6 +57,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     pipe = load_model(args.model)
+    from .assembly import describe_pipeline
+
     print(describe_pipeline(pipe, args.model or "(bundled default model)"))
     return 0
 
@@ -604,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # the libraries' step-by-step INFO lines (accelerate's checkpoint files) are --verbose
         for name in ("accelerate", "diffusers", "transformers"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    from .utils import NonFiniteLossError
+    from .utils import NonFiniteLossError, describe_os_error
 
     # One prefix for every command's errors, the one argparse uses for bad arguments: "sak data check: error: ...".
     nested = [value for key, value in vars(args).items() if key.endswith("_command") and isinstance(value, str)]
@@ -630,13 +608,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sak {command}: interrupted", file=sys.stderr)
         return 130
-
-
-def describe_os_error(err: OSError) -> str:
-    """``"cannot write 'out/x.wav': No space left on device"``: the file and the reason, without errno noise."""
-    reason = err.strerror or str(err) or type(err).__name__
-    files = [str(name) for name in (err.filename, err.filename2) if name is not None]
-    return f"{' -> '.join(repr(name) for name in files)}: {reason}" if files else reason
 
 
 if __name__ == "__main__":

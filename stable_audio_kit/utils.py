@@ -293,3 +293,10 @@ class _DropEmptyFloat32Warning(logging.Filter):
 
 
 logging.getLogger("diffusers.models.modeling_utils").addFilter(_DropEmptyFloat32Warning())
+
+
+def describe_os_error(err: OSError) -> str:
+    """``"cannot write 'out/x.wav': No space left on device"``: the file and the reason, without errno noise."""
+    reason = err.strerror or str(err) or type(err).__name__
+    files = [str(name) for name in (err.filename, err.filename2) if name is not None]
+    return f"{' -> '.join(repr(name) for name in files)}: {reason}" if files else reason

@@ -183,7 +183,7 @@ class Conditioner:
     # -- tensors
     def features(self, request: ConditioningRequest, model: ModelFacts, device: torch.device | None) -> Any:
         """The input's features for the batch, before any learned layer (no gradient)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement features(), the input's tensors")
 
     def null(self, features: torch.Tensor) -> torch.Tensor:
         """The unconditional form of ``features``: zeros."""
