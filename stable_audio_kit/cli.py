@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import sampling
 from .cli_generate import (  # the sampling commands; nothing heavy is imported at module level
     CLIError,
     add_sampling_arguments,
@@ -278,8 +279,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .utils import check_device, check_seed, check_writable
 
-    if args.steps < 1:
-        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    settings = sampling.SamplingSettings.from_args(args)
     if not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
     if args.probe_n < 1:
@@ -303,7 +303,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.output,
         n=args.n,
         clap=args.clap,
-        steps=args.steps,
         guidance_scale=args.cfg,
         seed=args.seed,
         device=args.device,
@@ -313,6 +312,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         memorisation=args.memorisation,
         memorisation_top_k=args.memorisation_top_k,
         memorisation_threshold=args.memorisation_threshold,
+        **settings.as_dict(),
     )
     from .evaluation.report import render_markdown
 
@@ -482,7 +482,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalogue", required=True, help="a catalogue with metadata.jsonl (sak catalogue make)")
     p.add_argument("--n", type=int, default=None, help="number of held-out clips (default: all)")
     p.add_argument("--clap", default=None, help="CLAP model folder for CLAP score, recall and FAD")
-    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=7.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -517,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="alignment score from which a pair is a near-copy (default: the calibrated one, in the report)",
     )
     p.add_argument("-o", "--output", required=True, help="report folder")
+    sampling.add_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("extend", help="add conditioning inputs to a trained model at zero weights, for fine-tuning")

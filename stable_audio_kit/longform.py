@@ -19,6 +19,7 @@ import torch
 from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
+from .precision import check_precision
 from .utils import check_finite_number
 from .workflows import (
     DEFAULT_OVERLAP_FRACTION,
@@ -125,11 +126,13 @@ def generate_long(
     unsupported: dict[str, Any] | None = None,
     callback_on_step_end=None,
     callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+    precision: str = "auto",
 ):
     """``pipe(...)`` for ``seconds_total`` beyond the window, or for a prompt schedule
     ``[(prompt, seconds), ...]``. Every window's request is validated before the first is sampled;
     ``callback_on_step_end`` is called at every step of every window."""
     # 1. Validate everything before any work.
+    check_precision(precision)
     seconds_total, _, plans = plan_long(
         pipe,
         prompt,
@@ -169,6 +172,7 @@ def generate_long(
             generator,
             callback_on_step_end=callback_on_step_end,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            precision=precision,
         )
         audio = pipe.decode_latents(latents).float().cpu().numpy()
         if w.keep:

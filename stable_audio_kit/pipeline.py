@@ -29,6 +29,7 @@ from .assembly import (  # noqa: F401
 )
 from .objective import cfg_combine
 from .pipeline_checks import CallChecks
+from .precision import autocast
 from .utils import check_finite_number
 
 # diffusers loads a saved component only from a module this process has already imported, and the package
@@ -62,8 +63,9 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         unet: :class:`stable_audio_kit.unet.UNet1DConditionModel`.
         scheduler: any diffusers scheduler configured for ``v_prediction``.
 
-    The U-Net always denoises its whole window (``unet.config.sample_size`` latent frames); the
-    decoded audio is trimmed to exactly ``round(seconds_total * sample_rate)`` samples. What the U-Net is
+    The U-Net denoises the latent frames the requested audio covers plus ``tail_seconds`` after it (at most
+    its window of ``unet.config.sample_size`` frames), so a short clip costs less than a long one; the decoded
+    audio is trimmed to exactly ``round(seconds_total * sample_rate)`` samples. What the U-Net is
     conditioned on is the projection's list of inputs (:mod:`stable_audio_kit.conditioning`).
     """
 
@@ -275,9 +277,12 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         latents: torch.Tensor | None = None,
         callback_on_step_end: Callable[[Any, int, Any, dict], dict] | None = None,
         callback_on_step_end_tensor_inputs: list[str] = ("latents",),
+        precision: str = "auto",
     ) -> torch.Tensor:
         """Steps 2-5 of a call for validated requests: conditioning, timesteps, initial latents and the
-        denoising loop. Returns the final latents ``(B, D, frames)``. Long-form generation calls it once a window."""
+        denoising loop over ``request.frames`` latent frames. Returns the final latents ``(B, D, frames)``.
+        Long-form generation calls it once a window. The U-Net runs in ``precision``
+        (:mod:`stable_audio_kit.precision`); everything else in float32."""
         device = self._execution_device
         do_cfg = guidance_scale > 1.0
         batch = request.batch * num_waveforms_per_prompt
@@ -297,14 +302,16 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         dtype = cond.encoder_hidden_states.dtype
-        known = self.encode_audio(workflow.audio, batch, device, dtype) if workflow.audio is not None else None
+        frames = int(request.frames)
+        known = None
+        if workflow.audio is not None:  # the input over the window, cut to the frames sampled
+            known = self.encode_audio(workflow.audio, batch, device, dtype)[..., :frames]
         if workflow.strength is not None:
             timesteps = self.strength_timesteps(timesteps, workflow.strength, num_inference_steps)
         self._num_timesteps = len(timesteps)
 
-        # 4. Initial noise over the window (or the loop's frames), or the input noised to the first step.
-        shape_frames = workflow.frames or int(self.unet.config.sample_size)
-        latents = self.prepare_latents(batch, dtype, device, generator, latents, frames=shape_frames)
+        # 4. Initial noise over the frames sampled, or the input noised to the first step.
+        latents = self.prepare_latents(batch, dtype, device, generator, latents, frames=frames)
         if workflow.strength is not None and workflow.strength < 1.0:
             if len(timesteps) == 0:
                 latents = known
@@ -312,36 +319,41 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
                 latents = self.scheduler.add_noise(known, latents / self.scheduler.init_noise_sigma, timesteps[:1])
         keep = None
         if workflow.regenerate is not None:
-            keep = ~workflow.regenerate.to(device)[None, None, :]
+            keep = ~workflow.regenerate.to(device)[None, None, :frames]
 
         # 5. Denoising loop.
-        for i, t in enumerate(self.progress_bar(timesteps)):
-            shift = 0
-            if workflow.loop:  # a random circular shift each step, so no frame is the loop's edge for long
-                shift = int(torch.randint(latents.shape[-1], (), generator=_first(generator)))
-            step_inputs = unet_inputs if not shift else roll_inputs(unet_inputs, shift)
-            model_input = latents.roll(shift, -1) if shift else latents
-            model_input = torch.cat([model_input] * 2) if do_cfg else model_input
-            model_input = self.scheduler.scale_model_input(model_input, t)
-            noise_pred = self.unet(model_input, t, **step_inputs).sample
-            if do_cfg:
-                uncond_pred, cond_pred = noise_pred.chunk(2)
-                noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
-            if shift:
-                noise_pred = noise_pred.roll(-shift, -1)
-            latents = self.scheduler.step(noise_pred, t, latents).prev_sample
-            if keep is not None:
-                # The kept frames: the input, noised to the level the next step starts from (clean at the end).
-                if i + 1 < len(timesteps):
-                    noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
-                    known_now = self.scheduler.add_noise(known, noise, timesteps[i + 1 : i + 2])
-                else:
-                    known_now = known
-                latents = torch.where(keep, known_now, latents)
-            if callback_on_step_end is not None:
-                local = {"latents": latents, "noise_pred": noise_pred}
-                outputs = callback_on_step_end(self, i, t, {k: local[k] for k in callback_on_step_end_tensor_inputs})
-                latents = outputs.pop("latents", latents)
+        # The session keeps autocast's bfloat16 copies of the weights from one step to the next.
+        session, step = autocast(precision, device.type)
+        with session:
+            for i, t in enumerate(self.progress_bar(timesteps)):
+                shift = 0
+                if workflow.loop:  # a random circular shift each step, so no frame is the loop's edge for long
+                    shift = int(torch.randint(latents.shape[-1], (), generator=_first(generator)))
+                step_inputs = unet_inputs if not shift else roll_inputs(unet_inputs, shift)
+                model_input = latents.roll(shift, -1) if shift else latents
+                model_input = torch.cat([model_input] * 2) if do_cfg else model_input
+                model_input = self.scheduler.scale_model_input(model_input, t)
+                with step:
+                    noise_pred = self.unet(model_input, t, **step_inputs).sample.to(dtype)
+                if do_cfg:
+                    uncond_pred, cond_pred = noise_pred.chunk(2)
+                    noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
+                if shift:
+                    noise_pred = noise_pred.roll(-shift, -1)
+                latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+                if keep is not None:
+                    # The kept frames: the input, noised to the level the next step starts from (clean at the end).
+                    if i + 1 < len(timesteps):
+                        noise = randn_tensor(latents.shape, generator=generator, device=device, dtype=dtype)
+                        known_now = self.scheduler.add_noise(known, noise, timesteps[i + 1 : i + 2])
+                    else:
+                        known_now = known
+                    latents = torch.where(keep, known_now, latents)
+                if callback_on_step_end is not None:
+                    local = {"latents": latents, "noise_pred": noise_pred}
+                    chosen = {k: local[k] for k in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, i, t, chosen)
+                    latents = outputs.pop("latents", latents)
 
         return latents
 
@@ -394,13 +406,22 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         input_sample_rate: int | None = None,
         loop: bool = False,
         overlap_seconds: float | None = None,
+        tail_seconds: float | None = None,
+        precision: str = "auto",
     ) -> AudioPipelineOutput | tuple:
         """Generate audio of exactly ``seconds_total`` seconds for each prompt.
 
         Returns ``AudioPipelineOutput(audios=...)`` with ``audios`` of shape
         ``(len(prompts) * num_waveforms_per_prompt, channels, round(seconds_total * sample_rate))``
-        (numpy float32 or torch), or the final latents ``(B, D, sample_size)`` for ``output_type="latent"``.
+        (numpy float32 or torch), or the final latents ``(B, D, frames)`` for ``output_type="latent"``.
         ``guidance_scale <= 1`` switches classifier-free guidance off.
+
+        Speed (:mod:`stable_audio_kit.precision`, README "Speed"): the U-Net denoises only the latent frames
+        the audio covers plus ``tail_seconds`` after it (default
+        :data:`~stable_audio_kit.pipeline_checks.TAIL_SECONDS`; a value at least the window's length samples the
+        whole window, as Stable Audio does). ``latents=`` may hold any frame count from the audio's to the
+        window's, and sets it. ``precision`` is ``"auto"`` (bfloat16 autocast on a CPU that computes it
+        natively, else float32), ``"bf16"`` or ``"fp32"``.
 
         A model with a beat grid (the ``beat_grid`` input) plays at ``bpm``, or else at the tempo each
         prompt names ("at 96 bpm"). The tempo belongs to the prompt: the unconditional half of guidance gets
@@ -449,6 +470,7 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
                 overrides=overrides,
                 overlap_seconds=overlap_seconds,
                 unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+                precision=precision,
                 callback_on_step_end=callback_on_step_end,
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
             )
@@ -474,6 +496,8 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
             input_sample_rate=input_sample_rate,
             loop=loop,
             overlap_seconds=overlap_seconds,
+            tail_seconds=tail_seconds,
+            precision=precision,
         )
         seconds_total = float(request.seconds_total[0])
         latents = self.sample(
@@ -487,6 +511,7 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
             latents,
             callback_on_step_end,
             callback_on_step_end_tensor_inputs,
+            precision,
         )
 
         if output_type == "latent":

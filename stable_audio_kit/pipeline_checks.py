@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
+from .precision import check_precision
+from .sampling import TAIL_SECONDS, check_tail_seconds  # noqa: F401
 from .utils import check_finite_number
 from .workflows import Workflow, is_schedule, prepare_workflow
 
@@ -81,17 +83,33 @@ class CallChecks:
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
         if latents is not None:
-            expected = (
-                len(prompts) * num_waveforms_per_prompt,
-                self.unet.config.in_channels,
-                self.unet.config.sample_size,
-            )
-            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
-                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
-                raise ValueError(f"latents must be a tensor of shape {expected}, got {got}")
+            rows, channels = len(prompts) * num_waveforms_per_prompt, self.unet.config.in_channels
+            least, window = self.needed_frames(seconds_start, seconds_total), int(self.unet.config.sample_size)
+            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else None
+            if shape is None or len(shape) != 3 or shape[:2] != (rows, channels) or not least <= shape[2] <= window:
+                got = shape if shape is not None else type(latents).__name__
+                raise ValueError(
+                    f"latents must be a tensor of shape ({rows}, {channels}, frames) with frames from {least} "
+                    f"(the requested audio) to {window} (the window), got {got}"
+                )
             if not torch.isfinite(latents).all():
                 raise ValueError(f"latents hold {int((~torch.isfinite(latents)).sum())} NaN or infinite values")
         return list(prompts), (list(negatives) if negatives is not None else None), seconds_start, seconds_total
+
+    def needed_frames(self, seconds_start: float, seconds_total: float) -> int:
+        """Latent frames the requested audio covers: a frame counts if any of its samples is sound."""
+        samples = max(round((seconds_total - seconds_start) * self.sample_rate), 1)
+        return min(-(-samples // int(self.vae.hop_length)), int(self.unet.config.sample_size))
+
+    def sampled_frames(self, seconds_start: float, seconds_total: float, tail_seconds: float | None = None) -> int:
+        """Latent frames a call denoises: the requested audio's plus ``tail_seconds`` (default
+        :data:`TAIL_SECONDS`) after it, rounded up to the U-Net's multiple (its padding makes them free),
+        at most the window. Time per second of audio then stays flat instead of every clip costing a window."""
+        hop, window = int(self.vae.hop_length), int(self.unet.config.sample_size)
+        tail = -(-round(check_tail_seconds(tail_seconds) * self.sample_rate) // hop)
+        frames = self.needed_frames(seconds_start, seconds_total) + tail
+        multiple = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return min(-(-frames // multiple) * multiple, window)
 
     def make_request(
         self,
@@ -132,12 +150,16 @@ class CallChecks:
         input_sample_rate: int | None = None,
         loop: bool = False,
         overlap_seconds: float | None = None,
+        tail_seconds: float | None = None,
+        precision: str = "auto",
     ) -> tuple[ConditioningRequest, ConditioningRequest | None, Workflow]:
         """Every check a call makes before any work, with the same arguments; returns the conditioning
         requests of the prompts and the negative prompts, and the workflow (input audio loaded). The CLI
         runs it on every row of a prompt list before it generates the first file, so the two cannot
         disagree. A long-form call (``seconds_total`` beyond the window, or a prompt schedule) is checked
         window by window; its first window's requests are returned."""
+        check_precision(precision)
+        check_tail_seconds(tail_seconds)
         if is_schedule(prompt) or (seconds_total is not None and _number(seconds_total) > self.max_seconds):
             from .longform import plan_long
 
@@ -187,8 +209,13 @@ class CallChecks:
         negative_request = request.negative(negatives) if negatives is not None else None
         if negative_request is not None:
             self.check_request(negative_request)
-        if workflow.frames is not None:
-            request.frames = workflow.frames
-            if negative_request is not None:
-                negative_request.frames = workflow.frames
+        # The frames to denoise: a loop's own, those of the latents given, or the audio's plus the tail.
+        if workflow.frames is None:
+            if latents is not None:
+                workflow.frames = int(latents.shape[-1])
+            else:
+                workflow.frames = self.sampled_frames(seconds_start, seconds_total, tail_seconds)
+        request.frames = workflow.frames
+        if negative_request is not None:
+            negative_request.frames = workflow.frames
         return request, negative_request, workflow

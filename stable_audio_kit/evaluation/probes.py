@@ -66,22 +66,30 @@ class Probe:
     measure: Measure
 
     def run(
-        self, pipe, steps: int, guidance_scale: float, progress: Callable[[Sequence], Sequence] | None = None
+        self,
+        pipe,
+        steps: int,
+        guidance_scale: float,
+        progress: Callable[[Sequence], Sequence] | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
         """Generate every swap as written and swapped, and measure. Returns ``{"change", "n", "rows",
-        "clips"}``; each row is ``{"label", "as_written", "swapped", "reference"}`` (chance or target)."""
+        "clips"}``; each row is ``{"label", "as_written", "swapped", "reference"}`` (chance or target).
+        ``options`` go to the pipeline call (``tail_seconds``, ``precision``)."""
         pairs = []
         for swap in progress(self.swaps) if progress else self.swaps:
             pairs.append(
                 tuple(
-                    _generate(pipe, caption, swap.seconds, swap.seed, steps, guidance_scale)
+                    _generate(pipe, caption, swap.seconds, swap.seed, steps, guidance_scale, **options)
                     for caption in (swap.caption, swap.swapped)
                 )
             )
         return {"change": self.change, "n": len(self.swaps), **self.measure(self.swaps, pairs, pipe.sample_rate)}
 
 
-def _generate(pipe, caption: str, seconds: float, seed: int, steps: int, guidance_scale: float) -> np.ndarray:
+def _generate(
+    pipe, caption: str, seconds: float, seed: int, steps: int, guidance_scale: float, **options: Any
+) -> np.ndarray:
     """One clip through the pipeline's public call, down-mixed to ``(samples,)``."""
     import torch
 
@@ -91,6 +99,7 @@ def _generate(pipe, caption: str, seconds: float, seed: int, steps: int, guidanc
         num_inference_steps=steps,
         guidance_scale=guidance_scale,
         generator=torch.Generator().manual_seed(seed),
+        **options,
     ).audios[0]
     return np.asarray(audio, dtype=np.float32).mean(axis=0)
 

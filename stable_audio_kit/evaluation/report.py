@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
+from ..sampling import SamplingSettings
 from ..utils import atomic_write_text
 from . import embedding, metrics, plots
 from .probes import PROBES, parse_probes
@@ -103,8 +104,10 @@ def generate_clips(
     steps: int,
     guidance_scale: float,
     progress: Callable | None = None,
+    **options: Any,
 ) -> list[Clip]:
-    """Generate each caption at its length; keep the whole decoded window for duration adherence."""
+    """Generate each caption at its length; keep the whole decoded latents (the window, or the frames sampled)
+    for duration adherence. ``options`` go to the pipeline call (``tail_seconds``, ``precision``)."""
     clips = []
     items = list(zip(captions, seconds))
     for i, (caption, secs) in enumerate(progress(items) if progress else items):
@@ -115,6 +118,7 @@ def generate_clips(
             guidance_scale=guidance_scale,
             generator=torch.Generator().manual_seed(seed + i),
             output_type="latent",
+            **options,
         ).audios
         window = pipe.decode_latents(latents)[0].float().cpu().numpy()
         clips.append(Clip(window[:, : round(secs * pipe.sample_rate)], window))
@@ -269,6 +273,17 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def sampling_note(sampling: dict[str, Any] | None) -> str:
+    """The speed settings that differ from the model's own and the pipeline's defaults, for the report's header."""
+    if not sampling:
+        return ""
+    named = {"scheduler": "scheduler {}", "tail_seconds": "tail {} s", "griffin_lim_iters": "{} Griffin-Lim iterations"}
+    parts = [text.format(sampling[key]) for key, text in named.items() if sampling.get(key) is not None]
+    if sampling.get("precision", "auto") != "auto":
+        parts.append(f"precision {sampling['precision']}")
+    return (", " + ", ".join(parts)) if parts else ""
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
     lines = [
@@ -276,7 +291,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"model: `{report['model']}`  ",
         f"catalogue: `{report['catalogue']}` ({report['n']} held-out clips)  ",
-        f"sampling: {report['steps']} steps, CFG {report['guidance_scale']}, seed {report['seed']}",
+        f"sampling: {report['steps']} steps, CFG {report['guidance_scale']}, seed {report['seed']}"
+        + sampling_note(report.get("sampling")),
         "",
     ]
     columns = [*CONDITIONS, TIMING_FLOOR] if TIMING_FLOOR in s else list(CONDITIONS)
@@ -358,6 +374,10 @@ def evaluate(
     memorisation: str | Path | None = None,
     memorisation_top_k: int | None = None,
     memorisation_threshold: float | None = None,
+    scheduler: str | None = None,
+    tail_seconds: float | None = None,
+    precision: str = "auto",
+    griffin_lim_iters: int | None = None,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
@@ -366,7 +386,9 @@ def evaluate(
     names probes of :data:`.probes.PROBES` ("key-swap,tempo-swap"), each run on up to ``probe_n`` of
     all the held-out clips (two generations per clip); their rows go to ``report["probes"]``. ``memorisation``
     names the training catalogue to check the model's clips (and, as a control, the real held-out clips) against
-    for near-copies (:mod:`.memorisation`; it needs the CLAP), into ``report["memorisation"]``."""
+    for near-copies (:mod:`.memorisation`; it needs the CLAP), into ``report["memorisation"]``. ``scheduler``,
+    ``tail_seconds``, ``precision`` and ``griffin_lim_iters`` are the speed settings
+    (:class:`~stable_audio_kit.sampling.SamplingSettings`), recorded in ``report["sampling"]``."""
     from tqdm.auto import tqdm
 
     from ..pipeline import StableAudioKitPipeline
@@ -374,8 +396,7 @@ def evaluate(
     catalogue = Path(catalogue)
     out_dir = Path(out_dir)
     rows = load_heldout(catalogue, n)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    sampling = SamplingSettings(steps, scheduler, tail_seconds, precision, griffin_lim_iters).check()
     # The probes pick their clips and rewrite their captions before any model loads, so an unknown
     # probe or a catalogue with nothing to probe fails at once.
     planned = [PROBES[name](load_heldout(catalogue, None), probe_n, seed) for name in parse_probes(probes)]
@@ -387,6 +408,8 @@ def evaluate(
     metrics.require_librosa()  # fail now, not after generating, if the [eval] extra is missing
     pipe = StableAudioKitPipeline.from_pretrained(model).to(device)
     pipe.set_progress_bar_config(disable=True)
+    sampling.apply(pipe)
+    options = {"tail_seconds": sampling.tail_seconds, "precision": sampling.precision}
     lengths = [(r["path"], r["seconds"]) for r in rows] + [(s.path, s.seconds) for p in planned for s in p.swaps]
     too_long = [(path, secs) for path, secs in lengths if secs > pipe.max_seconds]
     if too_long:
@@ -403,10 +426,19 @@ def evaluate(
     perm = derangement(len(rows), seed)
     bar = (lambda it, desc: tqdm(it, desc=desc, unit="clip")) if progress else (lambda it, desc: it)
     conditions = {
-        "model": generate_clips(pipe, captions, seconds, seed, steps, guidance_scale, lambda it: bar(it, "model")),
+        "model": generate_clips(
+            pipe, captions, seconds, seed, steps, guidance_scale, lambda it: bar(it, "model"), **options
+        ),
         "real": real_clips(catalogue, rows, sr, pipe.audio_channels, pipe.window_samples),
         "shuffled": generate_clips(
-            pipe, [captions[j] for j in perm], seconds, seed, steps, guidance_scale, lambda it: bar(it, "shuffled")
+            pipe,
+            [captions[j] for j in perm],
+            seconds,
+            seed,
+            steps,
+            guidance_scale,
+            lambda it: bar(it, "shuffled"),
+            **options,
         ),
     }
     report: dict[str, Any] = {
@@ -414,6 +446,7 @@ def evaluate(
         "catalogue": str(catalogue),
         "n": len(rows),
         "steps": steps,
+        "sampling": sampling.as_dict(),
         "guidance_scale": guidance_scale,
         "seed": seed,
         "shuffle": perm,
@@ -437,13 +470,22 @@ def evaluate(
         report["clips"][name] = measured["clips"]
     if timing_floor:
         wrong = generate_clips(
-            pipe, captions, [seconds[j] for j in perm], seed, steps, guidance_scale, lambda it: bar(it, TIMING_FLOOR)
+            pipe,
+            captions,
+            [seconds[j] for j in perm],
+            seed,
+            steps,
+            guidance_scale,
+            lambda it: bar(it, TIMING_FLOOR),
+            **options,
         )
         measured = measure_timing(wrong, rows, sr)
         report["summary"][TIMING_FLOOR] = measured["summary"]
         report["clips"][TIMING_FLOOR] = measured["clips"]
     for probe in planned:
-        report["probes"][probe.name] = probe.run(pipe, steps, guidance_scale, lambda it, p=probe: bar(it, p.name))
+        report["probes"][probe.name] = probe.run(
+            pipe, steps, guidance_scale, lambda it, p=probe: bar(it, p.name), **options
+        )
     if check is not None:
         from .memorisation import CheckedClip
 

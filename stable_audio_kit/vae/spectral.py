@@ -356,6 +356,23 @@ class SpectralAudioVAE(ChunkedCodingMixin, ModelMixin, AutoencoderMixin, ConfigM
         """Channels of the latents ``encode(x).latent_dist.sample()`` returns and ``decode`` takes."""
         return self.config.latent_channels
 
+    def set_griffin_lim_iters(self, iters: int) -> None:
+        """Decode with ``iters`` Griffin-Lim iterations from now on (and save that in the config): fewer
+        decode faster for a little spectral error (README, "Speed"). A decoder trained to predict magnitudes
+        needs at least one; one that predicts the phase (``griffin_lim_iters = 0``) uses none and refuses any."""
+        if isinstance(iters, bool) or not isinstance(iters, int):
+            raise ValueError(f"griffin_lim_iters must be an integer, got {iters!r}")
+        if self.decoder.outputs == 2:
+            if iters != 0:
+                raise ValueError(
+                    f"this decoder predicts the phase and uses no Griffin-Lim; got griffin_lim_iters={iters}"
+                )
+            return
+        if iters < 1:
+            raise ValueError(f"this decoder predicts magnitudes only: griffin_lim_iters must be >= 1, got {iters}")
+        self.decoder.griffin_lim_iters = iters
+        self.register_to_config(griffin_lim_iters=iters)
+
     def latent_length(self, num_samples: int) -> int:
         """Latent frames ``encode`` returns for ``num_samples`` samples: ``num_samples // hop_length``."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:

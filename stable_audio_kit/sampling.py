@@ -1,0 +1,117 @@
+"""How a call samples, apart from what it asks for: steps, sampler, frames, precision and decode.
+
+The defaults are the fastest setting whose quality on the bundled model's held-out set stays within noise
+of the 50-step baseline (``benchmarks/results/speed.md``, README "Speed"). :class:`SamplingSettings` carries
+them from the CLI, the page and ``sak evaluate`` to a pipeline; each is checked before any model loads.
+Imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .precision import PRECISIONS, check_precision
+from .schedulers import SCHEDULER_NAMES, check_scheduler_name
+from .utils import check_finite_number
+
+# The pipeline's and every command's default number of denoising steps.
+DEFAULT_STEPS = 50
+
+# Seconds of latent frames sampled after the requested audio ends, so that the model can end it the way it
+# learned to: training clips shorter than the window end in silence that the timing mask marks. Measured
+# with `sak evaluate --tail` on the bundled model (README, "Speed"); `tail_seconds` at least the window samples the
+# whole window, as Stable Audio does.
+TAIL_SECONDS = 1.0
+
+
+def check_tail_seconds(tail_seconds: Any) -> float:
+    """``tail_seconds`` (``None``: :data:`TAIL_SECONDS`) as a finite number >= 0; else ``ValueError``."""
+    if tail_seconds is None:
+        return TAIL_SECONDS
+    tail = check_finite_number("tail_seconds", tail_seconds)
+    if tail < 0:
+        raise ValueError(f"tail_seconds must be >= 0, got {tail_seconds!r}")
+    return tail
+
+
+@dataclass
+class SamplingSettings:
+    """``steps``; ``scheduler`` (a name of :data:`~stable_audio_kit.schedulers.SCHEDULER_NAMES`, ``None``: the
+    model's own); ``tail_seconds`` sampled after the audio (``None``: the pipeline's default); ``precision``
+    of the U-Net (:mod:`stable_audio_kit.precision`); ``griffin_lim_iters`` of a spectral decoder (``None``:
+    the model's own)."""
+
+    steps: int = DEFAULT_STEPS
+    scheduler: str | None = None
+    tail_seconds: float | None = None
+    precision: str = "auto"
+    griffin_lim_iters: int | None = None
+
+    def check(self) -> SamplingSettings:
+        """Raise ``ValueError`` naming the first bad value; returns ``self``."""
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if self.scheduler is not None:
+            check_scheduler_name(self.scheduler)
+        check_tail_seconds(self.tail_seconds)
+        check_precision(self.precision)
+        iters = self.griffin_lim_iters
+        if iters is not None and (isinstance(iters, bool) or not isinstance(iters, int) or iters < 0):
+            raise ValueError(f"griffin_lim_iters must be an integer >= 0, got {iters!r}")
+        return self
+
+    def apply(self, pipe) -> None:
+        """Set the sampler and the decoder's Griffin-Lim iterations on ``pipe``."""
+        if self.scheduler is not None:
+            from .schedulers import swap_scheduler
+
+            pipe.scheduler = swap_scheduler(pipe.scheduler, self.scheduler)
+        if self.griffin_lim_iters is not None:
+            setter = getattr(pipe.vae, "set_griffin_lim_iters", None)
+            if setter is None:
+                raise ValueError(f"this model's VAE ({type(pipe.vae).__name__}) has no Griffin-Lim decoder")
+            setter(self.griffin_lim_iters)
+
+    def call_options(self) -> dict[str, Any]:
+        """The pipeline call's arguments: ``num_inference_steps``, ``tail_seconds`` and ``precision``."""
+        return {"num_inference_steps": self.steps, "tail_seconds": self.tail_seconds, "precision": self.precision}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SamplingSettings:
+        """The settings of a command's :func:`add_arguments`, checked."""
+        return cls(args.steps, args.scheduler, args.tail, args.precision, args.griffin_lim_iters).check()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``--steps``, ``--scheduler``, ``--tail``, ``--precision`` and ``--griffin-lim-iters``."""
+    g = p.add_argument_group("speed (README, Speed)")
+    g.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    g.add_argument(
+        "--scheduler", default=None, help=f"sampler: {', '.join(SCHEDULER_NAMES)} (default: the model's own)"
+    )
+    g.add_argument(
+        "--tail",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds sampled after the requested audio (default: the pipeline's; the window's length or more "
+        "samples the whole window)",
+    )
+    g.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="U-Net precision: auto (bf16 on CPUs that compute it natively), bf16 or fp32",
+    )
+    g.add_argument(
+        "--griffin-lim-iters",
+        type=int,
+        default=None,
+        metavar="N",
+        help="phase iterations of a spectral decoder (default: the model's own)",
+    )
