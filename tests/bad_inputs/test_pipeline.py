@@ -62,7 +62,7 @@ CALLS = [
     Row(
         "latents-shape",
         {"latents": torch.zeros(1, 4, 7)},
-        "latents must be a tensor of shape (1, 4, frames) with frames from 250 (the requested audio) to 250 (the "
+        "latents must be a tensor of shape (1, 4, frames) with frames from 63 (the requested audio) to 250 (the "
         "window), got (1, 4, 7)",
         ValueError,
     ),
