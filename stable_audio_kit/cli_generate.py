@@ -12,6 +12,9 @@ import logging
 import math
 from pathlib import Path
 
+from . import sampling
+from .sampling import SamplingSettings
+
 logger = logging.getLogger("stable_audio_kit")
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -57,8 +60,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     schedule_file = getattr(args, "schedule", None)
     if sum(x is not None for x in (args.prompt, args.prompts, schedule_file)) != 1:
         raise CLIError("give one of a PROMPT, --prompts FILE or --schedule FILE")
-    if args.steps < 1:
-        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    settings = SamplingSettings.from_args(args)
     if args.batch < 1:
         raise CLIError(f"--batch must be >= 1, got {args.batch}")
     if not math.isfinite(args.cfg):
@@ -73,10 +75,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except ValueError:
             given[name] = value
     given.update({name: value for name, value in (("bpm", args.bpm), ("key", args.key)) if value is not None})
-    if args.scheduler is not None:
-        from .schedulers import check_scheduler_name
-
-        check_scheduler_name(args.scheduler)
     from .utils import check_device, check_seed, random_seed
 
     base_seed = random_seed() if args.seed is None else args.seed
@@ -171,6 +169,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if shortfall and state.is_main_process:
         logger.warning(shortfall)
     pipe = load_model(args.model, device=device, scheduler=args.scheduler)
+    settings.apply(pipe)
     for folder, scale in loras:
         name = pipe.load_lora_weights(folder, scale=scale)
         logger.info("LoRA adapter %s loaded as %s at scale %g", folder, name, scale)
@@ -182,10 +181,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 job.pipeline_prompt,
                 job.negative,
                 seconds_total=job.seconds,
-                num_inference_steps=args.steps,
                 guidance_scale=args.cfg,
                 num_waveforms_per_prompt=args.batch,
                 overrides=overrides,
+                **settings.call_options(),
                 **job.options,
             )
         except ValueError as err:
@@ -209,10 +208,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 job.pipeline_prompt,
                 negative_prompt=job.negative,
                 seconds_total=job.seconds,
-                num_inference_steps=args.steps,
                 guidance_scale=args.cfg,
                 num_waveforms_per_prompt=args.batch,
                 generator=generator,
+                **settings.call_options(),
                 overrides=overrides,
                 **job.options,
             ).audios
@@ -310,9 +309,10 @@ def cmd_continue(args: argparse.Namespace) -> int:
 
 
 def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments every command that samples shares: guidance, seeds, conditioning values, model, delivery."""
+    """The arguments every command that samples shares: guidance, seeds, conditioning values, model, delivery,
+    and the speed settings (:func:`stable_audio_kit.sampling.add_arguments`)."""
+    sampling.add_arguments(p)
     p.add_argument("--negative", default=None, help="negative prompt")
-    p.add_argument("--steps", type=int, default=50)
     p.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale (<= 1 switches it off)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
@@ -337,7 +337,6 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DIR[:SCALE]",
         help="a LoRA adapter folder (sak export of a LoRA run) to load, at SCALE (default 1); repeatable",
     )
-    p.add_argument("--scheduler", default=None, help="sampler name, e.g. dpmsolver++, ddim, euler, unipc")
     p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
     p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
     p.add_argument(

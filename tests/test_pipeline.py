@@ -422,3 +422,56 @@ def test_key_from_the_prompt_or_key_argument(tiny_config, tmp_path):
 def test_key_needs_a_key_conditioned_unet(tiny_pipeline):
     with pytest.raises(ValueError, match=r"key='C major' given but this model has no input that reads it"):
         run(tiny_pipeline, "a melody", key="C major")
+
+
+# ------------------------------------------------------------------------ frames sampled (tail_seconds)
+def sampled_shapes(pipe, **kwargs):
+    shapes = []
+
+    def cb(p, i, t, tensors):
+        shapes.append(tuple(tensors["latents"].shape))
+        return tensors
+
+    audio = run(pipe, callback_on_step_end=cb, **kwargs)
+    return audio, shapes
+
+
+@pytest.mark.parametrize("seconds, tail, frames", [(0.25, 0.1, 88), (0.5, 0.0, 126), (0.9, 0.2, 250), (0.1, 5.0, 250)])
+def test_only_the_frames_the_audio_needs_are_sampled(tiny_pipeline, seconds, tail, frames):
+    # Tiny model: 8 kHz, hop 32 (250 frames a second), a 250-frame window, the U-Net's multiple 2.
+    audio, shapes = sampled_shapes(tiny_pipeline, seconds_total=seconds, tail_seconds=tail)
+    assert tiny_pipeline.sampled_frames(0.0, seconds, tail) == frames
+    assert set(shapes) == {(1, tiny_pipeline.unet.config.in_channels, frames)}
+    assert audio.shape == (1, 1, round(seconds * tiny_pipeline.sample_rate))
+    latents = run(tiny_pipeline, seconds_total=seconds, tail_seconds=tail, output_type="latent")
+    assert latents.shape[-1] == frames
+
+
+def test_frames_follow_seconds_start_and_the_timing_mask_fits_them(tiny_pipeline):
+    assert tiny_pipeline.sampled_frames(0.5, 0.75, 0.0) == tiny_pipeline.sampled_frames(0.0, 0.25, 0.0) == 64
+    request, _, workflow = tiny_pipeline.check_call("x", seconds_start=0.5, seconds_total=0.75, tail_seconds=0.0)
+    assert request.frames == workflow.frames == 64
+
+
+def test_whole_window_tail_is_the_old_sampling(tiny_pipeline):
+    window = run(tiny_pipeline, seconds_total=0.3, tail_seconds=100.0)
+    shorter = run(tiny_pipeline, seconds_total=0.3, tail_seconds=0.1)
+    assert window.shape == shorter.shape and not np.allclose(window, shorter)
+    latents = run(tiny_pipeline, seconds_total=0.3, tail_seconds=100.0, output_type="latent")
+    assert latents.shape[-1] == tiny_pipeline.unet.config.sample_size
+
+
+def test_user_latents_set_the_frames(tiny_pipeline):
+    latents = torch.randn(1, tiny_pipeline.unet.config.in_channels, 100, generator=torch.Generator().manual_seed(0))
+    audio, shapes = sampled_shapes(tiny_pipeline, seconds_total=0.3, latents=latents)
+    assert set(s[-1] for s in shapes) == {100} and audio.shape[-1] == 2400
+    with pytest.raises(
+        ValueError, match=r"frames from 75 \(the requested audio\) to 250 \(the window\), got \(1, 4, 60\)"
+    ):
+        run(tiny_pipeline, seconds_total=0.3, latents=latents[..., :60])
+
+
+@pytest.mark.parametrize("tail, match", [(-0.5, "tail_seconds must be >= 0, got -0.5"), ("1", "tail_seconds must be")])
+def test_bad_tail_is_refused(tiny_pipeline, tail, match):
+    with pytest.raises(ValueError, match=match):
+        run(tiny_pipeline, tail_seconds=tail)

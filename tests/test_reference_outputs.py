@@ -95,6 +95,8 @@ if __name__ == "__main__":
     pipe = StableAudioKitPipeline.from_pretrained()
     pipe.set_progress_bar_config(disable=True)
     REFERENCES.parent.mkdir(exist_ok=True)
-    audio = {name + suffix: generate(pipe, case, tail) for name, case in CASES.items() for suffix, tail in FRAMES.items()}
+    audio = {
+        name + suffix: generate(pipe, case, tail) for name, case in CASES.items() for suffix, tail in FRAMES.items()
+    }
     np.savez_compressed(REFERENCES, **audio)
     print(f"wrote {REFERENCES}")

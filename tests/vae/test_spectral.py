@@ -256,3 +256,33 @@ def test_learns_the_pitch_of_each_tone(griffin_lim_iters):
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpectralAudioVAE(**{**TINY, **kwargs})
+
+
+def test_griffin_lim_iterations_can_be_set_and_are_saved(tmp_path):
+    vae = tiny_vae(griffin_lim_iters=32)
+    z = torch.randn(1, 4, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        many = vae.decode(z).sample
+        vae.set_griffin_lim_iters(4)
+        few = vae.decode(z).sample
+    assert few.shape == many.shape and not torch.allclose(few, many)
+    # Fewer iterations leave the rebuilt magnitudes further from the predicted ones.
+    target = vae.decoder.predict(z).exp()[:, 0, 0].detach()
+    errors = [(stft_same(a[:, 0], 64, 16, vae.decoder.window).abs() - target).norm() for a in (many, few)]
+    assert errors[0] < errors[1]
+    vae.save_pretrained(tmp_path / "vae")
+    assert load_vae_folder(tmp_path / "vae").decoder.griffin_lim_iters == 4
+
+
+@pytest.mark.parametrize(
+    "trained, iters, match",
+    [
+        (32, 0, "predicts magnitudes only: griffin_lim_iters must be >= 1, got 0"),
+        (32, 2.5, "griffin_lim_iters must be an integer, got 2.5"),
+        (32, True, "griffin_lim_iters must be an integer, got True"),
+        (0, 8, "this decoder predicts the phase and uses no Griffin-Lim; got griffin_lim_iters=8"),
+    ],
+)
+def test_griffin_lim_iterations_are_checked(trained, iters, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_vae(griffin_lim_iters=trained).set_griffin_lim_iters(iters)

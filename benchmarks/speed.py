@@ -1,0 +1,377 @@
+"""Speed levers of generation: steps, precision, Griffin-Lim iterations, frames sampled, torch.compile, batching.
+
+    python benchmarks/speed.py [--threads 2] [--repeats 3] [--compile] [--quick] [--out FILE]
+
+Measures the bundled demo model (what `sak generate` runs) in five sections, one table each:
+
+1. **Levers at 10 s of audio**: sampling, decoding and total time of each row of ``LEVERS`` against the
+   baseline (50 steps, whole window, fp32, 32 Griffin-Lim iterations: what the pipeline did before the
+   speed work). Edit ``LEVERS`` to add a row; the row equal to the current defaults is marked "(default)".
+2. **The curve from 0.5 s to the window** at the default settings, sampling the whole window or only the
+   audio's frames plus the default tail, and the cost of a 1 s clip over a 10 s one (goal: at most 1/5).
+3. **torch.compile** (``--compile``; takes minutes): first call (compiling), steady state, break-even.
+4. **Batch throughput with mixed lengths** (the ``sak generate --prompts FILE`` case): ``REQUESTS`` run
+   one call each over the whole window, one call each over their own frames, and grouped by length.
+5. **Threads**: the 10 s default row at 1 and 2 torch threads.
+
+Each figure is the best of ``--repeats`` runs, after one untimed 1-step call at each frame count and
+precision (first-call allocations). Prints each table as it is measured and writes them all to
+benchmarks/results/speed.md (or ``--out``). ``--quick`` (2 steps, 1 run, fewer rows and lengths) is a smoke
+test: it writes only to ``--out`` if given, never to the results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from stable_audio_kit.precision import native_bf16, resolve_precision
+from stable_audio_kit.sampling import DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
+from stable_audio_kit.utils import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "speed.md"
+PROMPT = "a calm piano melody in C major at 80 bpm"
+CFG = 7.0
+SEED = 0
+WHOLE = 100.0  # a tail at least the window's length: the whole window is sampled (the old behaviour)
+QUICK_STEPS = 2
+
+# What the pipeline did before the speed work; every lever below changes it.
+BASELINE = SamplingSettings(steps=50, tail_seconds=WHOLE, precision="fp32", griffin_lim_iters=32)
+
+
+def lever(**changes) -> SamplingSettings:
+    return replace(BASELINE, **changes)
+
+
+# (label, settings, kept by --quick). The first row is the baseline the others are compared with.
+LEVERS = [
+    ("baseline", BASELINE, True),
+    ("bf16", lever(precision="bf16"), True),
+    ("25 steps", lever(steps=25), False),
+    ("15 steps", lever(steps=15), False),
+    ("10 steps", lever(steps=10), False),
+    ("GL 16", lever(griffin_lim_iters=16), False),
+    ("GL 8", lever(griffin_lim_iters=8), True),
+    ("bf16 + 25 steps", lever(precision="bf16", steps=25), False),
+    ("bf16 + 15 steps + GL 16", lever(precision="bf16", steps=15, griffin_lim_iters=16), False),
+    ("bf16 + 10 steps + GL 16", lever(precision="bf16", steps=10, griffin_lim_iters=16), False),
+    ("bf16 + 10 steps + GL 8", lever(precision="bf16", steps=10, griffin_lim_iters=8), True),
+    ("current defaults", SamplingSettings(), True),
+]
+
+CURVE_SECONDS = [0.5, 1, 2, 3, 5, 7.5, 10]
+QUICK_CURVE_SECONDS = [0.5, 1, 10]
+
+# (prompt, seconds): a mixed list as a `--prompts` file gives it; equal lengths share a sampled frame count.
+# --quick keeps the first five (which hold one pair of equal lengths).
+REQUESTS = [
+    ("a rock drum groove at 100 bpm", 1.0),
+    ("a calm piano melody in C major at 80 bpm", 2.0),
+    ("rain on a tin roof", 10.0),
+    ("a snare hit", 2.0),
+    ("a kick drum", 0.5),
+    ("an ambient synth pad in A minor", 5.0),
+    ("a hi-hat pattern at 120 bpm", 1.0),
+    ("a funky bass line in E minor at 110 bpm", 7.5),
+    ("a hand clap", 2.0),
+    ("an acoustic guitar strum in G major", 3.5),
+    ("a jazz piano chord progression at 90 bpm", 5.0),
+    ("birds singing in a forest", 10.0),
+]
+
+
+@dataclass
+class Bench:
+    """The loaded pipeline and how to time it: repeats, the model's own sampler and decoder settings."""
+
+    pipe: object
+    repeats: int
+    quick: bool
+    own_scheduler: object = None
+    own_griffin_lim: int | None = None
+    warmed: set = field(default_factory=set)
+
+    def __post_init__(self):
+        self.own_scheduler = self.pipe.scheduler
+        self.own_griffin_lim = getattr(self.pipe.vae.config, "griffin_lim_iters", None)
+
+    def settings(self, settings: SamplingSettings) -> SamplingSettings:
+        """``settings`` as this run uses them: --quick takes few steps."""
+        return replace(settings, steps=QUICK_STEPS) if self.quick else settings
+
+    def use(self, settings: SamplingSettings) -> None:
+        """Put the pipeline in ``settings``; what they leave to the model goes back to the model's own."""
+        self.pipe.scheduler = self.own_scheduler
+        gl = self.own_griffin_lim if settings.griffin_lim_iters is None else settings.griffin_lim_iters
+        replace(settings, griffin_lim_iters=gl).apply(self.pipe)
+
+    def is_default(self, settings: SamplingSettings) -> bool:
+        own = replace(SamplingSettings(), griffin_lim_iters=self.own_griffin_lim)
+        gl = self.own_griffin_lim if settings.griffin_lim_iters is None else settings.griffin_lim_iters
+        return replace(settings, griffin_lim_iters=gl) == own
+
+
+def call(bench: Bench, requests: list[tuple[str, float]], settings: SamplingSettings, seed: int = SEED):
+    """(sampling s, decoding s) of one pipeline call for ``requests`` (equal lengths: one batch), timed apart
+    as `sak generate` runs them: sample, decode the frames sampled, trim to the length."""
+    pipe, seconds = bench.pipe, requests[0][1]
+    prompts = [prompt for prompt, _ in requests]
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(requests))]
+    one = len(requests) == 1
+    t0 = time.perf_counter()
+    latents = pipe(
+        prompts[0] if one else prompts,
+        seconds_total=seconds,
+        guidance_scale=CFG,
+        generator=generators[0] if one else generators,
+        output_type="latent",
+        **settings.call_options(),
+    ).audios
+    t1 = time.perf_counter()
+    with torch.no_grad():  # as the pipeline decodes
+        audio = pipe.decode_latents(latents)[..., : round(seconds * pipe.sample_rate)].float().numpy()
+    t2 = time.perf_counter()
+    assert audio.shape == (len(requests), pipe.audio_channels, round(seconds * pipe.sample_rate)), audio.shape
+    return t1 - t0, t2 - t1
+
+
+def warm(bench: Bench, seconds: float, settings: SamplingSettings) -> None:
+    """One untimed 1-step call at each new frame count and precision: kernel set-up stays out of the timing."""
+    key = (bench.pipe.sampled_frames(0.0, seconds, settings.tail_seconds), resolve_precision(settings.precision, "cpu"))
+    if key not in bench.warmed:
+        bench.warmed.add(key)
+        call(bench, [(PROMPT, seconds)], replace(settings, steps=1))
+
+
+def best(bench: Bench, seconds: float, settings: SamplingSettings) -> tuple[float, float]:
+    """(sampling s, decoding s) of the fastest of ``bench.repeats`` calls for ``seconds`` of audio."""
+    bench.use(settings)
+    warm(bench, seconds, settings)
+    return min((call(bench, [(PROMPT, seconds)], settings) for _ in range(bench.repeats)), key=sum)
+
+
+def describe(bench: Bench, settings: SamplingSettings) -> list[str]:
+    """Table cells: steps, tail, precision (``auto`` with what it means here), Griffin-Lim iterations."""
+    tail = settings.tail_seconds
+    tail_cell = f"default ({TAIL_SECONDS:g} s)" if tail is None else "window" if tail >= WHOLE else f"{tail:g} s"
+    precision = settings.precision
+    if precision == "auto":
+        precision = f"auto ({resolve_precision('auto', 'cpu')})"
+    gl = settings.griffin_lim_iters
+    gl_cell = f"{bench.own_griffin_lim} (model's)" if gl is None else str(gl)
+    return [str(settings.steps), tail_cell, precision, gl_cell]
+
+
+def levers_section(bench: Bench, seconds: float = 10.0) -> str:
+    rows = [(label, settings) for label, settings, quick in LEVERS if quick or not bench.quick]
+    lines = [
+        "| row | steps | tail | precision | GL iters | sampling (s) | decoding (s) | total (s) | × real time "
+        "| time / baseline |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = None
+    for label, settings in rows:
+        mark = " (default)" if bench.is_default(settings) else ""
+        settings = bench.settings(settings)
+        sample, decode = best(bench, seconds, settings)
+        total = sample + decode
+        base = base or total
+        cells = [f"{label}{mark}", *describe(bench, settings)]
+        cells += [f"{sample:.2f}", f"{decode:.2f}", f"{total:.2f}", f"{seconds / total:.2f}", f"{total / base:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_section(bench: Bench) -> str:
+    seconds_list = QUICK_CURVE_SECONDS if bench.quick else CURVE_SECONDS
+    tails = {"whole window": WHOLE, f"default tail ({TAIL_SECONDS:g} s)": None}
+    walls: dict[str, dict[float, float]] = {}
+    for name, tail in tails.items():
+        settings = bench.settings(replace(SamplingSettings(), tail_seconds=tail))
+        walls[name] = {s: sum(best(bench, s, settings)) for s in seconds_list}
+    header = " | ".join(f"{name}: frames | wall (s) | wall per audio s" for name in tails)
+    lines = ["| audio (s) | " + header + " |", "|---:|" + "---:|" * 3 * len(tails)]
+    for s in seconds_list:
+        cells = [f"{s:g}"]
+        for name, tail in tails.items():
+            wall = walls[name][s]
+            cells += [str(bench.pipe.sampled_frames(0.0, s, tail)), f"{wall:.2f}", f"{wall / s:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    ratios = ", ".join(f"{name} {walls[name][1] / walls[name][10]:.2f}" for name in tails)
+    lines += ["", f"cost(1 s) / cost(10 s): {ratios} (goal: at most 0.20)."]
+    return "\n".join(lines)
+
+
+def dynamic_note(bench: Bench) -> str:
+    """Whether ``torch.compile(dynamic=True)`` of the U-Net still fails; one untimed 1 s, 1-step call."""
+    pipe, unet = bench.pipe, bench.pipe.unet
+    settings = replace(SamplingSettings(), steps=1)
+    bench.use(settings)
+    pipe.unet = torch.compile(unet, dynamic=True)
+    try:
+        call(bench, [(PROMPT, 1.0)], settings)
+    except Exception as err:  # noqa: BLE001 (the failure is what this reports)
+        first = next((line for line in str(err).splitlines() if line.strip()), "")
+        return f"`dynamic=True` fails on torch {torch.__version__}: {type(err).__name__}: {first[:300]}"
+    finally:
+        pipe.unet = unet
+        torch._dynamo.reset()
+    return f"`dynamic=True` compiles on torch {torch.__version__} (not timed here)."
+
+
+def compile_section(bench: Bench, seconds: float = 10.0, other: float = 5.0) -> str:
+    pipe, unet = bench.pipe, bench.pipe.unet
+    note = dynamic_note(bench)
+    settings = bench.settings(SamplingSettings())
+    eager = sum(best(bench, seconds, settings))
+    pipe.unet = torch.compile(unet, dynamic=False)
+    try:
+        first = sum(call(bench, [(PROMPT, seconds)], settings))
+        steady = min(sum(call(bench, [(PROMPT, seconds)], settings)) for _ in range(bench.repeats))
+        recompile = sum(call(bench, [(PROMPT, other)], settings))
+    finally:
+        pipe.unet = unet
+        torch._dynamo.reset()
+    gain = eager - steady
+    even = f"after {math.ceil((first - steady) / gain)} calls of {seconds:g} s" if gain > 0 else "never (no gain)"
+    lines = [
+        "| U-Net (default settings) | wall (s) |",
+        "|---|---:|",
+        f"| eager, {seconds:g} s | {eager:.2f} |",
+        f"| compiled (`dynamic=False`), first {seconds:g} s call (compiles) | {first:.2f} |",
+        f"| compiled, steady state, {seconds:g} s | {steady:.2f} |",
+        f"| compiled, first {other:g} s call after it (a new frame count recompiles) | {recompile:.2f} |",
+        "",
+        f"Break-even: {even}. {note} With `dynamic=False` every new clip length (sampled frame count) "
+        "compiles again.",
+    ]
+    return "\n".join(lines)
+
+
+def batch_pass(bench: Bench, groups: list[list[tuple[str, float]]], settings: SamplingSettings) -> float:
+    """Wall seconds of one call per group, the fastest pass of ``bench.repeats``."""
+    bench.use(settings)
+    for group in groups:
+        warm(bench, group[0][1], settings)
+    return min(sum(sum(call(bench, group, settings)) for group in groups) for _ in range(bench.repeats))
+
+
+def batch_section(bench: Bench) -> str:
+    requests = REQUESTS[:5] if bench.quick else REQUESTS
+    default = bench.settings(SamplingSettings())
+    by_length: dict[tuple[int, float], list[tuple[str, float]]] = {}
+    for prompt, seconds in requests:
+        by_length.setdefault((bench.pipe.sampled_frames(0.0, seconds), seconds), []).append((prompt, seconds))
+    modes = [
+        ("(a) one call per request, whole window", [[r] for r in requests], replace(default, tail_seconds=WHOLE)),
+        ("(b) one call per request, default tail", [[r] for r in requests], default),
+    ]
+    if len(by_length) < len(requests):
+        modes.append(("(c) one call per equal length (prompts as a list), default tail", list(by_length.values()), default))
+    audio = sum(seconds for _, seconds in requests)
+    lines = ["| mode | calls | wall (s) | audio s per wall s | vs (a) |", "|---|---:|---:|---:|---:|"]
+    first = None
+    for label, groups, settings in modes:
+        wall = batch_pass(bench, groups, settings)
+        first = first or wall
+        lines.append(f"| {label} | {len(groups)} | {wall:.2f} | {audio / wall:.2f} | {first / wall:.2f}x |")
+    lengths = ", ".join(f"{s:g}" for _, s in requests)
+    lines += ["", f"{len(requests)} requests, {audio:g} s of audio in all; lengths (s): {lengths}."]
+    return "\n".join(lines)
+
+
+def threads_section(bench: Bench, threads: int, seconds: float = 10.0) -> str:
+    settings = bench.settings(SamplingSettings())
+    lines = [
+        "| torch threads | sampling (s) | decoding (s) | total (s) | × real time |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        sample, decode = best(bench, seconds, settings)
+        total = sample + decode
+        lines.append(f"| {n} | {sample:.2f} | {decode:.2f} | {total:.2f} | {seconds / total:.2f} |")
+    torch.set_num_threads(threads)
+    load = os.getloadavg()[0]
+    lines += ["", f"Load average {load:.1f} after this section on {os.cpu_count()} CPUs."]
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (section 5 also runs 1 and 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each figure; the best counts")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK_STEPS} steps, 1 run, fewer rows")
+    parser.add_argument("--out", type=Path, default=None, help="output file (default: benchmarks/results/speed.md)")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats = 1
+    out = args.out or (None if args.quick else RESULTS)
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
+
+    from stable_audio_kit import StableAudioKitPipeline
+
+    pipe = StableAudioKitPipeline.from_pretrained()
+    pipe.set_progress_bar_config(disable=True)
+    bench = Bench(pipe, args.repeats, args.quick)
+
+    sections = [
+        ("1. Levers at 10 s of audio", lambda: levers_section(bench)),
+        ("2. Cost from 0.5 s to the window (default settings)", lambda: curve_section(bench)),
+        ("3. torch.compile of the U-Net", lambda: compile_section(bench) if args.compile else "Not run (`--compile`)."),
+        ("4. Batch throughput with mixed lengths (one model load)", lambda: batch_section(bench)),
+        ("5. Threads (10 s, default settings)", lambda: threads_section(bench, args.threads)),
+    ]
+    body = []
+    for title, measure in sections:
+        text = f"## {title}\n\n{measure()}\n"
+        print(text, flush=True)
+        body.append(text)
+    load_end = os.getloadavg()[0]
+
+    params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
+    bf16 = native_bf16()
+    quick = f" **--quick: {QUICK_STEPS} steps, 1 run, fewer rows; a smoke test, not a result.**" if args.quick else ""
+    header = (
+        "# Speed\n\n"
+        f"`python benchmarks/speed.py{' --compile' if args.compile else ''}`: the bundled demo model (U-Net "
+        f"{params:.2f}M parameters, {pipe.sample_rate} Hz, a {pipe.max_seconds:g} s window of "
+        f"{pipe.unet.config.sample_size} latent frames, {type(bench.own_scheduler).__name__}), CFG {CFG:g} (one "
+        f'batched forward of 2 a step), seed {SEED}, "{PROMPT}". Defaults: {DEFAULT_STEPS} steps, a '
+        f"{TAIL_SECONDS:g} s tail, precision auto, {bench.own_griffin_lim} Griffin-Lim iterations. Each figure is "
+        f"the best of {args.repeats} run(s) after an untimed 1-step call at each frame count and precision; times "
+        f"include prompt encoding. {args.threads} torch threads (section 5 varies them); {cpu_name()}, "
+        f"{os.cpu_count()} CPUs, bf16 native: {'yes' if bf16 else 'no'} (so auto = {'bf16' if bf16 else 'fp32'}); "
+        f"torch {torch.__version__}; load average {load_start:.1f} at the start and {load_end:.1f} at the end "
+        f"(other jobs share the cores when it exceeds the CPU count).{quick}\n\n"
+        "× real time = seconds of audio per second of wall time. GL = Griffin-Lim iterations of the decoder.\n\n"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, header + "\n".join(body))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
