@@ -219,9 +219,10 @@ def dynamic_note(bench: Bench) -> str:
     pipe.unet = torch.compile(unet, dynamic=True)
     try:
         call(bench, [(PROMPT, 1.0)], settings)
-    except Exception as err:  # noqa: BLE001 (the failure is what this reports)
-        first = next((line for line in str(err).splitlines() if line.strip()), "")
-        return f"`dynamic=True` fails on torch {torch.__version__}: {type(err).__name__}: {first[:300]}"
+    except Exception as err:  # the failure is what this reports
+        inner = getattr(err, "inner_exception", None)  # BackendCompilerFailed wraps the backend's error
+        cause = f" ({type(inner).__name__}: {inner})" if inner is not None else f": {err}"
+        return f"`dynamic=True` fails on torch {torch.__version__}: {type(err).__name__}{cause[:300]}."
     finally:
         pipe.unet = unet
         torch._dynamo.reset()
@@ -251,8 +252,7 @@ def compile_section(bench: Bench, seconds: float = 10.0, other: float = 5.0) -> 
         f"| compiled, steady state, {seconds:g} s | {steady:.2f} |",
         f"| compiled, first {other:g} s call after it (a new frame count recompiles) | {recompile:.2f} |",
         "",
-        f"Break-even: {even}. {note} With `dynamic=False` every new clip length (sampled frame count) "
-        "compiles again.",
+        f"Break-even: {even}. {note} With `dynamic=False` every new clip length (sampled frame count) compiles again.",
     ]
     return "\n".join(lines)
 
@@ -276,7 +276,9 @@ def batch_section(bench: Bench) -> str:
         ("(b) one call per request, default tail", [[r] for r in requests], default),
     ]
     if len(by_length) < len(requests):
-        modes.append(("(c) one call per equal length (prompts as a list), default tail", list(by_length.values()), default))
+        modes.append(
+            ("(c) one call per equal length (prompts as a list), default tail", list(by_length.values()), default)
+        )
     audio = sum(seconds for _, seconds in requests)
     lines = ["| mode | calls | wall (s) | audio s per wall s | vs (a) |", "|---|---:|---:|---:|---:|"]
     first = None
@@ -295,14 +297,16 @@ def threads_section(bench: Bench, threads: int, seconds: float = 10.0) -> str:
         "| torch threads | sampling (s) | decoding (s) | total (s) | × real time |",
         "|---:|---:|---:|---:|---:|",
     ]
+    totals = {}
     for n in (1, 2):
         torch.set_num_threads(n)
         sample, decode = best(bench, seconds, settings)
-        total = sample + decode
-        lines.append(f"| {n} | {sample:.2f} | {decode:.2f} | {total:.2f} | {seconds / total:.2f} |")
+        totals[n] = sample + decode
+        lines.append(f"| {n} | {sample:.2f} | {decode:.2f} | {totals[n]:.2f} | {seconds / totals[n]:.2f} |")
     torch.set_num_threads(threads)
+    fastest = min(totals, key=totals.get)
     load = os.getloadavg()[0]
-    lines += ["", f"Load average {load:.1f} after this section on {os.cpu_count()} CPUs."]
+    lines += ["", f"Fastest here: {fastest} thread(s), at a load average of {load:.1f} on {os.cpu_count()} CPUs."]
     return "\n".join(lines)
 
 
@@ -371,6 +375,8 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, header + "\n".join(body))
         print(f"wrote {out}")
+    else:
+        print("--quick writes no file without --out")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,44 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Keep a model loaded and answer `sak generate` / `inpaint` / `continue` from the shell (see server.py)."""
+    import signal
+    import threading
+    import time
+
+    from . import server
+    from .cli_generate import keep_loaded
+
+    if not (math.isfinite(args.idle_minutes) and args.idle_minutes >= 0):
+        raise CLIError(f"--idle-minutes must be a number >= 0 (0: never stop), got {args.idle_minutes}")
+    path = Path(args.socket) if args.socket is not None else server.default_socket()
+    sock = server.listen(path)  # refused at once if a server answers there, before the slow load
+    stop = threading.Event()
+
+    def interrupt(signum, frame):  # Ctrl-C or kill: the request under way ends as interrupted, then the server
+        stop.set()
+        raise KeyboardInterrupt
+
+    handlers = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        start = time.monotonic()
+        keep_loaded()
+        from accelerate import PartialState
+
+        load_model(args.model, device=str(PartialState().device))  # what `sak generate` loads without --device
+        print(f"sak serve: ready on {path} (model loaded in {time.monotonic() - start:.1f} s)", flush=True)
+        why = server.serve(sock, idle_seconds=args.idle_minutes * 60 or None, stop=stop)
+    except KeyboardInterrupt:
+        why = "interrupted, stopping"
+    finally:
+        server.close(sock, path)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    print(f"sak serve: {why}", flush=True)
+    return 0
+
+
 def _model_format(args: argparse.Namespace) -> tuple[int, int, float]:
     """(sample_rate, channels, window_seconds) from --model DIR or --config MODEL.yaml."""
     if args.model and args.config:
@@ -548,6 +586,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", default="sak-ui-outputs", help="folder the results are kept in")
     p.set_defaults(func=cmd_ui)
 
+    p = sub.add_parser(
+        "serve", help="keep a model loaded and answer sak generate / inpaint / continue from the shell at once"
+    )
+    p.add_argument(
+        "--socket",
+        default=None,
+        metavar="PATH",
+        help="Unix socket to listen on (default: $SAK_SOCKET, else $XDG_RUNTIME_DIR/stable-audio-kit/serve.sock, "
+        "else <tmp>/stable-audio-kit-<uid>/serve.sock)",
+    )
+    p.add_argument("--model", default=None, help="pipeline directory to load at start (default: the bundled model)")
+    p.add_argument(
+        "--idle-minutes", type=float, default=30.0, help="stop after this long without a request (0: never; default 30)"
+    )
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("info", help="describe a pipeline directory")
     p.add_argument("model", nargs="?", default=None)
     p.set_defaults(func=cmd_info)
@@ -573,15 +627,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The form of a log line on stderr, in-process and in a request `sak serve` answers.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a generate command hands `sak serve`
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     if not args.verbose:  # the libraries' step-by-step INFO lines (accelerate's checkpoint files) are --verbose
         for name in ("accelerate", "diffusers", "transformers"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    return run(args, unknown)
+
+
+def run(args: argparse.Namespace, unknown: list[str] | tuple[str, ...] = ()) -> int:
+    """Run a parsed command and return its exit code; a user error is printed as one line, ``sak COMMAND: error:
+    ...``, with code 2 (``--verbose`` re-raises it). ``main`` and ``sak serve``'s requests both run here."""
     from .utils import NonFiniteLossError, describe_os_error
 
     # One prefix for every command's errors, the one argparse uses for bad arguments: "sak data check: error: ...".

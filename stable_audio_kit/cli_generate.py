@@ -24,16 +24,60 @@ class CLIError(ValueError):
     """A user error; printed without a traceback."""
 
 
+# The pipelines `sak serve` keeps loaded between requests (keep_loaded), newest last: {(folder, its files' sizes
+# and times, device): (pipeline, its scheduler as loaded, its Griffin-Lim iterations as loaded)}. A one-shot run
+# keeps nothing (None).
+_kept: dict | None = None
+MAX_KEPT = 2
+
+
+def keep_loaded() -> None:
+    """Keep the pipelines :func:`load_model` loads for the next commands of this process (``sak serve``). Each
+    command gets its pipeline as loaded, whatever the command before changed: the scheduler, LoRA adapters and
+    Griffin-Lim iterations are put back; a model folder whose files changed is loaded again."""
+    global _kept
+    if _kept is None:
+        _kept = {}
+
+
 def load_model(path: str | None, device: str = "cpu", scheduler: str | None = None):
     from .pipeline import StableAudioKitPipeline
 
     quiet_loading()
-    pipe = StableAudioKitPipeline.from_pretrained(path)
+    if _kept is None:
+        pipe = StableAudioKitPipeline.from_pretrained(path).to(device)
+    else:
+        pipe = _kept_pipeline(path, device)
     if scheduler:
         from .schedulers import swap_scheduler
 
         pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler)
-    return pipe.to(device)
+    return pipe
+
+
+def _kept_pipeline(path: str | None, device: str):
+    """The kept pipeline of ``path`` on ``device`` (loaded now if need be), as it was loaded."""
+    from .assembly import DEFAULT_MODEL_DIR
+    from .pipeline import StableAudioKitPipeline
+
+    folder = Path(path if path is not None else DEFAULT_MODEL_DIR).resolve()
+    # A model folder holds files and component folders of files: two levels say whether it changed since.
+    files = sorted(f for f in [*folder.glob("*"), *folder.glob("*/*")] if f.is_file())
+    key = (str(folder), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files), str(device))
+    if key in _kept:
+        _kept[key] = _kept.pop(key)  # the newest
+    else:
+        pipe = StableAudioKitPipeline.from_pretrained(path).to(device)
+        while len(_kept) >= MAX_KEPT:
+            _kept.pop(next(iter(_kept)))
+        _kept[key] = (pipe, pipe.scheduler, getattr(pipe.vae.config, "griffin_lim_iters", None))
+    pipe, scheduler, iters = _kept[key]
+    # Undo what the command before may have changed; a new scheduler also holds no step state of the last call.
+    pipe.unload_lora_weights()
+    pipe.scheduler = type(scheduler).from_config(scheduler.config)
+    if iters is not None and pipe.vae.config.griffin_lim_iters != iters:
+        pipe.vae.set_griffin_lim_iters(iters)
+    return pipe
 
 
 def quiet_loading() -> None:
@@ -50,6 +94,10 @@ def quiet_loading() -> None:
 
 # --------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .server import run_on_server  # the standard library only: a warm `sak serve` answers at once
+
+    if (code := run_on_server(args)) is not None:
+        return code
     from .utils import check_writable
 
     # 1. Validate every argument and every prompt before loading anything; each prompt is read once. Only the
@@ -288,12 +336,20 @@ def parse_region(text: str) -> tuple[float, float]:
 
 
 def cmd_inpaint(args: argparse.Namespace) -> int:
+    from .server import run_on_server
+
+    if (code := run_on_server(args)) is not None:
+        return code
     args.inpaint_audio, args.regions = args.input, [parse_region(r) for r in args.region]
     args.prompts = None
     return cmd_generate(args)
 
 
 def cmd_continue(args: argparse.Namespace) -> int:
+    from .server import run_on_server
+
+    if (code := run_on_server(args)) is not None:
+        return code
     from .prompt_lists import continuation_regions, parse_seconds
 
     total = parse_seconds(args.seconds, "--seconds")
@@ -338,6 +394,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
         help="a LoRA adapter folder (sak export of a LoRA run) to load, at SCALE (default 1); repeatable",
     )
     p.add_argument("--device", default=None, help="torch device (default: the accelerate process's device)")
+    p.add_argument(
+        "--no-server",
+        action="store_true",
+        help="run in this process even if a `sak serve` is running (also: SAK_NO_SERVER=1)",
+    )
     p.add_argument("-o", "--output", default=None, help="output .wav/.flac/.ogg, or a folder with --prompts")
     p.add_argument(
         "--loudness",

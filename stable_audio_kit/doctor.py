@@ -52,6 +52,15 @@ def threads_line(torch) -> str:
     return f"torch uses {torch.get_num_threads()} of {cores} CPU core(s) ({setting})"
 
 
+def precision_line() -> str:
+    """What ``--precision auto`` runs the U-Net in on this machine's CPU."""
+    from .precision import native_bf16
+
+    if native_bf16("cpu"):
+        return "auto = bf16 on the CPU (it computes bfloat16 natively: AVX512-BF16 or AMX)"
+    return "auto = fp32 on the CPU (no native bfloat16: bf16 would be emulated, slower than fp32)"
+
+
 def fluidsynth_line() -> str:
     from .demo.extra import import_fluidsynth
 
@@ -97,6 +106,7 @@ def report(load_model: bool = True, before_load: Callable[[], None] | None = Non
     if torch is not None:
         lines.append(f"{'device':<17}{_check(lambda: device_line(torch))}")
         lines.append(f"{'threads':<17}{_check(lambda: threads_line(torch))}")
+        lines.append(f"{'precision':<17}{_check(precision_line)}")
     lines.append(f"{'FluidSynth':<17}{_check(fluidsynth_line)}")
     lines.append(f"{'SoundFont':<17}{_check(soundfont_line)}")
     if load_model:

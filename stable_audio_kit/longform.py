@@ -20,6 +20,7 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
 from .precision import check_precision
+from .sampling import DEFAULT_STEPS
 from .utils import check_finite_number
 from .workflows import (
     DEFAULT_OVERLAP_FRACTION,
@@ -40,7 +41,7 @@ def plan_long(
     prompt,
     negative_prompt=None,
     seconds_total: float | None = None,
-    num_inference_steps: int = 50,
+    num_inference_steps: int = DEFAULT_STEPS,
     guidance_scale: float = 7.0,
     num_waveforms_per_prompt: int = 1,
     output_type: str = "np",
@@ -113,7 +114,7 @@ def generate_long(
     prompt,
     negative_prompt=None,
     seconds_total: float | None = None,
-    num_inference_steps: int = 50,
+    num_inference_steps: int = DEFAULT_STEPS,
     guidance_scale: float = 7.0,
     num_waveforms_per_prompt: int = 1,
     generator=None,

@@ -30,6 +30,7 @@ from .assembly import (  # noqa: F401
 from .objective import cfg_combine
 from .pipeline_checks import CallChecks
 from .precision import autocast
+from .sampling import DEFAULT_STEPS
 from .utils import check_finite_number
 
 # diffusers loads a saved component only from a module this process has already imported, and the package
@@ -387,7 +388,7 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         seconds_start: float = 0.0,
         seconds_total: float | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 7.0,
         num_waveforms_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,

@@ -13,7 +13,7 @@ import torch
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
 from .precision import check_precision
-from .sampling import TAIL_SECONDS, check_tail_seconds  # noqa: F401
+from .sampling import DEFAULT_STEPS, TAIL_SECONDS, check_tail_seconds  # noqa: F401
 from .utils import check_finite_number
 from .workflows import Workflow, is_schedule, prepare_workflow
 
@@ -134,7 +134,7 @@ class CallChecks:
         negative_prompt: str | list[str] | None = None,
         seconds_start: float = 0.0,
         seconds_total: float | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = 7.0,
         num_waveforms_per_prompt: int = 1,
         latents: torch.Tensor | None = None,

@@ -178,6 +178,7 @@ def test_doctor_names_versions_device_threads_and_the_bundled_model(capsys):
         "accelerate ",
         "device ",
         "threads ",
+        "precision        auto = ",
         "FluidSynth ",
         "SoundFont ",
         "bundled model    loads in",

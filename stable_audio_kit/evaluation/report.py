@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
-from ..sampling import SamplingSettings
+from ..sampling import DEFAULT_STEPS, SamplingSettings
 from ..utils import atomic_write_text
 from . import embedding, metrics, plots
 from .probes import PROBES, parse_probes
@@ -363,7 +363,7 @@ def evaluate(
     out_dir: str | Path,
     n: int | None = None,
     clap: str | Path | None = None,
-    steps: int = 50,
+    steps: int = DEFAULT_STEPS,
     guidance_scale: float = 7.0,
     seed: int = 0,
     device: str = "cpu",

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..prompt_lists import slug
+from ..sampling import DEFAULT_STEPS
 from ..utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Settings:
     negative: str | None = None
     seconds: float | None = None
     bars: int | None = None
-    steps: int = 50
+    steps: int = DEFAULT_STEPS
     cfg: float = 7.0
     seed: int = 0
     scheduler: str | None = None
