@@ -65,7 +65,7 @@ LEVERS = [
     ("bf16 + 15 steps + GL 16", lever(precision="bf16", steps=15, griffin_lim_iters=16), False),
     ("bf16 + 10 steps + GL 16", lever(precision="bf16", steps=10, griffin_lim_iters=16), False),
     ("bf16 + 10 steps + GL 8", lever(precision="bf16", steps=10, griffin_lim_iters=8), True),
-    ("current defaults", SamplingSettings(), True),
+    ("`SamplingSettings()`", SamplingSettings(), True),
 ]
 
 CURVE_SECONDS = [0.5, 1, 2, 3, 5, 7.5, 10]
