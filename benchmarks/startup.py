@@ -1,11 +1,15 @@
 """Start-up time: from process start to ``sak --help``, a refused argument, ``import stable_audio_kit``, the first
-sampling step and the written file of ``sak generate "a snare hit" --seconds 1`` (bundled model, defaults).
+sampling step and the written file of ``sak generate "a snare hit" --seconds 1`` (bundled model, defaults), cold
+and through a warm ``sak serve``.
 
 Every figure is one fresh process timed from just before it is started to its exit, as a shell starts it; the
 best of ``--repeats`` runs. The first sampling step is the first U-Net forward of the generate run: that run is
 ``stable_audio_kit.cli.main`` started as the ``sak`` script starts it, with a forward pre-hook that prints the
 time (the hook needs torch imported first, which the command imports anyway). Times across processes are
-compared on the system-wide monotonic clock.
+compared on the system-wide monotonic clock. The cold runs are told not to ask a server (``SAK_NO_SERVER=1``). For
+the warm rows the benchmark starts ``sak serve`` on a socket of its own, one server per thread count, waits until
+it is ready, times ``sak generate`` from the shell against it and stops it; a baseline tree has no server, so
+those rows are this tree's only.
 
 ``--baseline DIR`` also times another source tree (DIR holds a ``stable_audio_kit`` folder, e.g.
 ``git archive HEAD stable_audio_kit | tar -x -C DIR``), first on ``PYTHONPATH``; its runs alternate with this
@@ -23,6 +27,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -63,6 +68,13 @@ COMMANDS = [
     ("`import stable_audio_kit`", [sys.executable, "-c", "import stable_audio_kit"], 0, None),
     ("`import torch` (for reference)", [sys.executable, "-c", "import torch"], 0, None),
     (
+        # What any diffusers pipeline costs to import: diffusers.utils.torch_utils imports torch._dynamo.
+        "`import torch, diffusers.utils` (the floor of a cold generate)",
+        [sys.executable, "-c", "import torch, diffusers.utils"],
+        0,
+        None,
+    ),
+    (
         "`from stable_audio_kit import StableAudioKitPipeline`",
         [sys.executable, "-c", "from stable_audio_kit import StableAudioKitPipeline"],
         0,
@@ -70,12 +82,13 @@ COMMANDS = [
     ),
 ]
 GENERATE_LABEL = f'`sak generate "{PROMPT}" --seconds 1`'
+WARM_LABEL = f"{GENERATE_LABEL} through a warm `sak serve`"
 
 
 def environment(source: Path, threads: int | None) -> dict[str, str]:
     """The environment of a run: ``source`` first on ``PYTHONPATH``, no progress bars, ``threads`` torch threads."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH")])))
-    env.update(TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
+    env.update(TQDM_DISABLE="1", PYTHONWARNINGS="ignore", SAK_NO_SERVER="1")
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
@@ -105,6 +118,43 @@ def generate(env: dict[str, str], out: Path) -> tuple[float, float]:
     return float(marks[0]) - start, elapsed
 
 
+def start_server(env: dict[str, str], folder: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """A ``sak serve`` on a socket in ``folder``, ready (the bundled model loaded), and the environment of a client
+    that asks it."""
+    folder.mkdir(parents=True)
+    env = {key: value for key, value in env.items() if key != "SAK_NO_SERVER"}
+    env["SAK_SOCKET"] = str(folder / "serve.sock")
+    log = folder / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [str(SAK), "serve", "--idle-minutes", "0"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=folder
+        )
+    deadline = time.monotonic() + 600
+    while "sak serve: ready" not in log.read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit(f"startup.py: sak serve did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return server, env
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def warm_generate(env: dict[str, str], out: Path) -> float:
+    """Seconds from just before ``sak generate`` starts to its exit, answered by the server ``env`` names."""
+    out.unlink(missing_ok=True)
+    _, elapsed, stderr = timed([str(SAK), "generate", PROMPT, "--seconds", "1", "-o", str(out)], env, 0)
+    if not out.is_file() or "in this process" in stderr:
+        raise SystemExit(f"startup.py: the server did not write the file:\n{stderr}")
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command; the best counts")
@@ -121,6 +171,7 @@ def main() -> None:
         rows += [
             (f"{GENERATE_LABEL}: first sampling step, {threads} thread(s)", None),
             (f"{GENERATE_LABEL}: file written, {threads} thread(s)", 2.5),
+            (f"{WARM_LABEL}: file written, {threads} thread(s)", 2.5),
         ]
     best: dict[tuple[str, str], float] = {}
 
@@ -129,9 +180,13 @@ def main() -> None:
 
     load_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench_startup_"))
+    servers = {}
     try:
         for source in trees.values():  # warm-up: compiled bytecode and the file cache
             generate(environment(source, 1), work / "warmup.wav")
+        for threads in args.threads:  # this tree's servers, each answering once before it is timed
+            servers[threads] = start_server(environment(REPO, threads), work / f"serve-{threads}")
+            warm_generate(servers[threads][1], work / "warmup.wav")
         for _ in range(args.repeats):
             for tree, source in trees.items():
                 for label, argv, expect, _ in COMMANDS:
@@ -140,7 +195,12 @@ def main() -> None:
                     first, written = generate(environment(source, threads), work / f"{threads}.wav")
                     keep(f"{GENERATE_LABEL}: first sampling step, {threads} thread(s)", tree, first)
                     keep(f"{GENERATE_LABEL}: file written, {threads} thread(s)", tree, written)
+                    if source == REPO:
+                        warm = warm_generate(servers[threads][1], work / f"warm-{threads}.wav")
+                        keep(f"{WARM_LABEL}: file written, {threads} thread(s)", tree, warm)
     finally:
+        for server, _ in servers.values():
+            stop_server(server)
         shutil.rmtree(work, ignore_errors=True)
     load_end = os.getloadavg()[0]
 
@@ -150,8 +210,10 @@ def main() -> None:
         "|---|---:|" + "---:|" * len(columns),
     ]
     for label, goal in rows:
-        times = [best[label, tree] for tree in trees]
-        cells = [f"{t:.2f}" for t in times] + ([f"{times[1] / times[0]:.1f}x"] if args.baseline else [])
+        times = [best.get((label, tree)) for tree in trees]  # a baseline tree has no `sak serve`
+        cells = [f"{t:.2f}" if t is not None else "" for t in times]
+        if args.baseline:
+            cells.append(f"{times[1] / times[0]:.1f}x" if None not in times else "")
         lines.append(f"| {label} | {f'< {goal:g}' if goal else ''} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     print(table)
@@ -161,8 +223,10 @@ def main() -> None:
         "# Start-up time\n\n"
         f"`python benchmarks/startup.py`: each figure is the best of {args.repeats} fresh processes, timed from just "
         "before the process starts to its exit, or to the first U-Net forward for the first sampling step. "
-        f"{GENERATE_LABEL} uses the bundled model at the default settings (50 steps, CFG 7) on the given number "
-        "of torch threads (OMP_NUM_THREADS); the other commands do no tensor work. "
+        f"{GENERATE_LABEL} uses the bundled model at the default settings on the given number "
+        "of torch threads (OMP_NUM_THREADS); cold, it runs in its own process (SAK_NO_SERVER=1); warm, a `sak serve` "
+        "started by the benchmark with that many threads, the model loaded, answers it and the figure is the "
+        "client's, from the shell. The other commands do no tensor work. "
         f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}; "
         f"load average {load_start:.1f} at the start and {load_end:.1f} at the end (other jobs share the cores when "
         "it exceeds the core count)."

@@ -83,8 +83,25 @@ class SamplingSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SamplingSettings:
-        """The settings of a command's :func:`add_arguments`, checked."""
-        return cls(args.steps, args.scheduler, args.tail, args.precision, args.griffin_lim_iters).check()
+        """The settings of a command's :func:`add_arguments`, checked; a message names the option."""
+        settings = cls(args.steps, args.scheduler, args.tail, args.precision, args.griffin_lim_iters)
+        try:
+            return settings.check()
+        except ValueError as err:
+            message = str(err)
+            for field, option in OPTIONS.items():
+                if message.startswith(f"{field} "):
+                    raise ValueError(option + message[len(field) :]) from None
+            raise
+
+
+# The command-line option of each setting, for messages.
+OPTIONS = {
+    "steps": "--steps",
+    "tail_seconds": "--tail",
+    "precision": "--precision",
+    "griffin_lim_iters": "--griffin-lim-iters",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

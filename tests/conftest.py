@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from stable_audio_kit import server
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"
 
 # The test models are tiny: one thread avoids thread start-up and contention costs.
 torch.set_num_threads(1)
+
+# A developer's running `sak serve` must not answer the suite's `sak generate` calls (tests/test_server.py
+# starts its own servers on its own sockets).
+os.environ[server.NO_SERVER_ENV] = "1"
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,7 @@ def test_generate_from_prompt_file(model_dir, tmp_path, fmt):
         (["generate", "x", "--seconds", "nan"], "got 'nan'"),
         (["generate", "x", "--seconds", "-2"], "got '-2'"),
         (["generate", "x", "--seconds", "5", "--loop"], "loop cannot be combined with long-form generation"),
-        (["generate", "x", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["generate", "x", "--steps", "0"], "--steps must be an integer >= 1, got 0"),
         (["generate", "x", "--cfg", "inf"], "--cfg must be finite"),
         (["generate", "x", "-o", "out.mp3"], "must end in one of"),
         (["generate", "x", "-o", "{file}/out.wav"], "cannot be written"),

@@ -62,7 +62,7 @@ def test_help_loads_no_heavy_package():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["generate", "a snare hit", "--steps", "0"], "--steps must be >= 1, got 0"),
+        (["generate", "a snare hit", "--steps", "0"], "--steps must be an integer >= 1, got 0"),
         (["generate", "a snare hit", "--scheduler", "nope"], "unknown scheduler 'nope'"),
         (["generate", "a snare hit", "--seconds", "-1"], "-1"),
         (["generate", "a snare hit", "-o", "out.mp3"], "out.mp3"),
