@@ -1,0 +1,213 @@
+"""Quality against speed: `sak evaluate` of each speed setting on the same held-out prompts and seeds.
+
+    python benchmarks/speed_quality.py --catalogue CATALOGUE --work DIR [--n 80] [--only NAME ...]
+
+Each row of SETTINGS is one `sak evaluate` run (CFG 7, seed 0 unless the row says otherwise, no timing floor)
+of the bundled model on the first N held-out clips of a demo catalogue (`sak catalogue make CATALOGUE
+--clips 2000 --seed 0`), written to WORK/NAME; a row whose report already exists is read, not run again, so
+the script resumes. Two rows of the 50-step whole-window baseline with different seeds give the noise: a
+setting is "within noise" when every metric lies inside the two baselines' spread widened by half of it.
+Prints a markdown table (the load average is that of the collation; each run's own time is in its log) and
+writes it to benchmarks/results/speed_quality.md. The matching timings are benchmarks/speed.py's.
+
+Runs take one torch thread each; run two at once on two cores with `--only`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "speed_quality.md"
+
+# (name, what it changes, `sak evaluate` speed arguments). The two baselines are the pipeline before the speed
+# work: 50 steps of DPM-Solver++ 2M over the whole window in float32, 32 Griffin-Lim iterations.
+BASELINE = ["--steps", "50", "--tail", "100", "--precision", "fp32"]
+SETTINGS = [
+    ("base50", "baseline: 50 steps, whole window, fp32, GL 32", BASELINE),
+    ("base50s1", "baseline, seed 1 (the noise)", [*BASELINE, "--seed", "1"]),
+    ("crop50", "tail 1 s", ["--steps", "50", "--tail", "1", "--precision", "fp32"]),
+    ("crop50t05", "tail 0.5 s", ["--steps", "50", "--tail", "0.5", "--precision", "fp32"]),
+    ("bf50", "tail 1 s + bf16", ["--steps", "50", "--tail", "1", "--precision", "bf16"]),
+    ("bf25", "tail 1 s + bf16 + 25 steps", ["--steps", "25", "--tail", "1", "--precision", "bf16"]),
+    ("bf20", "tail 1 s + bf16 + 20 steps", ["--steps", "20", "--tail", "1", "--precision", "bf16"]),
+    ("bf15", "tail 1 s + bf16 + 15 steps", ["--steps", "15", "--tail", "1", "--precision", "bf16"]),
+    ("bf10", "tail 1 s + bf16 + 10 steps", ["--steps", "10", "--tail", "1", "--precision", "bf16"]),
+    (
+        "unipc20",
+        "tail 1 s + bf16 + 20 steps UniPC",
+        ["--steps", "20", "--tail", "1", "--precision", "bf16", "--scheduler", "unipc"],
+    ),
+    (
+        "unipc15",
+        "tail 1 s + bf16 + 15 steps UniPC",
+        ["--steps", "15", "--tail", "1", "--precision", "bf16", "--scheduler", "unipc"],
+    ),
+    ("bf25t2", "tail 2 s + bf16 + 25 steps", ["--steps", "25", "--tail", "2", "--precision", "bf16"]),
+    ("bf25t3", "tail 3 s + bf16 + 25 steps", ["--steps", "25", "--tail", "3", "--precision", "bf16"]),
+    (
+        "bf25gl16",
+        "tail 1 s + bf16 + 25 steps + GL 16",
+        ["--steps", "25", "--tail", "1", "--precision", "bf16", "--griffin-lim-iters", "16"],
+    ),
+    (
+        "bf25gl8",
+        "tail 1 s + bf16 + 25 steps + GL 8",
+        ["--steps", "25", "--tail", "1", "--precision", "bf16", "--griffin-lim-iters", "8"],
+    ),
+    (
+        "cand25g16",
+        "tail 3 s + bf16 + 25 steps + GL 16",
+        ["--steps", "25", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "16"],
+    ),
+    (
+        "cand20g16",
+        "tail 3 s + bf16 + 20 steps + GL 16",
+        ["--steps", "20", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "16"],
+    ),
+    (
+        "cand25g8",
+        "tail 3 s + bf16 + 25 steps + GL 8",
+        ["--steps", "25", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "8"],
+    ),
+]
+NOISE = ("base50", "base50s1")
+# Metrics that are fractions of clips (and the summary key counting their clips), and means of a per-clip value.
+FRACTIONS = {"duration_within_0.5s", "tempo_within_5pct", "percussive_vs_tonal", "register", "recall@1", "recall@5"}
+COUNTS = {"tempo_within_5pct": "tempo_n", "percussive_vs_tonal": "percussive_vs_tonal_n", "register": "register_n"}
+PER_CLIP = {"duration_mean_abs_error_s": "duration_error", "key_score": "key_score"}
+
+# (summary key, column, higher is better)
+METRICS = [
+    ("duration_within_0.5s", "duration ±0.5 s", True),
+    ("duration_mean_abs_error_s", "duration MAE (s) ↓", False),
+    ("tempo_within_5pct", "tempo ±5 %", True),
+    ("percussive_vs_tonal", "perc./tonal", True),
+    ("register", "register", True),
+    ("key_score", "key score", True),
+    ("clap_score", "CLAP score", True),
+    ("recall@1", "R@1", True),
+    ("recall@5", "R@5", True),
+    ("fad_clap", "FAD ↓", False),
+    ("fad_clap_by_kind", "FAD by kind ↓", False),
+]
+
+
+def run(name: str, args: list[str], catalogue: str, work: Path, n: int) -> None:
+    out = work / name
+    if (out / "report.json").exists():
+        return
+    cmd = [sys.executable, "-m", "stable_audio_kit.cli", "evaluate", "--catalogue", catalogue, "--n", str(n)]
+    cmd += ["--no-timing-floor", "-o", str(out), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(work / f"{name}.log", "w") as log:
+        subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def standard_error(report: dict, key: str) -> float:
+    """The standard error of one run's value of ``key``: binomial for a fraction, from the per-clip values for a
+    mean, 0 for CLAP score and FAD (set statistics without per-clip values; the seeds' spread stands for them)."""
+    summary = report["summary"]["model"]
+    count = summary.get(COUNTS.get(key, "n")) or report["n"]
+    if key in FRACTIONS:
+        p = summary[key]
+        return math.sqrt(p * (1 - p) / count)
+    if key in PER_CLIP:
+        values = [abs(c[PER_CLIP[key]]) for c in report["clips"]["model"] if c.get(PER_CLIP[key]) is not None]
+        return statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return 0.0
+
+
+def tolerance(reports: dict[str, dict], key: str) -> tuple[float, float] | None:
+    """``(worst baseline value, tolerance)``: a setting is within noise on ``key`` unless it is worse than the worse
+    baseline by more than the larger of the two baselines' spread and two standard errors of a difference."""
+    base = [reports[n] for n in NOISE if n in reports and reports[n]["summary"]["model"].get(key) is not None]
+    if len(base) < 2:
+        return None
+    values = [r["summary"]["model"][key] for r in base]
+    se = max(standard_error(r, key) for r in base)
+    return values, max(max(values) - min(values), 2 * math.sqrt(2) * se)
+
+
+def table(work: Path) -> tuple[list[str], int | None]:
+    reports, n = {}, None
+    for name, _, _ in SETTINGS:
+        path = work / name / "report.json"
+        if path.exists():
+            reports[name] = json.loads(path.read_text())
+            n = reports[name]["n"]
+    summaries = {name: report["summary"]["model"] for name, report in reports.items()}
+    lines = [
+        "| setting | " + " | ".join(column for _, column, _ in METRICS) + " | within noise |",
+        "|---|" + "---:|" * len(METRICS) + "---|",
+    ]
+    for name, what, _ in SETTINGS:
+        if name not in summaries:
+            continue
+        cells, outside = [], []
+        for key, column, higher in METRICS:
+            value = summaries[name].get(key)
+            band = tolerance(reports, key)
+            mark = ""
+            if value is not None and band is not None and name not in NOISE:
+                values, tol = band
+                worse = value < min(values) - tol if higher else value > max(values) + tol
+                if worse:
+                    mark, outside = " ✗", [*outside, column]
+            cells.append("–" if value is None else f"{value:.3f}{mark}")
+        verdict = "(noise)" if name in NOISE else ("yes" if not outside else "no")
+        lines.append(f"| {what} | " + " | ".join(cells) + f" | {verdict} |")
+    return lines, n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--catalogue", required=True)
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("--n", type=int, default=80)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these settings (names of SETTINGS)")
+    parser.add_argument("--collate", action="store_true", help="only read the reports that exist")
+    args = parser.parse_args()
+    names = {name for name, _, _ in SETTINGS}
+    unknown = sorted(set(args.only or []) - names)
+    if unknown:
+        raise SystemExit(f"speed_quality.py: unknown settings {unknown}; known: {sorted(names)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if not args.collate:
+        for name, _, setting in SETTINGS:
+            if args.only is None or name in args.only:
+                run(name, setting, args.catalogue, args.work, args.n)
+
+    from stable_audio_kit.utils import atomic_write_text
+
+    lines, n = table(args.work)
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = "\n".join(
+        [
+            "# Quality against speed",
+            "",
+            f"`python benchmarks/speed_quality.py`: `sak evaluate` of the bundled model on the first {n} held-out "
+            "clips of the demo catalogue (`sak catalogue make --clips 2000 --seed 0`), CFG 7, seed 0, each setting on "
+            "the same prompts and seeds, one torch thread a run. A ✗ marks a metric worse than the worse of the two "
+            "baselines (seeds 0 and 1) by more than the larger of their spread and two standard errors of a "
+            "difference (binomial for fractions, per-clip for means; CLAP score and FAD have only the spread). "
+            "Load average at collation: "
+            f"{load}. Timings: `benchmarks/results/speed.md`.",
+            "",
+            *lines,
+            "",
+        ]
+    )
+    print(text)
+    atomic_write_text(RESULTS, text)
+
+
+if __name__ == "__main__":
+    main()
