@@ -30,6 +30,8 @@ RESULTS = REPO / "benchmarks" / "results" / "speed_quality.md"
 # (name, what it changes, `sak evaluate` speed arguments). The two baselines are the pipeline before the speed
 # work: 50 steps of DPM-Solver++ 2M over the whole window in float32, 32 Griffin-Lim iterations.
 BASELINE = ["--steps", "50", "--tail", "100", "--precision", "fp32"]
+UNIPC = ["--scheduler", "unipc", "--precision", "bf16", "--steps"]
+GL16, GL8 = ["--griffin-lim-iters", "16"], ["--griffin-lim-iters", "8"]
 SETTINGS = [
     ("base50", "baseline: 50 steps, whole window, fp32, GL 32", BASELINE),
     ("base50s1", "baseline, seed 1 (the noise)", [*BASELINE, "--seed", "1"]),
@@ -40,43 +42,15 @@ SETTINGS = [
     ("bf20", "tail 1 s + bf16 + 20 steps", ["--steps", "20", "--tail", "1", "--precision", "bf16"]),
     ("bf15", "tail 1 s + bf16 + 15 steps", ["--steps", "15", "--tail", "1", "--precision", "bf16"]),
     ("bf10", "tail 1 s + bf16 + 10 steps", ["--steps", "10", "--tail", "1", "--precision", "bf16"]),
-    (
-        "unipc20",
-        "tail 1 s + bf16 + 20 steps UniPC",
-        ["--steps", "20", "--tail", "1", "--precision", "bf16", "--scheduler", "unipc"],
-    ),
-    (
-        "unipc15",
-        "tail 1 s + bf16 + 15 steps UniPC",
-        ["--steps", "15", "--tail", "1", "--precision", "bf16", "--scheduler", "unipc"],
-    ),
+    ("unipc15", "tail 1 s + bf16 + 15 steps UniPC", [*UNIPC, "15", "--tail", "1"]),
     ("bf25t2", "tail 2 s + bf16 + 25 steps", ["--steps", "25", "--tail", "2", "--precision", "bf16"]),
     ("bf25t3", "tail 3 s + bf16 + 25 steps", ["--steps", "25", "--tail", "3", "--precision", "bf16"]),
-    (
-        "bf25gl16",
-        "tail 1 s + bf16 + 25 steps + GL 16",
-        ["--steps", "25", "--tail", "1", "--precision", "bf16", "--griffin-lim-iters", "16"],
-    ),
-    (
-        "bf25gl8",
-        "tail 1 s + bf16 + 25 steps + GL 8",
-        ["--steps", "25", "--tail", "1", "--precision", "bf16", "--griffin-lim-iters", "8"],
-    ),
-    (
-        "cand25g16",
-        "tail 3 s + bf16 + 25 steps + GL 16",
-        ["--steps", "25", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "16"],
-    ),
-    (
-        "cand20g16",
-        "tail 3 s + bf16 + 20 steps + GL 16",
-        ["--steps", "20", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "16"],
-    ),
-    (
-        "cand25g8",
-        "tail 3 s + bf16 + 25 steps + GL 8",
-        ["--steps", "25", "--tail", "3", "--precision", "bf16", "--griffin-lim-iters", "8"],
-    ),
+    ("bf25gl16", "tail 3 s + bf16 + 25 steps + GL 16", ["--steps", "25", "--tail", "3", "--precision", "bf16", *GL16]),
+    ("bf25gl8", "tail 3 s + bf16 + 25 steps + GL 8", ["--steps", "25", "--tail", "3", "--precision", "bf16", *GL8]),
+    ("unipc20", "tail 3 s + bf16 + 20 steps UniPC", [*UNIPC, "20", "--tail", "3"]),
+    ("uni15t3g16", "tail 3 s + bf16 + 15 steps UniPC + GL 16", [*UNIPC, "15", "--tail", "3", *GL16]),
+    ("uni12t3g16", "tail 3 s + bf16 + 12 steps UniPC + GL 16", [*UNIPC, "12", "--tail", "3", *GL16]),
+    ("uni10t3g16", "tail 3 s + bf16 + 10 steps UniPC + GL 16", [*UNIPC, "10", "--tail", "3", *GL16]),
 ]
 NOISE = ("base50", "base50s1")
 # Metrics that are fractions of clips (and the summary key counting their clips), and means of a per-clip value.

@@ -134,9 +134,10 @@ class UNetConfig:
 
 @dataclass
 class SchedulerConfig:
-    """The noise schedule used in training and the default sampler of the pipeline."""
+    """The noise schedule used in training and the default sampler of the pipeline. UniPC keeps the bundled
+    model's quality at the default 15 steps, where DPM-Solver++ 2M loses duration adherence (README, "Speed")."""
 
-    name: str = "dpmsolver++"
+    name: str = "unipc"
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
 

@@ -16,8 +16,10 @@ from .precision import PRECISIONS, check_precision
 from .schedulers import SCHEDULER_NAMES, check_scheduler_name
 from .utils import check_finite_number
 
-# The pipeline's and every command's default number of denoising steps.
-DEFAULT_STEPS = 50
+# The pipeline's and every command's default number of denoising steps: with UniPC, 15 keep the bundled model's
+# `sak evaluate` metrics within noise of 50 DPM-Solver++ steps; 12 and 10 lose duration adherence
+# (benchmarks/results/speed_quality.md).
+DEFAULT_STEPS = 15
 
 # Seconds of latent frames sampled after the requested audio ends. The model learned to end a sound followed by
 # silence that the timing mask marks, inside a 10 s window; cut right after the sound, the context is unlike

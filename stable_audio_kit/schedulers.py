@@ -3,7 +3,8 @@
 Every entry is a diffusers scheduler built for the objective the models are trained with
 (:mod:`stable_audio_kit.objective`): ``prediction_type="v_prediction"`` on the DDPM noise schedule of the
 model config, with ``timestep_spacing="trailing"`` so that sampling starts at the last training timestep.
-The default, ``dpmsolver++``, is DPM-Solver++ of 2nd order. :func:`swap_scheduler` turns a pipeline's
+The default of model configs and of the bundled model is ``unipc`` (UniPC, 2nd order, bh2): at the default
+15 steps it keeps the bundled model's quality, where ``dpmsolver++`` (DPM-Solver++ 2M) needs 25. :func:`swap_scheduler` turns a pipeline's
 scheduler into another one of the registry with the same noise schedule.
 """
 
@@ -51,7 +52,7 @@ def __getattr__(name: str) -> Any:
 
 
 def make_scheduler(
-    name: str = "dpmsolver++", num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2"
+    name: str = "unipc", num_train_timesteps: int = 1000, beta_schedule: str = "squaredcos_cap_v2"
 ) -> SchedulerMixin:
     """A v-prediction sampler from the registry, e.g. ``make_scheduler("dpmsolver++")``."""
     check_scheduler_name(name)

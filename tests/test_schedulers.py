@@ -25,12 +25,17 @@ def test_every_name_builds_a_v_prediction_sampler_starting_at_the_last_timestep(
     assert int(scheduler.timesteps[0]) == 99
 
 
-def test_default_is_second_order_dpm_solver_plus_plus_on_the_cosine_schedule():
+def test_default_is_second_order_unipc_on_the_cosine_schedule():
     scheduler = make_scheduler()
-    assert isinstance(scheduler, SCHEDULERS["dpmsolver++"])
+    assert isinstance(scheduler, SCHEDULERS["unipc"])
     config = scheduler.config
-    assert (config.algorithm_type, config.solver_order) == ("dpmsolver++", 2)
+    assert (config.solver_order, config.solver_type, config.prediction_type) == (2, "bh2", "v_prediction")
     assert (config.num_train_timesteps, config.beta_schedule) == (1000, "squaredcos_cap_v2")
+
+
+def test_dpm_solver_plus_plus_is_second_order():
+    config = make_scheduler("dpmsolver++").config
+    assert (config.algorithm_type, config.solver_order) == ("dpmsolver++", 2)
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
