@@ -91,13 +91,16 @@ def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, window: torch.Ten
     """Audio ``(B, T * hop)`` whose "same"-framed STFT magnitude approximates ``magnitude`` ``(B, bins, T)``.
 
     Fast Griffin-Lim (Perraudin et al. 2013, momentum 0.99) from a fixed pseudo-random phase, so a decode is
-    deterministic and the same for every item of a batch.
+    deterministic and the same for every item of a batch, and the start of a longer decode.
 
     Gradients reach ``magnitude`` through the final inverse STFT only: the phase search runs without
     autograd and its result is a constant (backpropagating through the iterations trains nothing).
     """
     generator = torch.Generator().manual_seed(0)
-    phase = torch.rand(magnitude.shape[-2:], generator=generator) * (2 * math.pi)
+    # Drawn frame by frame, so frame t starts from the same phase however many frames follow it: decoding a
+    # prefix of some latents gives (up to the frames near its end) the start of decoding them all.
+    bins, frames = magnitude.shape[-2:]
+    phase = torch.rand(frames, bins, generator=generator).T * (2 * math.pi)
     angles = torch.polar(torch.ones_like(phase), phase).to(magnitude.device)[None].expand_as(magnitude)
     with torch.no_grad():
         target = magnitude.detach()
