@@ -1,6 +1,6 @@
 """Generation speed: seconds of wall time per second of audio, split into sampling and decoding.
 
-    python benchmarks/generate.py [--model DIR | --config MODEL.yaml] [--seconds 10] [--steps 100 50 25]
+    python benchmarks/generate.py [--model DIR | --config MODEL.yaml] [--seconds 10] [--steps 50 25 15]
 
 Without --model or --config it measures the bundled demo model, what `sak generate` runs. Speed does
 not depend on the weights, so an untrained model built from a config measures what a trained one of
@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--config", default=None)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, nargs="+", default=[100, 50, 25])
+    parser.add_argument("--steps", type=int, nargs="+", default=[50, 25, 15])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()

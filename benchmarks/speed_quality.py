@@ -51,6 +51,7 @@ SETTINGS = [
     ("uni15t3g16", "tail 3 s + bf16 + 15 steps UniPC + GL 16", [*UNIPC, "15", "--tail", "3", *GL16]),
     ("uni12t3g16", "tail 3 s + bf16 + 12 steps UniPC + GL 16", [*UNIPC, "12", "--tail", "3", *GL16]),
     ("uni10t3g16", "tail 3 s + bf16 + 10 steps UniPC + GL 16", [*UNIPC, "10", "--tail", "3", *GL16]),
+    ("default", "**the defaults** (no speed argument): the same as 15 steps UniPC + tail 3 s + bf16 + GL 16", []),
 ]
 NOISE = ("base50", "base50s1")
 # Metrics that are fractions of clips (and the summary key counting their clips), and means of a per-clip value.
@@ -80,7 +81,7 @@ def run(name: str, args: list[str], catalogue: str, work: Path, n: int) -> None:
         return
     cmd = [sys.executable, "-m", "stable_audio_kit.cli", "evaluate", "--catalogue", catalogue, "--n", str(n)]
     cmd += ["--no-timing-floor", "-o", str(out), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(work / f"{name}.log", "w") as log:
         subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=True)
 
