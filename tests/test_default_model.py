@@ -91,3 +91,22 @@ def test_default_model_reads_the_key_of_the_prompt():
     c_major = make("a calm piano melody in C major at 80 bpm")
     assert np.array_equal(c_major, make("a calm piano melody in C major at 80 bpm", key="C major"))
     assert not np.allclose(c_major, make("a calm piano melody in C major at 80 bpm", key="F# minor"), atol=1e-4)
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="the default model is not installed")
+def test_default_model_ships_the_sampling_the_bundle_tool_applies():
+    # tools/bundle_demo.py writes these settings into a new bundle; the README's Speed section and the card cite them.
+    import importlib.util
+    from pathlib import Path
+
+    from stable_audio_kit.sampling import DEFAULT_STEPS
+
+    spec = importlib.util.spec_from_file_location("bundle_demo", Path(__file__).parents[1] / "tools" / "bundle_demo.py")
+    bundle_demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bundle_demo)
+    pipe = StableAudioKitPipeline.from_pretrained()
+    assert bundle_demo.BUNDLED_SAMPLING == {"scheduler": "unipc", "griffin_lim_iters": 16}
+    assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+    assert pipe.vae.decoder.griffin_lim_iters == pipe.vae.config.griffin_lim_iters == 16
+    assert DEFAULT_STEPS == 15
+    assert bundle_demo.SHIPPED_SAMPLING_NOTE in (DEFAULT_MODEL_DIR / "README.md").read_text()
