@@ -40,19 +40,14 @@ def keep_loaded() -> None:
         _kept = {}
 
 
-def load_model(path: str | None, device: str = "cpu", scheduler: str | None = None):
+def load_model(path: str | None, device: str = "cpu"):
+    """The pipeline in ``path`` (default: the bundled model) on ``device``; under ``sak serve`` the kept one."""
     from .pipeline import StableAudioKitPipeline
 
     quiet_loading()
     if _kept is None:
-        pipe = StableAudioKitPipeline.from_pretrained(path).to(device)
-    else:
-        pipe = _kept_pipeline(path, device)
-    if scheduler:
-        from .schedulers import swap_scheduler
-
-        pipe.scheduler = swap_scheduler(pipe.scheduler, scheduler)
-    return pipe
+        return StableAudioKitPipeline.from_pretrained(path).to(device)
+    return _kept_pipeline(path, device)
 
 
 def _kept_pipeline(path: str | None, device: str):
@@ -216,8 +211,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     shortfall = launcher_warning()
     if shortfall and state.is_main_process:
         logger.warning(shortfall)
-    pipe = load_model(args.model, device=device, scheduler=args.scheduler)
-    settings.apply(pipe)
+    pipe = load_model(args.model, device=device)
+    settings.apply(pipe)  # --scheduler, --griffin-lim-iters
     for folder, scale in loras:
         name = pipe.load_lora_weights(folder, scale=scale)
         logger.info("LoRA adapter %s loaded as %s at scale %g", folder, name, scale)

@@ -4,8 +4,9 @@ Every entry is a diffusers scheduler built for the objective the models are trai
 (:mod:`stable_audio_kit.objective`): ``prediction_type="v_prediction"`` on the DDPM noise schedule of the
 model config, with ``timestep_spacing="trailing"`` so that sampling starts at the last training timestep.
 The default of model configs and of the bundled model is ``unipc`` (UniPC, 2nd order, bh2): at the default
-15 steps it keeps the bundled model's quality, where ``dpmsolver++`` (DPM-Solver++ 2M) needs 25. :func:`swap_scheduler` turns a pipeline's
-scheduler into another one of the registry with the same noise schedule.
+15 steps it keeps the bundled model's quality, where ``dpmsolver++`` (DPM-Solver++ 2M) needs 25.
+:func:`swap_scheduler` turns a pipeline's scheduler into another one of the registry with the same noise
+schedule.
 """
 
 from __future__ import annotations
