@@ -113,7 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         load_model(args.model, device=str(PartialState().device))  # what `sak generate` loads without --device
         print(f"sak serve: ready on {path} (model loaded in {time.monotonic() - start:.1f} s)", flush=True)
-        why = server.serve(sock, idle_seconds=args.idle_minutes * 60 or None, stop=stop)
+        why = server.serve(sock, answer_request, idle_seconds=args.idle_minutes * 60 or None, stop=stop)
     except KeyboardInterrupt:
         why = "interrupted, stopping"
     finally:
@@ -628,18 +628,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # The form of a log line on stderr, in-process and in a request `sak serve` answers.
-LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a generate command hands `sak serve`
+    from .utils import LOG_FORMAT
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
     if not args.verbose:  # the libraries' step-by-step INFO lines (accelerate's checkpoint files) are --verbose
         for name in ("accelerate", "diffusers", "transformers"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return run(args, unknown)
+
+
+def answer_request(message: dict) -> dict:
+    """``sak serve``'s answer to a client's message: the command run by this parser and :func:`run`."""
+    from .server import answer
+
+    return answer(message, lambda argv: build_parser().parse_known_args(argv), run)
 
 
 def run(args: argparse.Namespace, unknown: list[str] | tuple[str, ...] = ()) -> int:

@@ -227,7 +227,7 @@ def terminal_text(text: str) -> str:
 def _captured():
     """stdout, stderr and the ``stable_audio_kit`` log lines (INFO and up) of one request, into two buffers
     (``out``, ``err``)."""
-    from .cli import LOG_FORMAT
+    from .utils import LOG_FORMAT
 
     out, err = io.StringIO(), io.StringIO()
     handler = logging.StreamHandler(err)
@@ -246,13 +246,17 @@ def _captured():
         logger.propagate = saved[1]
 
 
-def answer(message: dict[str, Any]) -> dict[str, Any]:
+def answer(
+    message: dict[str, Any],
+    parse: Callable[[list[str]], tuple[Any, list[str]]],
+    run: Callable[[Any, list[str]], int],
+) -> dict[str, Any]:
     """Run one request as ``sak`` would in the client's folder: ``{"version", "code", "stdout", "stderr"}``.
 
-    The argv is parsed by ``sak``'s own parser and run by :func:`stable_audio_kit.cli.run`, so errors read as
-    they do in-process (``sak generate: error: ...``, code 2). Only :data:`SERVED_COMMANDS` are run."""
-    from .cli import build_parser, run
-
+    ``parse`` is ``sak``'s own parser (argv to ``(args, unknown)``) and ``run`` its runner
+    (:func:`stable_audio_kit.cli.run`), so errors read as they do in-process (``sak generate: error: ...``, code
+    2); ``sak serve`` passes them in (:func:`stable_audio_kit.cli.answer_request`). Only :data:`SERVED_COMMANDS`
+    are run."""
     if message.get("version") != __version__:
         return {"version": __version__}
     argv, cwd = message.get("argv"), message.get("cwd")
@@ -263,7 +267,7 @@ def answer(message: dict[str, Any]) -> dict[str, Any]:
     with _captured() as (out, err):
         try:
             os.chdir(cwd)
-            args, unknown = build_parser().parse_known_args(argv)
+            args, unknown = parse(argv)
             if args.verbose:
                 logging.getLogger("stable_audio_kit").setLevel(logging.DEBUG)
             if args.command not in SERVED_COMMANDS:
@@ -287,12 +291,13 @@ def answer(message: dict[str, Any]) -> dict[str, Any]:
 
 def serve(
     sock: socket.socket,
+    handle: Callable[[dict[str, Any]], dict[str, Any]],
     idle_seconds: float | None = None,
     stop: threading.Event | None = None,
-    handle: Callable[[dict[str, Any]], dict[str, Any]] = answer,
     log: Callable[[str], None] = lambda line: print(line, flush=True),
 ) -> str:
-    """Answer requests on the listening ``sock`` one at a time, logging one line each, until no request came for
+    """Answer requests on the listening ``sock`` one at a time with ``handle`` (a message to its reply: :func:`answer`
+    with the CLI's parser and runner), logging one line each, until no request came for
     ``idle_seconds`` (``None``: never) or ``stop`` is set. Returns why it stopped."""
     last = time.monotonic()
     while not (stop is not None and stop.is_set()):

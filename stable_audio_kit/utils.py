@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+# The format of the CLI's log lines, in a terminal and in what `sak serve` sends back to a client.
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from stable_audio_kit import cli_generate, server
-from stable_audio_kit.cli import main
+from stable_audio_kit.cli import answer_request, main
 
 GENERATE = ["generate", "a tone", "--seconds", "0.3", "--steps", "2", "--seed", "3", "--no-normalize"]
 
@@ -41,7 +41,8 @@ def serving(path: Path, **kwargs):
     log: list[str] = []
     sock = server.listen(path)
     stop = threading.Event()
-    thread = threading.Thread(target=server.serve, args=(sock,), kwargs={"stop": stop, "log": log.append, **kwargs})
+    kwargs = {"handle": answer_request, "stop": stop, "log": log.append, **kwargs}
+    thread = threading.Thread(target=server.serve, args=(sock,), kwargs=kwargs)
     thread.start()
     try:
         yield log
@@ -236,7 +237,7 @@ def test_a_server_of_another_version_is_not_used(tiny_model_dir, socket_path, ca
     err = capsys.readouterr().err
     assert "sak: the server on" in err and "runs stable-audio-kit 0.0.0-other" in err and "in this process" in err
     assert Path("a.wav").is_file()
-    assert server.answer({"version": "0.0.0-other", "argv": GENERATE, "cwd": "."}) == {"version": server.__version__}
+    assert answer_request({"version": "0.0.0-other", "argv": GENERATE, "cwd": "."}) == {"version": server.__version__}
 
 
 def test_a_server_that_stops_before_answering_leaves_the_client_to_run_in_process(tiny_model_dir, socket_path, capsys):
@@ -262,7 +263,7 @@ def test_idle_server_stops(tmp_path):
     sock = server.listen(tmp_path / "serve.sock")
     start = time.monotonic()
     try:
-        assert server.serve(sock, idle_seconds=0.3, log=pytest.fail).startswith("no request for")
+        assert server.serve(sock, answer_request, idle_seconds=0.3, log=pytest.fail).startswith("no request for")
     finally:
         server.close(sock, tmp_path / "serve.sock")
     assert 0.3 <= time.monotonic() - start < 3
