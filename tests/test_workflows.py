@@ -97,6 +97,35 @@ def test_continuation_is_inpainting_of_a_tail(tiny_pipeline):
     np.testing.assert_array_equal(out[:, :head], x[:, :head])
 
 
+def sampled_frames(pipe, **kwargs) -> set[int]:
+    frames = set()
+
+    def cb(p, i, t, tensors):
+        frames.add(tensors["latents"].shape[-1])
+        return tensors
+
+    out = pipe("a tone", num_inference_steps=3, generator=seed(), callback_on_step_end=cb, **kwargs).audios
+    return out, frames
+
+
+def test_workflows_sample_only_the_frames_they_need(tiny_pipeline):
+    # A short tail (the tiny model's window is 1 s, shorter than the default tail): the input's latents are cut to
+    # the frames sampled, and inpainting still copies the input sample for sample outside its region.
+    pipe = tiny_pipeline
+    x = tone(pipe, 0.4)
+    out, frames = sampled_frames(pipe, inpaint_audio=x, regions=[(0.1, 0.2)], tail_seconds=0.1)
+    assert frames == {pipe.sampled_frames(0.0, 0.4, 0.1)} and frames != {pipe.unet.config.sample_size}
+    head = round((0.1 - 0.02) * pipe.sample_rate)
+    tail = round((0.2 + 0.02) * pipe.sample_rate)
+    np.testing.assert_array_equal(out[0, :, :head], x[:, :head])
+    np.testing.assert_array_equal(out[0, :, tail:], x[:, tail:])
+    out, frames = sampled_frames(pipe, init_audio=x, strength=0.5, tail_seconds=0.1)
+    assert frames == {pipe.sampled_frames(0.0, 0.4, 0.1)} and out.shape == (1, 1, x.shape[-1])
+    out, frames = sampled_frames(pipe, init_audio=x, strength=0.0, tail_seconds=0.1)
+    assert frames == set()  # strength 0: no step, the input through the VAE
+    assert out.shape == (1, 1, x.shape[-1]) and np.isfinite(out).all()
+
+
 def test_region_crossfades_stay_outside_the_regions():
     original, generated = np.zeros((1, 1000), np.float32), np.ones((1, 1000), np.float32)
     out = assemble_inpainted(original, generated, [(0.4, 0.6)], 1000, crossfade_seconds=0.05)
