@@ -630,9 +630,29 @@ def build_parser() -> argparse.ArgumentParser:
 # The form of a log line on stderr, in-process and in a request `sak serve` answers.
 
 
+# Commands after which the `sak` script ends its process at once (os._exit) instead of letting Python tear torch,
+# diffusers and transformers down module by module, which took 1.0-1.5 s on two cores (benchmarks/startup.py):
+# their files are written, renamed and closed before the command returns, and nothing of theirs runs at exit.
+QUICK_EXIT_COMMANDS = ("generate", "inpaint", "continue")
+_finished: list[str] = []  # the command main() ran, for entry()
+
+
+def entry() -> None:
+    """The `sak` script: :func:`main`, then the exit (at once after :data:`QUICK_EXIT_COMMANDS` that loaded torch;
+    a command refused before that exits as usual)."""
+    code = main()
+    if _finished and _finished[-1] in QUICK_EXIT_COMMANDS and "torch" in sys.modules:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
+    _finished.append(args.command)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what a generate command hands `sak serve`
     from .utils import LOG_FORMAT
 
@@ -682,4 +702,4 @@ def run(args: argparse.Namespace, unknown: list[str] | tuple[str, ...] = ()) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

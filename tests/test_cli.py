@@ -1,3 +1,4 @@
+import os
 import json
 import subprocess
 import sys
@@ -219,3 +220,24 @@ def test_generate_at_a_bpm_with_a_beat_grid_model(tmp_path, capsys):
     assert not (tmp_path / "out").exists(), "no row is generated before every tempo is checked"
     assert main(["info", str(model)]) == 0
     assert "conditioning:     text, seconds_start/seconds_total, beat grid" in capsys.readouterr().out
+
+
+def test_sak_script_ends_at_once_after_generating_with_output_flushed(tiny_model_dir, tmp_path):
+    # `python -m stable_audio_kit.cli` runs what the `sak` script runs (cli.entry): after a generate command that
+    # loaded torch the process ends with os._exit, so what it printed must have been flushed and its file closed.
+    out = tmp_path / "out.wav"
+    base = [sys.executable, "-m", "stable_audio_kit.cli", "generate", "a tone", "--model", str(tiny_model_dir)]
+    env = {**os.environ, "SAK_NO_SERVER": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*base, "--seconds", "0.3", "--steps", "2", "-o", str(out)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(out)
+    assert sf.info(out).frames == round(0.3 * sf.info(out).samplerate)
+    # Refused after the model loaded (torch imported): the message still reaches the terminal, with code 2.
+    refused = subprocess.run(
+        [*base, "--griffin-lim-iters", "8", "-o", str(tmp_path / "x.wav")], capture_output=True, text=True, env=env
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("sak generate: error: this model's VAE (AudioVAE)")
+    assert not (tmp_path / "x.wav").exists()
