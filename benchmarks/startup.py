@@ -4,7 +4,7 @@ and through a warm ``sak serve``.
 
 Every figure is one fresh process timed from just before it is started to its exit, as a shell starts it; the
 best of ``--repeats`` runs. The first sampling step is the first U-Net forward of the generate run: that run is
-``stable_audio_kit.cli.main`` started as the ``sak`` script starts it, with a forward pre-hook that prints the
+``stable_audio_kit.cli.entry`` started as the ``sak`` script starts it, with a forward pre-hook that prints the
 time (the hook needs torch imported first, which the command imports anyway). Times across processes are
 compared on the system-wide monotonic clock. The cold runs are told not to ask a server (``SAK_NO_SERVER=1``). For
 the warm rows the benchmark starts ``sak serve`` on a socket of its own, one server per thread count, waits until
@@ -55,8 +55,8 @@ def first_step(module, args):
 
 handle = torch.nn.modules.module.register_module_forward_pre_hook(first_step)
 sys.argv = ["sak", *sys.argv[1:]]
-from stable_audio_kit.cli import main
-sys.exit(main())
+from stable_audio_kit.cli import entry
+entry()
 """
 
 # (label, argv, expected exit code, goal in seconds or None)
@@ -69,8 +69,15 @@ COMMANDS = [
     ("`import torch` (for reference)", [sys.executable, "-c", "import torch"], 0, None),
     (
         # What any diffusers pipeline costs to import: diffusers.utils.torch_utils imports torch._dynamo.
-        "`import torch, diffusers.utils` (the floor of a cold generate)",
+        "`import torch, diffusers.utils` (the floor of a cold generate), with Python's exit",
         [sys.executable, "-c", "import torch, diffusers.utils"],
+        0,
+        None,
+    ),
+    (
+        # The same, ended as `sak generate` ends (os._exit): Python's teardown of these modules is the difference.
+        "`import torch, diffusers.utils`, ended at once (`os._exit`, as `sak generate` ends)",
+        [sys.executable, "-c", "import os, torch, diffusers.utils; os._exit(0)"],
         0,
         None,
     ),
