@@ -465,7 +465,8 @@ def export_run(
     into the output of a CLAP run). A full CLAP model (``clap/``, read by ``sak evaluate``) is carried
     over from a CLAP run's checkpoint, or else from the base directory.
 
-    A LoRA run (``lora.rank > 0``) exports its adapter folder alone (:mod:`stable_audio_kit.lora`), or with
+    A distillation run exports the base model with its student in ``unet_distilled/``
+    (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its adapter folder alone (:mod:`stable_audio_kit.lora`), or with
     ``merge_lora`` a pipeline directory with the adapter added into the base weights.
     """
     from ..pipeline import StableAudioKitPipeline
@@ -499,10 +500,15 @@ def export_run(
         merge(pipe)
     else:
         components = load_exported_components(kind, ckpt / "export")
-        pipe = StableAudioKitPipeline(**{**pipe.components, **components})
+        if kind != "distill":  # a student goes beside the teacher's U-Net, not in its place
+            pipe = StableAudioKitPipeline(**{**pipe.components, **components})
     clap_src = ckpt / "export" / "clap" if kind == "clap" else base_dir / "clap"
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
+        if kind == "distill":
+            from ..distillation import DISTILLED_SUBFOLDER
+
+            components["unet"].save_pretrained(Path(tmp) / DISTILLED_SUBFOLDER, safe_serialization=True)
         if clap_src.is_dir():
             shutil.copytree(clap_src, Path(tmp) / "clap")
         _write_training_info(Path(tmp), kind, run_dir, ckpt, merged_lora=adapter.is_dir())
@@ -527,6 +533,8 @@ def _exported_loaders() -> dict[str, dict[str, Any]]:
 
     return {
         "unet": {"unet": UNet1DConditionModel.from_pretrained, "projection": ConditioningProjection.from_pretrained},
+        # A student: `export_run` writes it into unet_distilled/ beside the teacher's U-Net.
+        "distill": {"unet": UNet1DConditionModel.from_pretrained},
         "vae": {"vae": load_vae_folder},  # the class (Oobleck or spectral) is read from config.json
         "clap": {
             "text_encoder": ClapTextModelWithProjection.from_pretrained,

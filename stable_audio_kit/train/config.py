@@ -179,3 +179,39 @@ class ClapTrainConfig:
     # Initial contrastive temperature as a logit scale (CLIP: 1/0.07); it is learned, kept <= max.
     logit_scale_init: float = 14.285714285714286
     logit_scale_max: float = 100.0
+
+
+@dataclass
+class DistillTrainConfig:
+    """``sak train distill``: a student of a pipeline's U-Net that samples in ``steps`` DDIM steps with the
+    guidance baked in (see ``stable_audio_kit.train.distill``).
+
+    The teacher samples ``trajectories`` paths with its sampler, from noise and the conditioning of training crops
+    (cached in the run folder); the student learns to take each ``teacher_steps / steps`` of the teacher's steps
+    in one. The conditioning projection, VAE and text encoder stay the teacher's.
+    """
+
+    run: RunConfig = field(default_factory=RunConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    # Conditioning comes from the crops of data.catalogue (or of the `latents` shards), split as `sak train unet`
+    # splits it: the held-out split gives the validation trajectories.
+    data: DataConfig = field(default_factory=DataConfig)
+    # The teacher: a pipeline directory whose `unet` is distilled; `sak export` writes it back with the student
+    # in unet_distilled/.
+    model: str = MISSING
+    latents: str | None = None
+    # The student's DDIM steps; they must divide the training timesteps (1000: 4, 5, 8, 10, 20 ...).
+    steps: int = 8
+    # The teacher's steps with `teacher_scheduler`; a multiple of `steps` whose timesteps include the student's.
+    teacher_steps: int = 16
+    teacher_scheduler: str = "unipc"
+    # Classifier-free guidance of the teacher, baked into the student.
+    guidance_scale: float = 7.0
+    # The U-Net precision of the teacher's sampling (stable_audio_kit.precision): auto, bf16 or fp32.
+    teacher_precision: str = "auto"
+    # Teacher paths from training crops (each gives `steps` training pairs) and from held-out crops.
+    trajectories: int = 2048
+    valid_trajectories: int = 64
+    # Paths sampled per teacher call (and per cached chunk file).
+    trajectory_batch: int = 16
+    ema_decay: float = 0.999

@@ -7,6 +7,7 @@ only the FiLM residual block and the 1D transformer wrapper are written here, be
 has no 1D equivalent of either.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -154,6 +155,10 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             `extra_in_channels`/`film_cond_dim` declared their timing mask (1 channel), beat grid (4
             channels, after the mask) and key (24 FiLM features); they add to those two counts.
             [`stable_audio_kit.conditioning.ConditioningProjection`] says which inputs fill them.
+        distilled_steps, distilled_guidance_scale: set on a step-distilled student
+            (`sak train distill`, :mod:`stable_audio_kit.distillation`): it samples with exactly this many
+            DDIM steps, and classifier-free guidance at this scale is baked into a single conditional forward.
+            `None` (a model trained on the v-objective) samples with any scheduler, steps and guidance.
     """
 
     _supports_gradient_checkpointing = True
@@ -180,6 +185,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         key_conditioning: bool = False,
         extra_in_channels: int = 0,
         film_cond_dim: int = 0,
+        distilled_steps: int | None = None,
+        distilled_guidance_scale: float | None = None,
     ) -> None:
         super().__init__()
         _validate_config(
@@ -202,6 +209,8 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
             key_conditioning=key_conditioning,
             extra_in_channels=extra_in_channels,
             film_cond_dim=film_cond_dim,
+            distilled_steps=distilled_steps,
+            distilled_guidance_scale=distilled_guidance_scale,
         )
         out_channels = in_channels if out_channels is None else out_channels
         channels = list(block_out_channels)
@@ -519,7 +528,21 @@ def _validate_config(
     key_conditioning: bool = False,
     extra_in_channels: int = 0,
     film_cond_dim: int = 0,
+    distilled_steps: int | None = None,
+    distilled_guidance_scale: float | None = None,
 ) -> None:
+    if (distilled_steps is None) != (distilled_guidance_scale is None):
+        raise ValueError(
+            "distilled_steps and distilled_guidance_scale are set together (a distilled student) or not at all, "
+            f"got {distilled_steps!r} and {distilled_guidance_scale!r}"
+        )
+    if distilled_steps is not None:
+        if not isinstance(distilled_steps, int) or isinstance(distilled_steps, bool) or distilled_steps < 1:
+            raise ValueError(f"distilled_steps must be an int >= 1, got {distilled_steps!r}")
+        if isinstance(distilled_guidance_scale, bool) or not isinstance(distilled_guidance_scale, (int, float)):
+            raise ValueError(f"distilled_guidance_scale must be a number, got {distilled_guidance_scale!r}")
+        if not math.isfinite(distilled_guidance_scale) or distilled_guidance_scale < 1.0:
+            raise ValueError(f"distilled_guidance_scale must be a finite number >= 1, got {distilled_guidance_scale!r}")
     positive = {
         "in_channels": in_channels,
         "sample_size": sample_size,
