@@ -33,13 +33,13 @@ from pathlib import Path
 import torch
 
 from stable_audio_kit.precision import native_bf16, resolve_precision
-from stable_audio_kit.sampling import DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
+from stable_audio_kit.sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
 from stable_audio_kit.utils import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "speed.md"
 PROMPT = "a calm piano melody in C major at 80 bpm"
-CFG = 7.0
+CFG = DEFAULT_GUIDANCE_SCALE
 SEED = 0
 WHOLE = 100.0  # a tail at least the window's length: the whole window is sampled (the old behaviour)
 QUICK_STEPS = 2
@@ -168,7 +168,8 @@ def describe(bench: Bench, settings: SamplingSettings) -> list[str]:
         precision = f"auto ({resolve_precision('auto', 'cpu')})"
     gl = settings.griffin_lim_iters
     gl_cell = f"{bench.own_griffin_lim} (model's)" if gl is None else str(gl)
-    return [str(settings.steps), tail_cell, precision, gl_cell]
+    steps = DEFAULT_STEPS if settings.steps is None else settings.steps  # None: the model's own
+    return [str(steps), tail_cell, precision, gl_cell]
 
 
 def levers_section(bench: Bench, seconds: float = 10.0) -> str:

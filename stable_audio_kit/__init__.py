@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .assembly import load_pipeline
     from .conditioning import ConditioningProjection
     from .pipeline import StableAudioKitPipeline, build_pipeline
     from .unet import UNet1DConditionModel
@@ -30,6 +31,7 @@ _LAZY = {
     "StableAudioKitPipeline": ".pipeline",
     "UNet1DConditionModel": ".unet",
     "build_pipeline": ".pipeline",
+    "load_pipeline": ".assembly",
 }
 
 
@@ -52,4 +54,5 @@ __all__ = [
     "StableAudioKitPipeline",
     "UNet1DConditionModel",
     "build_pipeline",
+    "load_pipeline",
 ]

@@ -1,6 +1,7 @@
-"""Assembling a pipeline: checking a model folder before loading it, building an untrained pipeline from a
-model config (``sak new-model``), and listing the conditioning inputs of models saved before the
-projection listed them all.
+"""Assembling a pipeline: checking a model folder before loading it, loading it with the U-Net asked for
+(:func:`load_pipeline`), building an untrained pipeline from a model config (``sak new-model``), and listing
+the conditioning inputs of models saved before the projection listed them all. Importing it imports neither
+torch nor diffusers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
+from .sampling import DEFAULT_UNET, check_unet_name
 
 COMPONENTS = ("vae", "text_encoder", "tokenizer", "projection", "unet", "scheduler")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "demo"
@@ -93,8 +94,98 @@ def check_component_files(path: Path) -> None:
             check_safetensors(file)
 
 
+def load_pipeline(path: str | Path | None = None, unet: str = DEFAULT_UNET, **kwargs):
+    """The pipeline in ``path`` (default: the bundled model) with the U-Net ``unet`` names: ``"base"``, its own
+    (``unet/``), or ``"distilled"``, the step-distilled student of it in ``unet_distilled/`` (``sak train distill``,
+    :mod:`stable_audio_kit.distillation`). The student loads diffusers' way, as the ``unet=`` component override
+    of ``StableAudioKitPipeline.from_pretrained``, and gets its sampler, ``pipe.scheduler =
+    student_scheduler(pipe.scheduler.config)``. ``kwargs`` go to ``from_pretrained`` (``torch_dtype``, ...).
+
+    Raises ``ValueError`` for an unknown ``unet`` (before torch is imported) and for a directory without a
+    student, naming it (before anything loads)."""
+    check_unet_name(unet)
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if unet == "distilled":
+        check_distilled_dir(folder)
+    from .pipeline import StableAudioKitPipeline
+
+    if unet == "base":
+        return StableAudioKitPipeline.from_pretrained(path, **kwargs)
+    import torch
+
+    from .distillation import DISTILLED_SUBFOLDER, student_scheduler
+    from .unet import UNet1DConditionModel
+
+    # In the dtype from_pretrained loads the other components in: float32 unless asked.
+    dtype = kwargs.get("dtype") or kwargs.get("torch_dtype") or torch.float32
+    student = UNet1DConditionModel.from_pretrained(
+        folder, subfolder=DISTILLED_SUBFOLDER, dtype=dtype, local_files_only=True
+    )
+    pipe = StableAudioKitPipeline.from_pretrained(folder, unet=student, **kwargs)
+    pipe.scheduler = student_scheduler(pipe.scheduler.config)
+    return pipe
+
+
+def distilled_config(path: str | Path) -> dict[str, Any] | None:
+    """The config of the distilled student a pipeline directory holds (``unet_distilled/config.json``), ``None``
+    without one; ``ValueError`` naming the file if it is unreadable or not a student's. Loads no weights."""
+    from .distillation import DISTILLED_SUBFOLDER
+
+    file = Path(path) / DISTILLED_SUBFOLDER / "config.json"
+    if not file.is_file():
+        return None
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(file)!r} is not valid JSON ({err}); the model folder is damaged") from None
+    if not isinstance(config, dict) or config.get("distilled_steps") is None:
+        raise ValueError(
+            f"{str(file)!r} is not a distilled student's config (no distilled_steps); `sak train distill` makes one"
+        )
+    return config
+
+
+def check_distilled_dir(path: str | Path) -> Path:
+    """Raise ``ValueError`` naming the folder unless ``path`` is a whole pipeline directory (:func:`check_model_dir`)
+    holding a whole distilled student in ``unet_distilled/`` (its config a student's, its weights whole)."""
+    from .distillation import DISTILLED_SUBFOLDER
+    from .utils import check_safetensors
+
+    path = check_model_dir(path)
+    if distilled_config(path) is None:
+        raise ValueError(
+            f"model directory {str(path)!r} holds no distilled U-Net ({DISTILLED_SUBFOLDER}/config.json is missing); "
+            "`sak train distill` (then `sak export`) makes one"
+        )
+    weights = sorted((path / DISTILLED_SUBFOLDER).glob("*.safetensors"))
+    if not weights:
+        raise ValueError(f"model directory {str(path)!r}: {DISTILLED_SUBFOLDER}/ has no safetensors weights")
+    for file in weights:
+        check_safetensors(file)
+    return path
+
+
+def describe_distilled(path: str | Path) -> str | None:
+    """One line on the distilled student a pipeline directory holds (its steps and guidance), ``None`` without
+    one."""
+    from .distillation import DISTILLED_SUBFOLDER
+
+    try:
+        config = distilled_config(path)
+    except ValueError as err:
+        return f"{DISTILLED_SUBFOLDER}/ unreadable: {err}"
+    if config is None:
+        return None
+    return (
+        f"{DISTILLED_SUBFOLDER}/, {config['distilled_steps']} steps, guidance "
+        f"{float(config['distilled_guidance_scale']):g} baked in (--unet distilled)"
+    )
+
+
 def build_pipeline(cfg):
     """An untrained pipeline from a :class:`stable_audio_kit.config.ModelConfig` (``sak new-model``)."""
+    import torch
+
     from .conditioning import ConditioningProjection, build_text_encoder
     from .pipeline import StableAudioKitPipeline
     from .schedulers import make_scheduler
@@ -192,8 +283,18 @@ def describe_pipeline(pipe, path: Path | str) -> str:
         f"maximum length:   {pipe.max_seconds:.3f} s",
         f"scheduler:        {type(pipe.scheduler).__name__}",
         f"conditioning:     {', '.join(pipe.projection.describe())}",
-        "parameters:",
     ]
+    student = pipe.unet.config.get("distilled_steps")
+    if student is not None:
+        lines.append(
+            f"unet:             a distilled student: {student} steps, guidance "
+            f"{float(pipe.unet.config.distilled_guidance_scale):g} baked in"
+        )
+    folder = Path(path) if Path(path).is_dir() else Path(getattr(pipe, "name_or_path", None) or path)
+    held = describe_distilled(folder)
+    if held is not None:
+        lines.append(f"distilled U-Net:  {held}")
+    lines.append("parameters:")
     total = 0
     for name in ("vae", "text_encoder", "projection", "unet"):
         n = count(getattr(pipe, name))

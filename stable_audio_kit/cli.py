@@ -93,7 +93,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise CLIError(f"--outputs: {err}") from None
     from .ui import serve
 
-    serve(load_model(args.model), args.model, host=args.host, port=args.port, outputs=args.outputs)
+    serve(load_model(args.model, unet=args.unet), args.model, host=args.host, port=args.port, outputs=args.outputs)
     return 0
 
 
@@ -281,7 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalogue", required=True, help="a catalogue with metadata.jsonl (sak catalogue make)")
     p.add_argument("--n", type=int, default=None, help="number of held-out clips (default: all)")
     p.add_argument("--clap", default=None, help="CLAP model folder for CLAP score, recall and FAD")
-    p.add_argument("--cfg", type=float, default=7.0)
+    p.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help=f"guidance scale (default: the model's own, {sampling.DEFAULT_GUIDANCE_SCALE:g} for a base U-Net)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -345,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--outputs", default="sak-ui-outputs", help="folder the results are kept in")
+    p.add_argument(
+        "--unet",
+        choices=sampling.UNETS,
+        default=sampling.DEFAULT_UNET,
+        help="the model's own U-Net, or its distilled student (unet_distilled/) with its own steps and guidance",
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser(

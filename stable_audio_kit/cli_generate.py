@@ -25,8 +25,8 @@ class CLIError(ValueError):
 
 
 # The pipelines `sak serve` keeps loaded between requests (keep_loaded), newest last: {(folder, its files' sizes
-# and times, device): (pipeline, its scheduler as loaded, its Griffin-Lim iterations as loaded)}. A one-shot run
-# keeps nothing (None).
+# and times, device, U-Net): (pipeline, its scheduler as loaded, its Griffin-Lim iterations as loaded)}. A one-shot
+# run keeps nothing (None).
 _kept: dict | None = None
 MAX_KEPT = 2
 
@@ -40,29 +40,31 @@ def keep_loaded() -> None:
         _kept = {}
 
 
-def load_model(path: str | None, device: str = "cpu"):
-    """The pipeline in ``path`` (default: the bundled model) on ``device``; under ``sak serve`` the kept one."""
-    from .pipeline import StableAudioKitPipeline
+def load_model(path: str | None, device: str = "cpu", unet: str = sampling.DEFAULT_UNET):
+    """The pipeline in ``path`` (default: the bundled model) on ``device``, with the U-Net ``unet`` names
+    (:func:`~stable_audio_kit.assembly.load_pipeline`); under ``sak serve`` the kept one."""
+    from .assembly import load_pipeline
 
+    sampling.check_unet_name(unet)
     quiet_loading()
     if _kept is None:
-        return StableAudioKitPipeline.from_pretrained(path).to(device)
-    return _kept_pipeline(path, device)
+        return load_pipeline(path, unet=unet).to(device)
+    return _kept_pipeline(path, device, unet)
 
 
-def _kept_pipeline(path: str | None, device: str):
-    """The kept pipeline of ``path`` on ``device`` (loaded now if need be), as it was loaded."""
-    from .assembly import DEFAULT_MODEL_DIR
-    from .pipeline import StableAudioKitPipeline
+def _kept_pipeline(path: str | None, device: str, unet: str):
+    """The kept pipeline of ``path`` on ``device`` with the U-Net ``unet`` (loaded now if need be), as it was
+    loaded."""
+    from .assembly import DEFAULT_MODEL_DIR, load_pipeline
 
     folder = Path(path if path is not None else DEFAULT_MODEL_DIR).resolve()
     # A model folder holds files and component folders of files: two levels say whether it changed since.
     files = sorted(f for f in [*folder.glob("*"), *folder.glob("*/*")] if f.is_file())
-    key = (str(folder), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files), str(device))
+    key = (str(folder), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files), str(device), unet)
     if key in _kept:
         _kept[key] = _kept.pop(key)  # the newest
     else:
-        pipe = StableAudioKitPipeline.from_pretrained(path).to(device)
+        pipe = load_pipeline(path, unet=unet).to(device)
         while len(_kept) >= MAX_KEPT:
             _kept.pop(next(iter(_kept)))
         _kept[key] = (pipe, pipe.scheduler, getattr(pipe.vae.config, "griffin_lim_iters", None))
@@ -106,7 +108,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     settings = SamplingSettings.from_args(args)
     if args.batch < 1:
         raise CLIError(f"--batch must be >= 1, got {args.batch}")
-    if not math.isfinite(args.cfg):
+    if args.cfg is not None and not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
     given = {}
     for item in args.set:
@@ -197,6 +199,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 raise CLIError(str(err)) from None
 
     loras = [parse_lora(text) for text in getattr(args, "lora", [])]
+    if settings.unet == "distilled":
+        from .assembly import DEFAULT_MODEL_DIR, check_distilled_dir
+
+        check_distilled_dir(args.model if args.model is not None else DEFAULT_MODEL_DIR)
 
     # 2. Load the model (and its adapters) and check every row against it (the pipeline's own checks), before the
     # first file.
@@ -211,7 +217,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     shortfall = launcher_warning()
     if shortfall and state.is_main_process:
         logger.warning(shortfall)
-    pipe = load_model(args.model, device=device)
+    pipe = load_model(args.model, device=device, unet=settings.unet)
     settings.apply(pipe)  # --scheduler, --griffin-lim-iters
     for folder, scale in loras:
         name = pipe.load_lora_weights(folder, scale=scale)
@@ -364,7 +370,13 @@ def add_sampling_arguments(p: argparse.ArgumentParser) -> None:
     and the speed settings (:func:`stable_audio_kit.sampling.add_arguments`)."""
     sampling.add_arguments(p)
     p.add_argument("--negative", default=None, help="negative prompt")
-    p.add_argument("--cfg", type=float, default=7.0, help="classifier-free guidance scale (<= 1 switches it off)")
+    p.add_argument(
+        "--cfg",
+        type=float,
+        default=None,
+        help=f"classifier-free guidance scale, <= 1 switches it off (default: the model's own, "
+        f"{sampling.DEFAULT_GUIDANCE_SCALE:g} for a base U-Net)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--bpm", type=float, default=None, help="tempo for a beat-grid model (default: the one the prompt names)"

@@ -109,6 +109,7 @@ TRAINERS = {
     "clap": ("stable_audio_kit.train.clap", "ClapTrainConfig"),
     "vae": ("stable_audio_kit.train.vae", "VAETrainConfig"),
     "unet": ("stable_audio_kit.train.unet", "UNetTrainConfig"),
+    "distill": ("stable_audio_kit.train.distill", "DistillTrainConfig"),
 }
 
 
@@ -211,7 +212,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .utils import check_device, check_seed, check_writable
 
     settings = sampling.SamplingSettings.from_args(args)
-    if not math.isfinite(args.cfg):
+    if args.cfg is not None and not math.isfinite(args.cfg):
         raise CLIError(f"--cfg must be finite, got {args.cfg}")
     if args.probe_n < 1:
         raise CLIError(f"--probe-n must be an integer >= 1, got {args.probe_n}")

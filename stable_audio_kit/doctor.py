@@ -76,14 +76,16 @@ def soundfont_line() -> str:
 
 
 def bundled_model_line() -> str:
+    from .assembly import describe_distilled
     from .pipeline import DEFAULT_MODEL_DIR, StableAudioKitPipeline
 
     start = time.perf_counter()
     pipe = StableAudioKitPipeline.from_pretrained()
     took = time.perf_counter() - start
+    student = describe_distilled(DEFAULT_MODEL_DIR)
     return (
         f"loads in {took:.2f} s ({DEFAULT_MODEL_DIR}: {pipe.sample_rate} Hz, {pipe.audio_channels} channel(s), "
-        f"up to {pipe.max_seconds:.2f} s)"
+        f"up to {pipe.max_seconds:.2f} s" + (f"; a distilled U-Net: {student}" if student else "") + ")"
     )
 
 

@@ -20,7 +20,6 @@ from diffusers.pipelines.pipeline_utils import AudioPipelineOutput
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
 from .precision import check_precision
-from .sampling import DEFAULT_STEPS
 from .utils import check_finite_number
 from .workflows import (
     DEFAULT_OVERLAP_FRACTION,
@@ -41,8 +40,8 @@ def plan_long(
     prompt,
     negative_prompt=None,
     seconds_total: float | None = None,
-    num_inference_steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 7.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     num_waveforms_per_prompt: int = 1,
     output_type: str = "np",
     bpm: float | None = None,
@@ -52,7 +51,8 @@ def plan_long(
     unsupported: dict[str, Any] | None = None,
 ) -> tuple[float, int, list]:
     """Every check of a long-form call, before any work: ``(seconds_total, overlap in samples, [(window,
-    request, negative request), ...])``, each window's request telling it where it is."""
+    request, negative request), ...])``, each window's request telling it where it is. ``None`` steps or
+    guidance are the model's own."""
     for name, value in (unsupported or {}).items():
         if value is not None:
             why = (
@@ -114,8 +114,8 @@ def generate_long(
     prompt,
     negative_prompt=None,
     seconds_total: float | None = None,
-    num_inference_steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 7.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     num_waveforms_per_prompt: int = 1,
     generator=None,
     output_type: str = "np",

@@ -30,7 +30,6 @@ from .assembly import (  # noqa: F401
 from .objective import cfg_combine
 from .pipeline_checks import CallChecks
 from .precision import autocast
-from .sampling import DEFAULT_STEPS
 from .utils import check_finite_number
 
 # diffusers loads a saved component only from a module this process has already imported, and the package
@@ -281,8 +280,8 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         request: ConditioningRequest,
         negative_request: ConditioningRequest | None,
         workflow: Workflow,
-        num_inference_steps: int,
-        guidance_scale: float,
+        num_inference_steps: int | None,
+        guidance_scale: float | None,
         num_waveforms_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -293,9 +292,11 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         """Steps 2-5 of a call for validated requests: conditioning, timesteps, initial latents and the
         denoising loop over ``request.frames`` latent frames. Returns the final latents ``(B, D, frames)``.
         Long-form generation calls it once a window. The U-Net runs in ``precision``
-        (:mod:`stable_audio_kit.precision`); everything else in float32."""
+        (:mod:`stable_audio_kit.precision`); everything else in float32. ``None`` steps or guidance are the model's
+        own (:meth:`resolve_sampling`); a distilled student runs one conditional forward a step."""
         device = self._execution_device
-        do_cfg = guidance_scale > 1.0
+        num_inference_steps, guidance_scale = self.resolve_sampling(num_inference_steps, guidance_scale)
+        do_cfg = self.runs_unconditional(guidance_scale)
         batch = request.batch * num_waveforms_per_prompt
 
         # 2. Conditioning, each prompt read once; the unconditional half follows the one CFG rule.
@@ -398,8 +399,8 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         negative_prompt: str | list[str] | None = None,
         seconds_start: float = 0.0,
         seconds_total: float | None = None,
-        num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = 7.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         num_waveforms_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
@@ -425,7 +426,14 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         Returns ``AudioPipelineOutput(audios=...)`` with ``audios`` of shape
         ``(len(prompts) * num_waveforms_per_prompt, channels, round(seconds_total * sample_rate))``
         (numpy float32 or torch), or the final latents ``(B, D, frames)`` for ``output_type="latent"``.
+        ``num_inference_steps`` and ``guidance_scale`` default to the model's own
+        (:data:`~stable_audio_kit.sampling.DEFAULT_STEPS`, :data:`~stable_audio_kit.sampling.DEFAULT_GUIDANCE_SCALE`);
         ``guidance_scale <= 1`` switches classifier-free guidance off.
+
+        A distilled student U-Net (:mod:`stable_audio_kit.distillation`, :func:`~stable_audio_kit.load_pipeline`
+        with ``unet="distilled"``) samples in exactly its ``distilled_steps`` with its guidance baked into one
+        conditional forward a step: it refuses other steps or guidance, a ``negative_prompt``, and a scheduler
+        other than :func:`~stable_audio_kit.distillation.student_scheduler`'s (``ValueError`` before any work).
 
         Speed (:mod:`stable_audio_kit.precision`, README "Speed"): the U-Net denoises only the latent frames
         the audio covers plus ``tail_seconds`` after it (default

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from .conditioning import ConditioningRequest, ParsedPrompt, check_overrides
+from .distillation import check_student_call, distilled_settings
 from .precision import check_precision
-from .sampling import DEFAULT_STEPS, TAIL_SECONDS, check_tail_seconds  # noqa: F401
+from .sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TAIL_SECONDS, check_tail_seconds  # noqa: F401
 from .utils import check_finite_number
 from .workflows import Workflow, is_schedule, prepare_workflow
 
@@ -33,6 +34,35 @@ def _number(value) -> float:
 class CallChecks:
     """The checks of :class:`~stable_audio_kit.StableAudioKitPipeline`, a mixin of it."""
 
+    def resolve_sampling(
+        self, num_inference_steps: int | None = None, guidance_scale: float | None = None
+    ) -> tuple[int, float]:
+        """``(num_inference_steps, guidance_scale)`` a call samples with, each ``None`` the model's own: a distilled
+        student's ``distilled_steps`` and baked-in guidance, else :data:`DEFAULT_STEPS` and
+        :data:`DEFAULT_GUIDANCE_SCALE`. Given values are returned as given (:meth:`check_sampling` checks them)."""
+        own = distilled_settings(self.unet) or (DEFAULT_STEPS, DEFAULT_GUIDANCE_SCALE)
+        steps = own[0] if num_inference_steps is None else num_inference_steps
+        return steps, own[1] if guidance_scale is None else guidance_scale
+
+    def runs_unconditional(self, guidance_scale: float) -> bool:
+        """Whether a call at ``guidance_scale`` runs an unconditional half beside the conditional one (the one place
+        this is decided): above 1, unless the U-Net is a distilled student, whose guidance is baked into a single
+        conditional forward."""
+        return distilled_settings(self.unet) is None and guidance_scale > 1.0
+
+    def check_sampling(
+        self, num_inference_steps: int | None, guidance_scale: float | None, negative_prompt=None
+    ) -> tuple[int, float]:
+        """The checked ``(num_inference_steps, guidance_scale)`` of a call (:meth:`resolve_sampling`). A distilled
+        student refuses other steps or guidance than its own, a negative prompt, and a scheduler other than
+        :func:`~stable_audio_kit.distillation.student_scheduler`'s."""
+        steps, guidance = self.resolve_sampling(num_inference_steps, guidance_scale)
+        steps = _check_int("num_inference_steps", steps, 1)
+        guidance = check_finite_number("guidance_scale", guidance)
+        if distilled_settings(self.unet) is not None:
+            check_student_call(self.unet, self.scheduler, steps, guidance, negative_prompt)
+        return steps, guidance
+
     def check_inputs(
         self,
         prompt,
@@ -45,7 +75,8 @@ class CallChecks:
         latents,
         output_type,
     ) -> tuple[list[str | ParsedPrompt], list[str | ParsedPrompt] | None, float, float]:
-        """Validate everything before any work; returns normalised prompts and seconds."""
+        """Validate everything before any work; returns normalised prompts and seconds. ``None`` steps or guidance
+        are the model's own (:meth:`check_sampling`)."""
         prompts = [prompt] if isinstance(prompt, (str, ParsedPrompt)) else prompt
         if not isinstance(prompts, (list, tuple)) or len(prompts) == 0:
             raise ValueError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
@@ -77,9 +108,8 @@ class CallChecks:
                 f"seconds_start must be below seconds_total ({seconds_total:g}): the window starts inside the "
                 f"sound, got {seconds_start:g}"
             )
-        _check_int("num_inference_steps", num_inference_steps, 1)
+        self.check_sampling(num_inference_steps, guidance_scale, negatives)
         _check_int("num_waveforms_per_prompt", num_waveforms_per_prompt, 1)
-        check_finite_number("guidance_scale", guidance_scale)
         if output_type not in ("np", "pt", "latent"):
             raise ValueError(f"output_type must be 'np', 'pt' or 'latent', got {output_type!r}")
         if latents is not None:
@@ -134,8 +164,8 @@ class CallChecks:
         negative_prompt: str | list[str] | None = None,
         seconds_start: float = 0.0,
         seconds_total: float | None = None,
-        num_inference_steps: int = DEFAULT_STEPS,
-        guidance_scale: float = 7.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         num_waveforms_per_prompt: int = 1,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
@@ -157,9 +187,11 @@ class CallChecks:
         requests of the prompts and the negative prompts, and the workflow (input audio loaded). The CLI
         runs it on every row of a prompt list before it generates the first file, so the two cannot
         disagree. A long-form call (``seconds_total`` beyond the window, or a prompt schedule) is checked
-        window by window; its first window's requests are returned."""
+        window by window; its first window's requests are returned. ``None`` steps or guidance are the model's
+        own (:meth:`resolve_sampling`)."""
         check_precision(precision)
         check_tail_seconds(tail_seconds)
+        self.check_sampling(num_inference_steps, guidance_scale, negative_prompt)
         if is_schedule(prompt) or (seconds_total is not None and _number(seconds_total) > self.max_seconds):
             from .longform import plan_long
 

@@ -1,4 +1,4 @@
-"""How a call samples, apart from what it asks for: steps, sampler, frames, precision and decode.
+"""How a call samples, apart from what it asks for: U-Net, steps, guidance, sampler, frames, precision and decode.
 
 The defaults are the fastest setting whose quality on the bundled model's held-out set stays within noise
 of the 50-step baseline (``benchmarks/results/speed.md``, README "Speed"). :class:`SamplingSettings` carries
@@ -21,6 +21,15 @@ from .utils import check_finite_number
 # (benchmarks/results/speed_quality.md).
 DEFAULT_STEPS = 15
 
+# The pipeline's and every command's classifier-free guidance scale for a U-Net trained on the v-objective (a
+# distilled student has its own baked in).
+DEFAULT_GUIDANCE_SCALE = 7.0
+
+# Which U-Net of a pipeline directory samples: its own ("base", unet/) or the step-distilled student of it
+# ("distilled", unet_distilled/: `sak train distill`, stable_audio_kit.distillation).
+UNETS = ("base", "distilled")
+DEFAULT_UNET = "base"
+
 # Seconds of latent frames sampled after the requested audio ends. The model learned to end a sound followed by
 # silence that the timing mask marks, inside a 10 s window; cut right after the sound, the context is unlike
 # anything it was trained on. Measured with `sak evaluate --tail` on the bundled model (README, "Speed"): with
@@ -40,25 +49,41 @@ def check_tail_seconds(tail_seconds: Any) -> float:
     return tail
 
 
+def check_unet_name(unet: Any) -> str:
+    """``unet`` if it names one of :data:`UNETS`; else ``ValueError`` listing them."""
+    if unet not in UNETS:
+        raise ValueError(f"unet must be one of {', '.join(UNETS)}, got {unet!r}")
+    return unet
+
+
 @dataclass
 class SamplingSettings:
-    """``steps``; ``scheduler`` (a name of :data:`~stable_audio_kit.schedulers.SCHEDULER_NAMES`, ``None``: the
-    model's own); ``tail_seconds`` sampled after the audio (``None``: the pipeline's default); ``precision``
-    of the U-Net (:mod:`stable_audio_kit.precision`); ``griffin_lim_iters`` of a spectral decoder (``None``:
-    the model's own)."""
+    """``steps`` (``None``: the model's own, a distilled student's ``distilled_steps`` or :data:`DEFAULT_STEPS`);
+    ``scheduler`` (a name of :data:`~stable_audio_kit.schedulers.SCHEDULER_NAMES`, ``None``: the model's own);
+    ``tail_seconds`` sampled after the audio (``None``: the pipeline's default); ``precision`` of the U-Net
+    (:mod:`stable_audio_kit.precision`); ``griffin_lim_iters`` of a spectral decoder (``None``: the model's own);
+    ``unet``, which U-Net of the model directory loads (:data:`UNETS`)."""
 
-    steps: int = DEFAULT_STEPS
+    steps: int | None = None
     scheduler: str | None = None
     tail_seconds: float | None = None
     precision: str = "auto"
     griffin_lim_iters: int | None = None
+    unet: str = DEFAULT_UNET
 
     def check(self) -> SamplingSettings:
         """Raise ``ValueError`` naming the first bad value; returns ``self``."""
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        steps = self.steps
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        check_unet_name(self.unet)
         if self.scheduler is not None:
             check_scheduler_name(self.scheduler)
+            if self.unet == "distilled":
+                raise ValueError(
+                    f"scheduler {self.scheduler!r} cannot sample the distilled U-Net: it samples only with its own "
+                    "DDIM sampler, which loads with it"
+                )
         check_tail_seconds(self.tail_seconds)
         check_precision(self.precision)
         iters = self.griffin_lim_iters
@@ -88,7 +113,7 @@ class SamplingSettings:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> SamplingSettings:
         """The settings of a command's :func:`add_arguments`, checked; a message names the option."""
-        settings = cls(args.steps, args.scheduler, args.tail, args.precision, args.griffin_lim_iters)
+        settings = cls(args.steps, args.scheduler, args.tail, args.precision, args.griffin_lim_iters, args.unet)
         try:
             return settings.check()
         except ValueError as err:
@@ -105,13 +130,27 @@ OPTIONS = {
     "tail_seconds": "--tail",
     "precision": "--precision",
     "griffin_lim_iters": "--griffin-lim-iters",
+    "unet": "--unet",
+    "scheduler": "--scheduler",
 }
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``--steps``, ``--scheduler``, ``--tail``, ``--precision`` and ``--griffin-lim-iters``."""
+    """``--unet``, ``--steps``, ``--scheduler``, ``--tail``, ``--precision`` and ``--griffin-lim-iters``."""
     g = p.add_argument_group("speed (README, Speed)")
-    g.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    g.add_argument(
+        "--unet",
+        choices=UNETS,
+        default=DEFAULT_UNET,
+        help=f"which U-Net samples: the model's own, or its step-distilled student (unet_distilled/, made by "
+        f"`sak train distill`), with its own steps and guidance (default {DEFAULT_UNET})",
+    )
+    g.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"denoising steps (default: the model's own, {DEFAULT_STEPS} for a base U-Net)",
+    )
     g.add_argument(
         "--scheduler", default=None, help=f"sampler: {', '.join(SCHEDULER_NAMES)} (default: the model's own)"
     )

@@ -42,3 +42,29 @@ def tiny_model_dir(tiny_pipeline, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_model") / "model"
     tiny_pipeline.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_student(tiny_pipeline):
+    """A distilled student of the tiny U-Net: its weights, with a student's config (4 DDIM steps, guidance 7 baked
+    in). Untrained as a student, but it samples as one: what the pipeline does with a student is under test."""
+    from stable_audio_kit import UNet1DConditionModel
+
+    unet = tiny_pipeline.unet
+    # Without `_use_default_values`: from_config would put the defaults (None) back for the keys it lists.
+    config = {k: v for k, v in unet.config.items() if k != "_use_default_values"}
+    student = UNet1DConditionModel.from_config({**config, "distilled_steps": 4, "distilled_guidance_scale": 7.0})
+    student.load_state_dict(unet.state_dict())
+    assert student.config.distilled_steps == 4
+    return student.eval()
+
+
+@pytest.fixture(scope="session")
+def distilled_model_dir(tiny_pipeline, tiny_student, tmp_path_factory) -> Path:
+    """The tiny model with its student in ``unet_distilled/``, as ``sak export`` of a distillation run writes it."""
+    from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
+
+    path = tmp_path_factory.mktemp("distilled_model") / "model"
+    tiny_pipeline.save_pretrained(path)
+    tiny_student.save_pretrained(path / DISTILLED_SUBFOLDER)
+    return path

@@ -241,3 +241,32 @@ def test_sak_script_ends_at_once_after_generating_with_output_flushed(tiny_model
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("sak generate: error: this model's VAE (AudioVAE)")
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_generate_inpaint_continue_with_the_distilled_unet(distilled_model_dir, tmp_path, capsys):
+    """`--unet distilled`: the student in unet_distilled/ at its own steps and guidance, sample for sample what
+    ``load_pipeline(dir, unet="distilled")`` gives; `sak info` names it."""
+    import torch
+
+    from stable_audio_kit import load_pipeline
+
+    common = ["--model", str(distilled_model_dir), "--unet", "distilled", "--seed", "3", "--no-normalize"]
+    assert main(["generate", "a tone", "--seconds", "0.3", *common, "-o", str(tmp_path / "g.wav")]) == 0
+    audio, rate = sf.read(tmp_path / "g.wav", dtype="float32")
+    pipe = load_pipeline(distilled_model_dir, unet="distilled")
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a tone", seconds_total=0.3, generator=torch.Generator().manual_seed(3)).audios[0, 0]
+    np.testing.assert_allclose(audio, expected, rtol=0, atol=1e-6)
+
+    t = np.arange(4000) / 8000
+    sf.write(tmp_path / "in.wav", (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 8000)
+    inpaint = ["inpaint", str(tmp_path / "in.wav"), "a new middle", "--region", "0.2:0.3"]
+    assert main([*inpaint, *common, "-o", str(tmp_path / "i.wav")]) == 0
+    assert sf.info(tmp_path / "i.wav").frames == 4000
+    more = ["continue", str(tmp_path / "in.wav"), "and then", "--seconds", "0.8"]
+    assert main([*more, *common, "-o", str(tmp_path / "c.wav")]) == 0
+    assert sf.info(tmp_path / "c.wav").frames == 6400
+
+    capsys.readouterr()
+    assert main(["info", str(distilled_model_dir)]) == 0
+    assert "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in" in capsys.readouterr().out

@@ -280,3 +280,20 @@ def test_sak_serve_loads_serves_and_stops_when_idle(tiny_model_dir, socket_path,
     assert list(cli_generate._kept) and list(cli_generate._kept)[0][0] == str(tiny_model_dir.resolve())
     assert main(["serve", "--socket", str(socket_path), "--idle-minutes", "-1"]) == 2
     assert "--idle-minutes must be a number >= 0" in capsys.readouterr().err
+
+
+def test_the_kept_models_are_told_apart_by_their_unet(distilled_model_dir, socket_path):
+    # Without --steps 2: each U-Net samples with its own steps.
+    args = [*(a for a in GENERATE if a not in ("--steps", "2")), "--model", str(distilled_model_dir)]
+    with serving(socket_path) as log:
+        assert main([*args, "-o", "base.wav"]) == 0
+        assert main([*args, "--unet", "distilled", "-o", "student.wav"]) == 0
+        assert main([*args, "--unet", "distilled", "--cfg", "3", "-o", "refused.wav"]) == 2
+        assert main([*args, "-o", "base_again.wav"]) == 0
+    assert len(log) == 4 and not Path("refused.wav").exists()
+    kept = {key[-1]: pipe for key, (pipe, *_) in cli_generate._kept.items()}
+    assert sorted(kept) == ["base", "distilled"]
+    assert kept["base"].unet.config.distilled_steps is None and kept["distilled"].unet.config.distilled_steps == 4
+    np.testing.assert_array_equal(samples(Path("base_again.wav")), samples(Path("base.wav")))
+    assert main([*args, "--unet", "distilled", "-o", "here.wav", "--no-server"]) == 0
+    np.testing.assert_array_equal(samples(Path("student.wav")), samples(Path("here.wav")))

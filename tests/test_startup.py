@@ -59,6 +59,12 @@ def test_help_loads_no_heavy_package():
     assert "generate" in result.stdout and "exit 0" in result.stderr
 
 
+def test_generate_help_loads_no_heavy_package():
+    loaded, result = heavy_modules_after(RUN_CLI.format(args=["generate", "--help"]))
+    assert loaded == []
+    assert "--unet {base,distilled}" in result.stdout and "exit 0" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -70,6 +76,11 @@ def test_help_loads_no_heavy_package():
         (["generate", "a snare hit", "--device", "tpu"], "unknown device 'tpu'"),
         (["generate", "a snare hit", "--format", "nope"], "'nope'"),
         (["generate", "--steps", "x"], "invalid int value: 'x'"),
+        (["generate", "a snare hit", "--unet", "fast"], "argument --unet: invalid choice: 'fast'"),
+        (
+            ["generate", "a snare hit", "--unet", "distilled", "--scheduler", "unipc"],
+            "--scheduler 'unipc' cannot sample the distilled U-Net",
+        ),
     ],
 )
 def test_refused_argument_loads_no_heavy_package(args, message):

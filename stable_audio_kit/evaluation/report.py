@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
-from ..sampling import DEFAULT_STEPS, SamplingSettings
+from ..sampling import DEFAULT_UNET, SamplingSettings
 from ..utils import atomic_write_text
 from . import embedding, metrics, plots
 from .probes import PROBES, parse_probes
@@ -279,6 +279,8 @@ def sampling_note(sampling: dict[str, Any] | None) -> str:
         return ""
     named = {"scheduler": "scheduler {}", "tail_seconds": "tail {} s", "griffin_lim_iters": "{} Griffin-Lim iterations"}
     parts = [text.format(sampling[key]) for key, text in named.items() if sampling.get(key) is not None]
+    if sampling.get("unet", DEFAULT_UNET) != DEFAULT_UNET:
+        parts.insert(0, f"{sampling['unet']} U-Net")
     if sampling.get("precision", "auto") != "auto":
         parts.append(f"precision {sampling['precision']}")
     return (", " + ", ".join(parts)) if parts else ""
@@ -363,8 +365,8 @@ def evaluate(
     out_dir: str | Path,
     n: int | None = None,
     clap: str | Path | None = None,
-    steps: int = DEFAULT_STEPS,
-    guidance_scale: float = 7.0,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
@@ -378,6 +380,7 @@ def evaluate(
     tail_seconds: float | None = None,
     precision: str = "auto",
     griffin_lim_iters: int | None = None,
+    unet: str = DEFAULT_UNET,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
@@ -387,16 +390,19 @@ def evaluate(
     all the held-out clips (two generations per clip); their rows go to ``report["probes"]``. ``memorisation``
     names the training catalogue to check the model's clips (and, as a control, the real held-out clips) against
     for near-copies (:mod:`.memorisation`; it needs the CLAP), into ``report["memorisation"]``. ``scheduler``,
-    ``tail_seconds``, ``precision`` and ``griffin_lim_iters`` are the speed settings
-    (:class:`~stable_audio_kit.sampling.SamplingSettings`), recorded in ``report["sampling"]``."""
+    ``tail_seconds``, ``precision``, ``griffin_lim_iters`` and ``unet`` (the model directory's own U-Net or its
+    distilled student) are the speed settings (:class:`~stable_audio_kit.sampling.SamplingSettings`), recorded in
+    ``report["sampling"]``; ``steps`` and ``guidance_scale`` (``None``: the model's own) are recorded as sampled."""
     from tqdm.auto import tqdm
 
-    from ..pipeline import StableAudioKitPipeline
+    from ..assembly import DEFAULT_MODEL_DIR, check_distilled_dir, load_pipeline
 
     catalogue = Path(catalogue)
     out_dir = Path(out_dir)
     rows = load_heldout(catalogue, n)
-    sampling = SamplingSettings(steps, scheduler, tail_seconds, precision, griffin_lim_iters).check()
+    sampling = SamplingSettings(steps, scheduler, tail_seconds, precision, griffin_lim_iters, unet).check()
+    if sampling.unet == "distilled":
+        check_distilled_dir(model if model is not None else DEFAULT_MODEL_DIR)
     # The probes pick their clips and rewrite their captions before any model loads, so an unknown
     # probe or a catalogue with nothing to probe fails at once.
     planned = [PROBES[name](load_heldout(catalogue, None), probe_n, seed) for name in parse_probes(probes)]
@@ -406,9 +412,12 @@ def evaluate(
 
         check = MemorisationCheck.plan(memorisation, memorisation_top_k, memorisation_threshold)
     metrics.require_librosa()  # fail now, not after generating, if the [eval] extra is missing
-    pipe = StableAudioKitPipeline.from_pretrained(model).to(device)
+    pipe = load_pipeline(model, unet=sampling.unet).to(device)
     pipe.set_progress_bar_config(disable=True)
     sampling.apply(pipe)
+    # The model's own steps and guidance for a None, checked (a distilled student's refusals) before any clip.
+    steps, guidance_scale = pipe.check_sampling(steps, guidance_scale)
+    sampling.steps = steps
     options = {"tail_seconds": sampling.tail_seconds, "precision": sampling.precision}
     lengths = [(r["path"], r["seconds"]) for r in rows] + [(s.path, s.seconds) for p in planned for s in p.swaps]
     too_long = [(path, secs) for path, secs in lengths if secs > pipe.max_seconds]

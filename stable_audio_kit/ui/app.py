@@ -48,13 +48,6 @@ HISTORY_HEADERS = ["#", "prompt", "mode", "seed", "seconds", "made"]
 SAMPLER = "sampler"
 
 
-def _call_default(name: str) -> Any:
-    """A default of the pipeline's ``__call__``: the page starts where the pipeline and the CLI do."""
-    from ..pipeline import StableAudioKitPipeline
-
-    return inspect.signature(StableAudioKitPipeline.__call__).parameters[name].default
-
-
 def user_errors(fn: Callable) -> Callable:
     """Show a refused request as the library's message in the page (``gr.Error``), and any other failure as
     one line, its traceback in the server log only. The server carries on either way."""
@@ -380,10 +373,14 @@ class Page:
 def model_summary(pipe, model: str | None) -> str:
     channels = {1: "mono", 2: "stereo"}.get(pipe.audio_channels, f"{pipe.audio_channels} channels")
     inputs = ", ".join(pipe.projection.describe())
+    student = ""
+    if pipe.unet.config.get("distilled_steps") is not None:
+        steps, cfg = pipe.resolve_sampling()
+        student = f" U-Net: its distilled student, {steps} steps with guidance {cfg:g} baked in."
     return (
         f"## stable-audio-kit\n{model or 'the bundled demo model'}: {pipe.sample_rate} Hz {channels}, "
         f"a window of {pipe.max_seconds:.3f} s (longer lengths are generated window after window). "
-        f"Conditioning: {inputs}."
+        f"Conditioning: {inputs}.{student}"
     )
 
 
@@ -395,6 +392,8 @@ def build_app(studio: Studio) -> gr.Blocks:
     window = pipe.max_seconds
     key_choices = [("the prompt's", "")] + [(Key(t, m).name,) * 2 for m in KEY_MODES for t in range(12)]
     scheduler_choices = [(f"the model's ({type(pipe.scheduler).__name__})", "")] + [(n, n) for n in SCHEDULER_NAMES]
+    # The page starts where the pipeline and the CLI do: the model's own steps and guidance.
+    default_steps, default_cfg = pipe.resolve_sampling()
 
     with gr.Blocks(title="stable-audio-kit", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(model_summary(pipe, studio.model))
@@ -415,12 +414,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                         1, MAX_VARIATIONS, value=1, step=1, precision=0, label="Variations", elem_id="variations"
                     )
                 with gr.Row():
-                    steps = gr.Number(
-                        label="Steps", value=_call_default("num_inference_steps"), precision=0, elem_id="steps"
-                    )
-                    cfg = gr.Number(
-                        label="CFG scale", value=_call_default("guidance_scale"), info="<= 1: off", elem_id="cfg"
-                    )
+                    steps = gr.Number(label="Steps", value=default_steps, precision=0, elem_id="steps")
+                    cfg = gr.Number(label="CFG scale", value=default_cfg, info="<= 1: off", elem_id="cfg")
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0, info="variation k: seed + k", elem_id="seed")
                     pick_seed = gr.Checkbox(

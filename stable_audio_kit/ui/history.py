@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from ..prompt_lists import slug
-from ..sampling import DEFAULT_STEPS
 from ..utils import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -41,10 +40,12 @@ class Settings:
     """Everything that makes one result: the fields of the page, as the pipeline and delivery take them.
 
     ``seconds`` is the length asked for (``None``: the model's window, or the input's length); ``bars`` 4/4
-    bars at the tempo instead; ``scheduler`` a name of :data:`stable_audio_kit.schedulers.SCHEDULER_NAMES`
-    (``None``: the model's own); ``loudness`` the target in LUFS (``None``: the default, see
-    :func:`stable_audio_kit.delivery.delivery_loudness`); ``input_audio`` a file of the outputs folder's
-    ``inputs/``, relative to it; ``regions`` the ``(start, end)`` seconds inpainting regenerates.
+    bars at the tempo instead; ``steps`` and ``cfg`` (``None``: the model's own, which a checked request records,
+    see :meth:`~stable_audio_kit.ui.studio.Studio.plan`); ``scheduler`` a name of
+    :data:`stable_audio_kit.schedulers.SCHEDULER_NAMES` (``None``: the model's own); ``loudness`` the target in
+    LUFS (``None``: the default, see :func:`stable_audio_kit.delivery.delivery_loudness`); ``input_audio`` a file
+    of the outputs folder's ``inputs/``, relative to it; ``regions`` the ``(start, end)`` seconds inpainting
+    regenerates.
     """
 
     prompt: str
@@ -52,8 +53,8 @@ class Settings:
     negative: str | None = None
     seconds: float | None = None
     bars: int | None = None
-    steps: int = DEFAULT_STEPS
-    cfg: float = 7.0
+    steps: int | None = None
+    cfg: float | None = None
     seed: int = 0
     scheduler: str | None = None
     bpm: float | None = None

@@ -6,9 +6,9 @@ parse_seconds`, :func:`~stable_audio_kit.workflows.bars_length`), the regions
 (:func:`~stable_audio_kit.prompt_lists.parse_region`, :func:`~stable_audio_kit.prompt_lists.continuation_regions`),
 the loudness (:func:`~stable_audio_kit.delivery.delivery_loudness`, :class:`~stable_audio_kit.delivery.Delivery`),
 the seed (:func:`~stable_audio_kit.utils.check_seed`), the sampler
-(:func:`~stable_audio_kit.schedulers.swap_scheduler`) and every check of the call itself
-(:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its sidecar names, sample for
-sample: variation ``k`` of a request is the request with seed ``seed + k``.
+(:class:`~stable_audio_kit.sampling.SamplingSettings`, :func:`~stable_audio_kit.schedulers.swap_scheduler`) and
+every check of the call itself (:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its
+sidecar names, sample for sample: variation ``k`` of a request is the request with seed ``seed + k``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from ..audio import save_audio
 from ..conditioning import parse_prompt
 from ..delivery import Delivery, delivery_loudness
 from ..prompt_lists import continuation_regions, parse_seconds
-from ..schedulers import check_scheduler_name, swap_scheduler
+from ..sampling import SamplingSettings
+from ..schedulers import swap_scheduler
 from ..utils import check_seed
 from ..workflows import bars_length
 from .history import MODES, Result, ResultStore, Settings, result_stem
@@ -61,8 +62,10 @@ class Studio:
     # ------------------------------------------------------------------ checks
     def plan(self, settings: Settings) -> Plan:
         """Every check of a request before any work (``ValueError`` naming the value), in the CLI's order: the
-        values alone, then the pipeline's own :meth:`check_call` with the arguments the run will use."""
-        s = settings
+        values alone, then the pipeline's own :meth:`check_call` with the arguments the run will use. The plan's
+        settings hold the steps and guidance the run samples with (the model's own for a ``None``)."""
+        steps, cfg = self.pipe.resolve_sampling(settings.steps, settings.cfg)
+        s = replace(settings, steps=steps, cfg=cfg)
         if s.mode not in MODES:
             raise ValueError(f"unknown mode {s.mode!r}; valid modes: {list(MODES)}")
         prompt = parse_prompt(s.prompt)
@@ -73,8 +76,9 @@ class Studio:
             if seconds is not None:
                 raise ValueError("give a length in seconds or a number of bars, not both")
             seconds = bars_length(s.bars, s.bpm, prompt)
-        if s.scheduler is not None:
-            check_scheduler_name(s.scheduler)
+        if s.scheduler is not None:  # the CLI's rules for --scheduler: a known name, and none for a student
+            unet = "distilled" if self.pipe.unet.config.get("distilled_steps") is not None else "base"
+            SamplingSettings(scheduler=s.scheduler, unet=unet).check()
         options: dict[str, Any] = {}
         source = self.store.input_path(s)
         if s.mode != MODES[0] and source is None:
@@ -119,7 +123,9 @@ class Studio:
             raise ValueError(f"variations must be a whole number >= 1, got {count!r}")
         first = self.plan(settings)
         check_seed(settings.seed + count - 1, f"seed + variations - 1 ({settings.seed} + {count - 1})")
-        return [first] + [replace(first, settings=replace(settings, seed=settings.seed + k)) for k in range(1, count)]
+        return [first] + [
+            replace(first, settings=replace(first.settings, seed=settings.seed + k)) for k in range(1, count)
+        ]
 
     # ------------------------------------------------------------------ running
     def run(
@@ -188,6 +194,8 @@ class Studio:
             words.append("--loop")
         if s.negative:
             words += ["--negative", s.negative]
+        if self.pipe.unet.config.get("distilled_steps") is not None:  # the model directory's distilled student
+            words += ["--unet", "distilled"]
         words += ["--steps", str(s.steps), "--cfg", repr(float(s.cfg)), "--seed", str(s.seed)]
         for flag, value in (("--scheduler", s.scheduler), ("--bpm", s.bpm), ("--key", s.key)):
             if value is not None:

@@ -206,6 +206,7 @@ PROMPT_FILES = {
     "bool_seed.jsonl": '{"prompt": "a piano", "seconds": 0.5, "seed": true}\n',
     "word_seconds.jsonl": '{"prompt": "a piano", "seconds": "long"}\n',
     "two.txt": "a piano\nrock drums\n",
+    "negative.csv": "prompt,negative\na piano,\nrock drums,hiss\n",
 }
 
 
@@ -228,14 +229,15 @@ def inputs(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def places(tiny_model_dir, damaged_models, inputs, work) -> dict:
-    return {"model": tiny_model_dir, "inputs": inputs, "work": work, **{f"m_{k}": v for k, v in damaged_models.items()}}
+def places(tiny_model_dir, distilled_model_dir, damaged_models, inputs, work) -> dict:
+    models = {"model": tiny_model_dir, "distilled": distilled_model_dir}
+    return {**models, "inputs": inputs, "work": work, **{f"m_{k}": v for k, v in damaged_models.items()}}
 
 
 @pytest.fixture
-def unchanged(tiny_model_dir, damaged_models, inputs, work):
+def unchanged(tiny_model_dir, distilled_model_dir, damaged_models, inputs, work):
     """Asserts after the row that nothing was left in the working folder and no input was changed."""
-    watched = [work, inputs, tiny_model_dir, *damaged_models.values()]
+    watched = [work, inputs, tiny_model_dir, distilled_model_dir, *damaged_models.values()]
     before = [snapshot(p) for p in watched]
     yield
     after = [snapshot(p) for p in watched]

@@ -116,6 +116,22 @@ MODELS = [
     Row("model-mismatched", (*BASE[:2], "--model", "{m_mismatched_latents}", *OUT), "unet.in_channels=7"),
 ]
 
+# The tiny model with its distilled student (4 steps, guidance 7 baked in) in unet_distilled/.
+STUDENT = ("generate", "a calm piano melody", "--model", "{distilled}", "--unet", "distilled", "--seconds", "0.25")
+DISTILLED = [
+    Row("unet-unknown", (*BASE, "--unet", "fast", *OUT), "argument --unet: invalid choice: 'fast'"),
+    Row("unet-distilled-missing", (*BASE, "--unet", "distilled", *OUT), "'{model}' holds no distilled U-Net"),
+    Row("distilled-other-steps", (*STUDENT, "--steps", "15", *OUT), "num_inference_steps=15 but this distilled"),
+    Row("distilled-other-cfg", (*STUDENT, "--cfg", "3", *OUT), "guidance_scale=3 but this distilled U-Net has"),
+    Row("distilled-negative", (*STUDENT, "--negative", "hiss", *OUT), "negative_prompt 'hiss': a distilled U-Net"),
+    Row("distilled-scheduler", (*STUDENT, "--scheduler", "unipc", *OUT), "--scheduler 'unipc' cannot sample the"),
+    Row(
+        "distilled-list-negative",
+        (*STUDENT[:1], *STUDENT[2:], "--prompts", "{inputs}/negative.csv", "-o", "{work}/outs"),
+        "row 1 ('rock drums'): negative_prompt 'hiss'",
+    ),
+]
+
 LIST = ("generate", "--model", "{model}", "--steps", "2", "--seconds", "0.25", "-o", "{work}/outs", "--prompts")
 BATCH_FILES = [
     Row("list-missing", (*LIST, "{work}/nope.txt"), "prompt file '{work}/nope.txt' does not exist"),
@@ -172,7 +188,7 @@ BATCH_FILES = [
 ]
 
 
-@pytest.mark.parametrize("row", params(ARGUMENTS + OUTPUTS + TEMPI + DEVICES + MODELS + BATCH_FILES))
+@pytest.mark.parametrize("row", params(ARGUMENTS + OUTPUTS + TEMPI + DEVICES + MODELS + DISTILLED + BATCH_FILES))
 def test_generate_refuses(row, places, unchanged, capsys, caplog):
     result = run_cli(fill(row.args, places), capsys, caplog)
     check_cli_row(Row(row.id, row.args, row.fragment.format(**places), row.code, row.stream), result, "generate")

@@ -102,3 +102,30 @@ def test_report_markdown_columns_and_notes():
     text = render_markdown(report)
     assert "| duration within ±0.5 s | 0.900 | 1.000 | 0.850 |\n" in text
     assert "FAD compares sets" not in text and "wrong-lengths" not in text
+
+
+def test_evaluate_with_the_distilled_unet_records_it(catalogue, model_dir, tmp_path, capsys):
+    import shutil
+
+    from stable_audio_kit import UNet1DConditionModel
+
+    model = shutil.copytree(model_dir, tmp_path / "m")
+    unet = UNet1DConditionModel.from_pretrained(model, subfolder="unet")
+    config = {k: v for k, v in unet.config.items() if k != "_use_default_values"}
+    student = UNet1DConditionModel.from_config({**config, "distilled_steps": 2, "distilled_guidance_scale": 5.0})
+    student.load_state_dict(unet.state_dict())
+    student.save_pretrained(model / "unet_distilled")
+
+    args = ["evaluate", "--model", str(model), "--catalogue", str(catalogue), "--n", "2", "--no-timing-floor"]
+    assert main([*args, "--unet", "distilled", "-o", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["steps"] == 2 and report["guidance_scale"] == 5.0  # the student's own, as sampled
+    assert report["sampling"]["unet"] == "distilled" and report["sampling"]["steps"] == 2
+    assert "sampling: 2 steps, CFG 5.0, seed 0, distilled U-Net" in (tmp_path / "r" / "report.md").read_text()
+
+    capsys.readouterr()
+    assert main([*args, "--unet", "distilled", "--cfg", "7", "-o", str(tmp_path / "refused")]) == 2
+    assert "guidance_scale=7 but this distilled U-Net has guidance 5 baked in" in capsys.readouterr().err
+    assert main([*args, "--unet", "distilled", "--model", str(model_dir), "-o", str(tmp_path / "none")]) == 2
+    assert "holds no distilled U-Net" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "none").exists()

@@ -201,3 +201,25 @@ def test_the_page_shows_refusals_and_failures_as_one_line(gradio):
     assert field_number(" ", "bpm") is None and field_number("96", "bpm") == 96.0
     with pytest.raises(ValueError, match="bars must be a whole number, got '1.5'"):
         field_number("1.5", "bars", int)
+
+
+def test_a_distilled_unet_starts_at_its_own_steps_and_guidance(distilled_model_dir, tmp_path):
+    from stable_audio_kit import load_pipeline
+
+    studio = Studio(load_pipeline(distilled_model_dir, unet="distilled"), ResultStore(tmp_path / "outputs"))
+    studio.model = str(distilled_model_dir)
+    plan = studio.plan(Settings(prompt="a student tone", seconds=0.25, seed=2))
+    assert (plan.settings.steps, plan.settings.cfg) == (4, 7.0)  # the sidecar records what was sampled
+    result = studio.run(plan)
+    argv = shlex.split(result.command)
+    assert argv[argv.index("--unet") + 1] == "distilled"
+    out = tmp_path / "cli.wav"
+    assert main([*argv[1:-1], str(out)]) == 0
+    np.testing.assert_array_equal(sf.read(result.wav, dtype="float32")[0], sf.read(out, dtype="float32")[0])
+    for values, message in [
+        (dict(scheduler="unipc"), "scheduler 'unipc' cannot sample the distilled U-Net"),
+        (dict(cfg=3.0), "guidance_scale=3 but this distilled U-Net has guidance 7 baked in"),
+        (dict(negative="hiss"), "negative_prompt 'hiss'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            studio.plan(Settings(prompt="x", seconds=0.25, **values))

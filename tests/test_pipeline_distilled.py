@@ -1,0 +1,208 @@
+"""A distilled student U-Net in the pipeline: its own steps and guidance by default, one conditional forward a
+step, the DDIM sampler it was distilled for, every workflow, and a loud refusal of what it cannot do; loading it
+from a pipeline directory's ``unet_distilled/``."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from stable_audio_kit import StableAudioKitPipeline, load_pipeline
+from stable_audio_kit.assembly import describe_pipeline
+from stable_audio_kit.distillation import ddim_step, is_student_scheduler, student_scheduler, student_timesteps
+from stable_audio_kit.schedulers import swap_scheduler
+
+
+@pytest.fixture(scope="module")
+def student_pipe(tiny_pipeline, tiny_student):
+    p = tiny_pipeline
+    pipe = StableAudioKitPipeline(
+        p.vae, p.text_encoder, p.tokenizer, p.projection, tiny_student, student_scheduler(p.scheduler.config)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture
+def forwards(student_pipe):
+    """The batch size of every U-Net forward of the test."""
+    batches = []
+    handle = student_pipe.unet.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    yield batches
+    handle.remove()
+
+
+def generate(pipe, prompt="a calm piano melody", seed=0, **kwargs):
+    kwargs.setdefault("seconds_total", 0.5)
+    return pipe(prompt, generator=torch.Generator().manual_seed(seed), **kwargs).audios
+
+
+def test_defaults_are_the_students_own_one_conditional_forward_a_step(student_pipe, forwards):
+    audio = generate(student_pipe, ["piano", "drums"], num_waveforms_per_prompt=2, seconds_total=0.3)
+    assert audio.shape == (4, student_pipe.audio_channels, round(0.3 * student_pipe.sample_rate))
+    assert forwards == [4, 4, 4, 4]  # 4 steps, no unconditional half: batch = the waveforms
+    assert student_pipe.resolve_sampling() == (4, 7.0)
+    assert not student_pipe.runs_unconditional(7.0)
+
+
+def test_its_own_values_given_explicitly_are_accepted(student_pipe):
+    a = generate(student_pipe, num_inference_steps=4, guidance_scale=7.0)
+    np.testing.assert_array_equal(a, generate(student_pipe))
+
+
+def test_a_base_unet_keeps_its_defaults(tiny_pipeline):
+    assert tiny_pipeline.resolve_sampling() == (15, 7.0)
+    assert tiny_pipeline.resolve_sampling(3, 1.0) == (3, 1.0)
+    assert tiny_pipeline.runs_unconditional(7.0) and not tiny_pipeline.runs_unconditional(1.0)
+
+
+def test_the_student_samples_as_a_loop_of_ddim_steps(student_pipe):
+    pipe = student_pipe
+    frames = int(pipe.unet.config.sample_size)
+    latents = torch.randn(1, pipe.unet.config.in_channels, frames, generator=torch.Generator().manual_seed(5))
+    out = pipe("a tone", seconds_total=0.5, latents=latents, output_type="latent", precision="fp32").audios
+
+    request, _, _ = pipe.check_call("a tone", seconds_total=0.5, latents=latents)
+    inputs = pipe.encode_conditioning(request, torch.device("cpu")).unet_inputs()
+    times = student_timesteps(4, pipe.scheduler.config.num_train_timesteps)
+    x = latents.clone()
+    with torch.no_grad():
+        for t, prev in zip(times[:-1], times[1:]):
+            velocity = pipe.unet(x, torch.tensor(t), **inputs).sample
+            x = ddim_step(x, velocity, torch.tensor([t]), torch.tensor([prev]), pipe.scheduler.alphas_cumprod)
+    torch.testing.assert_close(out, x, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragments",
+    [
+        (dict(num_inference_steps=15), ["num_inference_steps=15", "exactly 4 steps"]),
+        (dict(guidance_scale=3.0), ["guidance_scale=3", "guidance 7 baked in", "load the pipeline's own U-Net"]),
+        (dict(guidance_scale=1.0), ["guidance_scale=1 ", "baked in"]),
+        (dict(negative_prompt="hiss"), ["negative_prompt 'hiss'", "no unconditional half"]),
+        (dict(negative_prompt=["hiss", "hum"], prompt=["a", "b"]), ["'hiss', 'hum'"]),
+        (dict(num_inference_steps=15, seconds_total=2.5), ["num_inference_steps=15"]),  # long-form
+        (dict(negative_prompt="hiss", seconds_total=2.5), ["negative_prompt 'hiss'"]),
+        (dict(num_inference_steps=0), ["num_inference_steps must be >= 1, got 0"]),
+    ],
+)
+def test_what_a_student_cannot_do_is_refused_before_work(student_pipe, forwards, kwargs, fragments):
+    prompt = kwargs.pop("prompt", "a prompt")
+    with pytest.raises(ValueError) as err:
+        generate(student_pipe, prompt, **kwargs)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+    assert forwards == []
+
+
+def leading_ddim(scheduler):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(scheduler.config, timestep_spacing="leading")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda s: swap_scheduler(s, "unipc"), lambda s: swap_scheduler(s, "dpmsolver++"), leading_ddim],
+    ids=["unipc", "dpmsolver++", "ddim-leading"],
+)
+def test_another_scheduler_is_refused_with_the_fix(student_pipe, forwards, make):
+    student = student_pipe.scheduler
+    student_pipe.scheduler = make(student)
+    try:
+        with pytest.raises(ValueError, match=r"pipe\.scheduler = student_scheduler\(pipe\.scheduler\.config\)") as err:
+            generate(student_pipe)
+        assert type(student_pipe.scheduler).__name__ in str(err.value)
+        assert forwards == []
+    finally:
+        student_pipe.scheduler = student
+    assert is_student_scheduler(student_pipe.scheduler)
+
+
+def test_every_workflow_runs_on_the_students_timesteps(student_pipe, forwards):
+    pipe, rate = student_pipe, student_pipe.sample_rate
+    source = (0.3 * np.sin(2 * np.pi * 330 * np.arange(rate // 2) / rate)).astype(np.float32)[None]
+
+    a2a = generate(pipe, init_audio=source, strength=0.5)
+    assert a2a.shape == (1, 1, rate // 2) and forwards == [1, 1]  # the last int(4 * 0.5) of the 4 steps
+    forwards.clear()
+    inpainted = generate(pipe, inpaint_audio=source, regions=[(0.2, 0.3)])
+    assert inpainted.shape == (1, 1, rate // 2) and forwards == [1] * 4
+    np.testing.assert_allclose(inpainted[0, :, :1000], source[:, :1000], atol=1e-6)  # outside the region: the input
+    forwards.clear()
+    loop = generate(pipe, loop=True, seconds_total=0.4)
+    assert loop.shape == (1, 1, round(0.4 * rate)) and forwards == [1] * 4
+    forwards.clear()
+    long = generate(pipe, seconds_total=2.5)
+    assert long.shape == (1, 1, round(2.5 * rate)) and forwards == [1] * 12  # 3 windows of 4 steps
+    assert np.isfinite(long).all()
+
+
+def test_load_pipeline_distilled(distilled_model_dir, student_pipe):
+    pipe = load_pipeline(distilled_model_dir, unet="distilled")
+    assert pipe.unet.config.distilled_steps == 4 and pipe.unet.config.distilled_guidance_scale == 7.0
+    assert is_student_scheduler(pipe.scheduler) and pipe.unet.dtype == torch.float32
+    pipe.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(generate(pipe), generate(student_pipe), rtol=0, atol=2e-6)
+
+    base = load_pipeline(distilled_model_dir)  # the default: the directory's own U-Net and scheduler
+    assert base.unet.config.distilled_steps is None
+    assert type(base.scheduler).__name__ == "DPMSolverMultistepScheduler"
+
+
+def test_the_diffusers_override_idiom(distilled_model_dir):
+    from stable_audio_kit import UNet1DConditionModel
+
+    unet = UNet1DConditionModel.from_pretrained(distilled_model_dir, subfolder="unet_distilled")
+    pipe = StableAudioKitPipeline.from_pretrained(distilled_model_dir, unet=unet)
+    with pytest.raises(ValueError, match="DPMSolverMultistepScheduler"):  # the student's sampler is not set yet
+        pipe("x", seconds_total=0.25)
+    pipe.scheduler = student_scheduler(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe("x", seconds_total=0.25).audios.shape == (1, 1, 2000)
+
+
+def test_load_pipeline_refusals(tiny_model_dir, tmp_path, distilled_model_dir):
+    with pytest.raises(ValueError) as err:
+        load_pipeline(tiny_model_dir, unet="distilled")
+    message = str(err.value)
+    assert str(tiny_model_dir) in message and "holds no distilled U-Net" in message and "sak train distill" in message
+    with pytest.raises(ValueError, match="unet must be one of base, distilled, got 'fast'"):
+        load_pipeline(tiny_model_dir, unet="fast")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_pipeline(tmp_path / "nowhere", unet="distilled")
+
+    broken = shutil.copytree(distilled_model_dir, tmp_path / "broken")
+    (broken / "unet_distilled" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="is truncated"):
+        load_pipeline(broken, unet="distilled")
+    config = broken / "unet_distilled" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "distilled_steps": None}))
+    with pytest.raises(ValueError, match="not a distilled student's config"):
+        load_pipeline(broken, unet="distilled")
+
+
+def test_an_unknown_unet_is_refused_before_torch_is_imported():
+    code = (
+        "import sys, stable_audio_kit\n"
+        "try:\n"
+        "    stable_audio_kit.load_pipeline('nowhere', unet='fast')\n"
+        "except ValueError as err:\n"
+        "    print(err)\n"
+        "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["unet must be one of base, distilled, got 'fast'", "[]"]
+
+
+def test_describe_pipeline_names_the_student(distilled_model_dir, tiny_model_dir, tiny_pipeline):
+    pipe = load_pipeline(distilled_model_dir, unet="distilled")
+    text = describe_pipeline(pipe, distilled_model_dir)
+    assert "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in (--unet distilled)" in text
+    assert "unet:             a distilled student: 4 steps, guidance 7 baked in" in text
+    assert "distilled" not in describe_pipeline(tiny_pipeline, tiny_model_dir)
