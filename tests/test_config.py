@@ -34,10 +34,11 @@ def test_overrides_and_typos(tmp_path):
 def test_demo_recipe_configs_load_into_their_schemas(path):
     # Every config tools/train_demo.sh passes to `sak train` (and the model config) is complete but for
     # the paths the script gives, and has no misspelt key.
+    from stable_audio_kit.train import distill as distill_trainer
     from stable_audio_kit.train import unet as unet_trainer
     from stable_audio_kit.train import vae as vae_trainer
     from stable_audio_kit.train.common import load_run_config
-    from stable_audio_kit.train.config import ClapTrainConfig, UNetTrainConfig, VAETrainConfig
+    from stable_audio_kit.train.config import ClapTrainConfig, DistillTrainConfig, UNetTrainConfig, VAETrainConfig
 
     if path.name == "model.yaml":
         assert load_config(ModelConfig, path).vae.architecture == "spectral"
@@ -45,6 +46,8 @@ def test_demo_recipe_configs_load_into_their_schemas(path):
     paths = ["model=m", "data.catalogue=c", "run.output_dir=r"]
     if path.name.startswith("unet"):
         unet_trainer.check_config(load_run_config(UNetTrainConfig, path, [*paths, "latents=l"]))
+    elif path.name == "distill.yaml":
+        distill_trainer.check_config(load_run_config(DistillTrainConfig, path, [*paths, "latents=l"]), 1000)
     elif path.name.startswith("vae"):
         vae_trainer.check_config(load_run_config(VAETrainConfig, path, paths))
     else:

@@ -11,7 +11,8 @@
 # Steps: catalogue -> base model -> CLAP and VAE (independent: side by side, logs in WORK/*.log) ->
 # pipeline with both -> latent shards -> U-Net -> prompt-number embedding added -> U-Net fine-tuned with
 # it -> beat-grid inputs added -> U-Net fine-tuned with them -> catalogue with transposed copies -> U-Net
-# key input added, fine-tuned on it beside a decoder-only VAE fine-tune -> export -> evaluate -> bundle.
+# key input added, fine-tuned on it beside a decoder-only VAE fine-tune -> export -> evaluate -> bundle ->
+# step distillation of the bundled U-Net -> the student bundled beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-demo-work}
@@ -98,4 +99,9 @@ fi
 [ -f "$WORK/report/report.json" ] || sak evaluate --model "$WORK/final" --catalogue "$WORK/catalogue" \
   ${EVAL_CLIPS:+--n "$EVAL_CLIPS"} -o "$WORK/report"
 python tools/bundle_demo.py "$WORK"   # float16 copy + model card into stable_audio_kit/pretrained/demo
+# Step distillation of the bundled U-Net (the float16-rounded weights users sample): a student that takes 8 DDIM
+# steps with the guidance baked in, from 16 guided UniPC steps of the teacher; then into the bundle as unet_distilled/.
+run distill distill configs/demo/distill.yaml model=stable_audio_kit/pretrained/demo data.catalogue="$WORK/catalogue_t" \
+  latents="$WORK/latents_t"
+python tools/bundle_distilled.py "$WORK/runs/distill"
 echo "demo model ready in $WORK/final and bundled; report in $WORK/report"

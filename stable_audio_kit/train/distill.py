@@ -361,6 +361,10 @@ def train(cfg: DistillTrainConfig, resume: bool = False, allow_config_change: bo
             module.eval().requires_grad_(False).to(device)
         check_cached_paths(cfg, run_dir, main)
         start_run(accelerator, cfg, "distill", run_dir)
+        if main:  # which weights the student starts from and imitates (tools/bundle_distilled.py checks it)
+            from ..lora import weights_sha256
+
+            atomic_write_text(run_dir / "teacher.json", json.dumps({"unet_sha256": weights_sha256(pipe.unet)}))
 
         # 2. Teacher paths, cached in the run folder (a resumed run samples only the missing chunks).
         train_set, valid_set = build_datasets(cfg, pipe)

@@ -12,6 +12,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from stable_audio_kit.lora import weights_sha256
 from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, ddim_step, velocity_target
 from stable_audio_kit.pipeline import StableAudioKitPipeline
 from stable_audio_kit.train import distill as trainer
@@ -147,6 +148,9 @@ def test_export_puts_the_student_beside_the_teachers_unet(tiny_model_dir, catalo
     for (name, a), b in zip(teacher.state_dict().items(), original.state_dict().values()):
         assert torch.equal(a, b), name
     assert json.loads((out / "training.json").read_text())["kind"] == "distill"
+    # The run recorded which weights it distilled (tools/bundle_distilled.py refuses a student of another teacher).
+    recorded = json.loads((reference_run / "teacher.json").read_text())["unet_sha256"]
+    assert recorded == weights_sha256(original) != weights_sha256(student)
 
 
 @pytest.mark.parametrize(

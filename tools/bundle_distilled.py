@@ -1,0 +1,63 @@
+"""Put a distilled student of the bundled U-Net into the package: stable_audio_kit/pretrained/demo/unet_distilled.
+
+    python tools/bundle_distilled.py RUN_DIR [--checkpoint step_...] [--out stable_audio_kit/pretrained/demo]
+
+RUN_DIR is a `sak train distill` run whose teacher is the bundled model (configs/demo/distill.yaml). The run's
+EMA student (newest checkpoint unless --checkpoint) is stored in float16 like the rest of the bundle, without the
+`_name_or_path` that `from_pretrained` records; the folder is written beside the target and renamed into place.
+The student must have been distilled from the U-Net the bundle holds now: its weights at the start of the run were
+the teacher's, so the run's config must name the bundled model and the teacher's weights must be unchanged since
+(checked against the run's `teacher.json`, the sha256 of the teacher's U-Net weights the run recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--out", type=Path, default=REPO / "stable_audio_kit" / "pretrained" / "demo")
+    args = parser.parse_args()
+
+    from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
+    from stable_audio_kit.lora import weights_sha256
+    from stable_audio_kit.train.common import latest_checkpoint, run_kind
+    from stable_audio_kit.unet import UNet1DConditionModel
+    from stable_audio_kit.utils import atomic_dir
+
+    if run_kind(args.run) != "distill":
+        raise SystemExit(f"bundle_distilled: {str(args.run)!r} is not a `sak train distill` run")
+    ckpt = args.run / "checkpoints" / args.checkpoint if args.checkpoint else latest_checkpoint(args.run)
+    if ckpt is None or not (ckpt / "export" / "unet").is_dir():
+        raise SystemExit(f"bundle_distilled: no exported student in {str(args.run)!r}")
+    teacher = UNet1DConditionModel.from_pretrained(args.out / "unet")
+    recorded = json.loads((args.run / "teacher.json").read_text())["unet_sha256"]
+    if weights_sha256(teacher) != recorded:
+        raise SystemExit(
+            f"bundle_distilled: the U-Net in {str(args.out)!r} is not the teacher this run distilled (sha256 differs)"
+        )
+    student = UNet1DConditionModel.from_pretrained(ckpt / "export" / "unet")
+    target = args.out / DISTILLED_SUBFOLDER
+    with atomic_dir(target, overwrite=True) as tmp:
+        student.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+        config = json.loads((Path(tmp) / "config.json").read_text())
+        config.pop("_name_or_path", None)
+        (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    steps, guidance = student.config.distilled_steps, student.config.distilled_guidance_scale
+    size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
+    print(f"bundled the {steps}-step student (guidance {guidance:g}) from {ckpt.name}: {size:.1f} MB in {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
