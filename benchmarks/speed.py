@@ -1,23 +1,31 @@
-"""Speed levers of generation: steps, precision, Griffin-Lim iterations, frames sampled, torch.compile, batching.
+"""Speed levers of generation: steps, precision, Griffin-Lim iterations, frames sampled, torch.compile, batching,
+a distilled student U-Net.
 
-    python benchmarks/speed.py [--threads 2] [--repeats 3] [--compile] [--quick] [--out FILE]
+    python benchmarks/speed.py [--model DIR] [--threads 2] [--repeats 3] [--compile] [--quick] [--out FILE]
 
-Measures the bundled demo model (what `sak generate` runs) in five sections, one table each:
+Measures a model directory (default: the bundled demo model, what `sak generate` runs) in five sections, one
+table each. The directory loads once; if it holds a step-distilled student of its U-Net (``unet_distilled/``,
+``sak train distill``), a second pipeline samples with it, sharing the first one's VAE, text encoder, tokenizer
+and projection. Without one, the rows of the student are skipped with a note.
 
 1. **Levers at 10 s of audio**: sampling, decoding and total time of each row of ``LEVERS`` against the
    baseline (50 steps, whole window, fp32, 32 Griffin-Lim iterations: what the pipeline did before the
    speed work). Edit ``LEVERS`` to add a row; the row equal to the current defaults is marked "(default)".
+   The student samples in its own steps with its guidance baked in: one conditional forward a step.
 2. **The curve from 0.5 s to the window** at the default settings, sampling the whole window or only the
-   audio's frames plus the default tail, and the cost of a 1 s clip over a 10 s one (goal: at most 1/5).
+   audio's frames plus the default tail, and the student at the defaults; the cost of a 1 s clip over a 10 s
+   one (goal: at most 1/5).
 3. **torch.compile** (``--compile``; takes minutes): first call (compiling), steady state, break-even.
 4. **Batch throughput with mixed lengths** (the ``sak generate --prompts FILE`` case): ``REQUESTS`` run
-   one call each over the whole window, one call each over their own frames, and grouped by length.
+   one call each over the whole window, one call each over their own frames, grouped by length, and grouped
+   by length with the student.
 5. **Threads**: the 10 s default row at 1 and 2 torch threads.
 
-Each figure is the best of ``--repeats`` runs, after one untimed 1-step call at each frame count and
-precision (first-call allocations). Prints each table as it is measured and writes them all to
-benchmarks/results/speed.md (or ``--out``). ``--quick`` (2 steps, 1 run, fewer rows and lengths) is a smoke
-test: it writes only to ``--out`` if given, never to the results file.
+Each figure is the best of ``--repeats`` runs, after one untimed 1-step call at each frame count, precision
+and U-Net (first-call allocations; the student's takes its own steps, the only ones it samples in). Prints each
+table as it is measured and writes them all to benchmarks/results/speed.md (or ``--out``). ``--quick`` (2 steps,
+the student its own; 1 run, fewer rows and lengths) is a smoke test: it writes only to ``--out`` if given, never to
+the results file.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from pathlib import Path
 
 import torch
 
+from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, check_distilled_dir
+from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, distilled_settings, student_scheduler
 from stable_audio_kit.precision import native_bf16, resolve_precision
 from stable_audio_kit.sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
 from stable_audio_kit.utils import atomic_write_text
@@ -43,6 +53,10 @@ CFG = DEFAULT_GUIDANCE_SCALE
 SEED = 0
 WHOLE = 100.0  # a tail at least the window's length: the whole window is sampled (the old behaviour)
 QUICK_STEPS = 2
+NO_STUDENT = (
+    f"The distilled U-Net is not measured: this model directory holds no `{DISTILLED_SUBFOLDER}/` "
+    "(`sak train distill`, then `sak export`)."
+)
 
 # What the pipeline did before the speed work; every lever below changes it.
 BASELINE = SamplingSettings(
@@ -50,11 +64,16 @@ BASELINE = SamplingSettings(
 )
 
 
+# The distilled student at the defaults: its own steps and DDIM sampler, the default tail, precision and decoder.
+STUDENT = replace(SamplingSettings(), unet="distilled")
+
+
 def lever(**changes) -> SamplingSettings:
     return replace(BASELINE, **changes)
 
 
-# (label, settings, kept by --quick). The first row is the baseline the others are compared with.
+# (label, settings, kept by --quick). The first row is the baseline the others are compared with. A row of the
+# distilled U-Net may name its steps as "{steps}".
 LEVERS = [
     ("baseline", BASELINE, True),
     ("bf16", lever(precision="bf16"), True),
@@ -66,6 +85,8 @@ LEVERS = [
     ("bf16 + UniPC 15 steps + GL 16", lever(precision="bf16", scheduler="unipc", steps=15, griffin_lim_iters=16), True),
     ("bf16 + UniPC 15 steps + GL 8", lever(precision="bf16", scheduler="unipc", steps=15, griffin_lim_iters=8), False),
     ("`SamplingSettings()`", SamplingSettings(), True),
+    ("distilled ({steps} steps, no CFG batch)", lever(unet="distilled", steps=None, scheduler=None), True),
+    ("distilled + bf16 + tail 3 s + GL 16", STUDENT, True),
 ]
 
 CURVE_SECONDS = [0.5, 1, 2, 3, 5, 7.5, 10]
@@ -91,28 +112,47 @@ REQUESTS = [
 
 @dataclass
 class Bench:
-    """The loaded pipeline and how to time it: repeats, the model's own sampler and decoder settings."""
+    """The loaded pipelines and how to time them: repeats, the model's own samplers and decoder settings.
+    ``student`` is ``pipe`` with the distilled U-Net and its sampler (``None`` without one)."""
 
     pipe: object
     repeats: int
     quick: bool
-    own_scheduler: object = None
+    student: object = None
+    own_schedulers: dict = field(default_factory=dict)
     own_griffin_lim: int | None = None
     warmed: set = field(default_factory=set)
 
     def __post_init__(self):
-        self.own_scheduler = self.pipe.scheduler
+        pipes = {"base": self.pipe, "distilled": self.student}
+        self.own_schedulers = {unet: pipe.scheduler for unet, pipe in pipes.items() if pipe is not None}
         self.own_griffin_lim = getattr(self.pipe.vae.config, "griffin_lim_iters", None)
 
+    @property
+    def student_steps(self) -> int | None:
+        return None if self.student is None else distilled_settings(self.student.unet)[0]
+
+    def has(self, settings: SamplingSettings) -> bool:
+        """Whether this model has the U-Net ``settings`` sample with."""
+        return settings.unet != "distilled" or self.student is not None
+
+    def pipeline(self, settings: SamplingSettings):
+        """The pipeline of the U-Net ``settings`` sample with."""
+        if not self.has(settings):
+            raise ValueError("this model directory holds no distilled U-Net")
+        return self.student if settings.unet == "distilled" else self.pipe
+
     def settings(self, settings: SamplingSettings) -> SamplingSettings:
-        """``settings`` as this run uses them: --quick takes few steps."""
-        return replace(settings, steps=QUICK_STEPS) if self.quick else settings
+        """``settings`` as this run uses them: --quick takes few steps (the student only its own)."""
+        return replace(settings, steps=QUICK_STEPS) if self.quick and settings.unet != "distilled" else settings
 
     def use(self, settings: SamplingSettings) -> None:
-        """Put the pipeline in ``settings``; what they leave to the model goes back to the model's own."""
-        self.pipe.scheduler = self.own_scheduler
+        """Put the pipeline of ``settings`` in them; what they leave to the model goes back to the model's own.
+        The VAE is shared, so each call sets its Griffin-Lim iterations."""
+        pipe = self.pipeline(settings)
+        pipe.scheduler = self.own_schedulers[settings.unet]
         gl = self.own_griffin_lim if settings.griffin_lim_iters is None else settings.griffin_lim_iters
-        replace(settings, griffin_lim_iters=gl).apply(self.pipe)
+        replace(settings, griffin_lim_iters=gl).apply(pipe)
 
     def is_default(self, settings: SamplingSettings) -> bool:
         own = replace(SamplingSettings(), griffin_lim_iters=self.own_griffin_lim)
@@ -123,7 +163,9 @@ class Bench:
 def call(bench: Bench, requests: list[tuple[str, float]], settings: SamplingSettings, seed: int = SEED):
     """(sampling s, decoding s) of one pipeline call for ``requests`` (equal lengths: one batch), timed apart
     as `sak generate` runs them: sample, decode the frames sampled, trim to the length."""
-    pipe, seconds = bench.pipe, requests[0][1]
+    pipe, seconds = bench.pipeline(settings), requests[0][1]
+    # The student has its guidance baked in: None is its own (any other value is refused).
+    guidance = None if settings.unet == "distilled" else CFG
     prompts = [prompt for prompt, _ in requests]
     generators = [torch.Generator().manual_seed(seed + i) for i in range(len(requests))]
     one = len(requests) == 1
@@ -131,7 +173,7 @@ def call(bench: Bench, requests: list[tuple[str, float]], settings: SamplingSett
     latents = pipe(
         prompts[0] if one else prompts,
         seconds_total=seconds,
-        guidance_scale=CFG,
+        guidance_scale=guidance,
         generator=generators[0] if one else generators,
         output_type="latent",
         **settings.call_options(),
@@ -145,11 +187,13 @@ def call(bench: Bench, requests: list[tuple[str, float]], settings: SamplingSett
 
 
 def warm(bench: Bench, seconds: float, settings: SamplingSettings) -> None:
-    """One untimed 1-step call at each new frame count and precision: kernel set-up stays out of the timing."""
-    key = (bench.pipe.sampled_frames(0.0, seconds, settings.tail_seconds), resolve_precision(settings.precision, "cpu"))
+    """One untimed 1-step call at each new frame count, precision and U-Net (the student's forward has a batch of
+    1, not 2): kernel set-up stays out of the timing. The student takes only its own steps, so it warms with them."""
+    frames = bench.pipe.sampled_frames(0.0, seconds, settings.tail_seconds)
+    key = (frames, resolve_precision(settings.precision, "cpu"), settings.unet)
     if key not in bench.warmed:
         bench.warmed.add(key)
-        call(bench, [(PROMPT, seconds)], replace(settings, steps=1))
+        call(bench, [(PROMPT, seconds)], replace(settings, steps=None if settings.unet == "distilled" else 1))
 
 
 def best(bench: Bench, seconds: float, settings: SamplingSettings) -> tuple[float, float]:
@@ -168,12 +212,14 @@ def describe(bench: Bench, settings: SamplingSettings) -> list[str]:
         precision = f"auto ({resolve_precision('auto', 'cpu')})"
     gl = settings.griffin_lim_iters
     gl_cell = f"{bench.own_griffin_lim} (model's)" if gl is None else str(gl)
-    steps = DEFAULT_STEPS if settings.steps is None else settings.steps  # None: the model's own
+    steps = bench.pipeline(settings).resolve_sampling(settings.steps)[0]  # None: the model's own
     return [str(steps), tail_cell, precision, gl_cell]
 
 
 def levers_section(bench: Bench, seconds: float = 10.0) -> str:
     rows = [(label, settings) for label, settings, quick in LEVERS if quick or not bench.quick]
+    skipped = any(not bench.has(settings) for _, settings in rows)
+    rows = [(label, settings) for label, settings in rows if bench.has(settings)]
     lines = [
         "| row | steps | tail | precision | GL iters | sampling (s) | decoding (s) | total (s) | × real time "
         "| time / baseline |",
@@ -182,6 +228,8 @@ def levers_section(bench: Bench, seconds: float = 10.0) -> str:
     base = None
     for label, settings in rows:
         mark = " (default)" if bench.is_default(settings) else ""
+        if settings.unet == "distilled":
+            label = label.format(steps=bench.student_steps)
         settings = bench.settings(settings)
         sample, decode = best(bench, seconds, settings)
         total = sample + decode
@@ -189,26 +237,34 @@ def levers_section(bench: Bench, seconds: float = 10.0) -> str:
         cells = [f"{label}{mark}", *describe(bench, settings)]
         cells += [f"{sample:.2f}", f"{decode:.2f}", f"{total:.2f}", f"{seconds / total:.2f}", f"{total / base:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if skipped:
+        lines += ["", NO_STUDENT]
     return "\n".join(lines)
 
 
 def curve_section(bench: Bench) -> str:
     seconds_list = QUICK_CURVE_SECONDS if bench.quick else CURVE_SECONDS
-    tails = {"whole window": WHOLE, f"default tail ({TAIL_SECONDS:g} s)": None}
+    columns = {
+        "whole window": replace(SamplingSettings(), tail_seconds=WHOLE),
+        f"default tail ({TAIL_SECONDS:g} s)": SamplingSettings(),
+        f"distilled ({bench.student_steps} steps, default tail)": STUDENT,
+    }
+    columns = {name: bench.settings(settings) for name, settings in columns.items() if bench.has(settings)}
     walls: dict[str, dict[float, float]] = {}
-    for name, tail in tails.items():
-        settings = bench.settings(replace(SamplingSettings(), tail_seconds=tail))
+    for name, settings in columns.items():
         walls[name] = {s: sum(best(bench, s, settings)) for s in seconds_list}
-    header = " | ".join(f"{name}: frames | wall (s) | wall per audio s" for name in tails)
-    lines = ["| audio (s) | " + header + " |", "|---:|" + "---:|" * 3 * len(tails)]
+    header = " | ".join(f"{name}: frames | wall (s) | wall per audio s" for name in columns)
+    lines = ["| audio (s) | " + header + " |", "|---:|" + "---:|" * 3 * len(columns)]
     for s in seconds_list:
         cells = [f"{s:g}"]
-        for name, tail in tails.items():
+        for name, settings in columns.items():
             wall = walls[name][s]
-            cells += [str(bench.pipe.sampled_frames(0.0, s, tail)), f"{wall:.2f}", f"{wall / s:.3f}"]
+            cells += [str(bench.pipe.sampled_frames(0.0, s, settings.tail_seconds)), f"{wall:.2f}", f"{wall / s:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    ratios = ", ".join(f"{name} {walls[name][1] / walls[name][10]:.2f}" for name in tails)
+    ratios = ", ".join(f"{name} {walls[name][1] / walls[name][10]:.2f}" for name in columns)
     lines += ["", f"cost(1 s) / cost(10 s): {ratios} (goal: at most 0.20)."]
+    if not bench.has(STUDENT):
+        lines += ["", NO_STUDENT]
     return "\n".join(lines)
 
 
@@ -280,6 +336,15 @@ def batch_section(bench: Bench) -> str:
         modes.append(
             ("(c) one call per equal length (prompts as a list), default tail", list(by_length.values()), default)
         )
+    if bench.has(STUDENT):
+        modes.append(
+            (
+                f"({'abcd'[len(modes)]}) distilled ({bench.student_steps} steps), one call per equal length, "
+                "default tail",
+                list(by_length.values()),
+                STUDENT,
+            )
+        )
     audio = sum(seconds for _, seconds in requests)
     lines = ["| mode | calls | wall (s) | audio s per wall s | vs (a) |", "|---|---:|---:|---:|---:|"]
     first = None
@@ -289,6 +354,8 @@ def batch_section(bench: Bench) -> str:
         lines.append(f"| {label} | {len(groups)} | {wall:.2f} | {audio / wall:.2f} | {first / wall:.2f}x |")
     lengths = ", ".join(f"{s:g}" for _, s in requests)
     lines += ["", f"{len(requests)} requests, {audio:g} s of audio in all; lengths (s): {lengths}."]
+    if not bench.has(STUDENT):
+        lines += ["", NO_STUDENT]
     return "\n".join(lines)
 
 
@@ -311,6 +378,25 @@ def threads_section(bench: Bench, threads: int, seconds: float = 10.0) -> str:
     return "\n".join(lines)
 
 
+def load_student(pipe, folder: Path):
+    """``pipe`` with the distilled U-Net of the model directory ``folder`` and its sampler, sharing ``pipe``'s VAE,
+    text encoder, tokenizer and projection objects; ``None`` if ``folder`` has no ``unet_distilled/``."""
+    if not (folder / DISTILLED_SUBFOLDER).is_dir():
+        return None
+    check_distilled_dir(folder)  # a damaged student is an error, not a skipped row
+    from stable_audio_kit import StableAudioKitPipeline
+    from stable_audio_kit.unet import UNet1DConditionModel
+
+    unet = UNet1DConditionModel.from_pretrained(
+        folder, subfolder=DISTILLED_SUBFOLDER, dtype=torch.float32, local_files_only=True
+    )
+    student = StableAudioKitPipeline(
+        **{**pipe.components, "unet": unet, "scheduler": student_scheduler(pipe.scheduler.config)}
+    )
+    student.set_progress_bar_config(disable=True)
+    return student
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -323,6 +409,12 @@ def cpu_name() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="pipeline directory (default: the bundled model); its unet_distilled/, if any, adds the distilled rows",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads (section 5 also runs 1 and 2)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each figure; the best counts")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (takes minutes)")
@@ -337,9 +429,10 @@ def main() -> None:
 
     from stable_audio_kit import StableAudioKitPipeline
 
-    pipe = StableAudioKitPipeline.from_pretrained()
+    folder = args.model or DEFAULT_MODEL_DIR
+    pipe = StableAudioKitPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
-    bench = Bench(pipe, args.repeats, args.quick)
+    bench = Bench(pipe, args.repeats, args.quick, student=load_student(pipe, folder))
 
     sections = [
         ("1. Levers at 10 s of audio", lambda: levers_section(bench)),
@@ -358,14 +451,29 @@ def main() -> None:
     params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
     bf16 = native_bf16()
     quick = f" **--quick: {QUICK_STEPS} steps, 1 run, fewer rows; a smoke test, not a result.**" if args.quick else ""
+    # The directory's name, not where it lies on this machine.
+    model = "the bundled demo model" if args.model is None else f"the model `{folder.resolve().name}`"
+    command = (f" --model {folder.resolve().name}" if args.model is not None else "") + (
+        " --compile" if args.compile else ""
+    )
+    warmed = "an untimed 1-step call at each frame count and precision"
+    if bench.student is not None:
+        steps, guidance = distilled_settings(bench.student.unet)
+        student = (
+            f" The distilled rows sample with its step-distilled student (`{DISTILLED_SUBFOLDER}/`): {steps} DDIM "
+            f"steps, guidance {guidance:g} baked in (one forward of 1 a step, no CFG batch)."
+        )
+        warmed = "an untimed call at each frame count, precision and U-Net (1 step; the student's own steps)"
+    else:
+        student = f" No distilled student (`{DISTILLED_SUBFOLDER}/`) in this model directory: its rows are skipped."
     header = (
         "# Speed\n\n"
-        f"`python benchmarks/speed.py{' --compile' if args.compile else ''}`: the bundled demo model (U-Net "
+        f"`python benchmarks/speed.py{command}`: {model} (U-Net "
         f"{params:.2f}M parameters, {pipe.sample_rate} Hz, a {pipe.max_seconds:g} s window of "
-        f"{pipe.unet.config.sample_size} latent frames, {type(bench.own_scheduler).__name__}), CFG {CFG:g} (one "
-        f'batched forward of 2 a step), seed {SEED}, "{PROMPT}". Defaults: {DEFAULT_STEPS} steps, a '
+        f"{pipe.unet.config.sample_size} latent frames, {type(bench.own_schedulers['base']).__name__}), CFG {CFG:g} "
+        f'(one batched forward of 2 a step), seed {SEED}, "{PROMPT}".{student} Defaults: {DEFAULT_STEPS} steps, a '
         f"{TAIL_SECONDS:g} s tail, precision auto, {bench.own_griffin_lim} Griffin-Lim iterations. Each figure is "
-        f"the best of {args.repeats} run(s) after an untimed 1-step call at each frame count and precision; times "
+        f"the best of {args.repeats} run(s) after {warmed}; times "
         f"include prompt encoding. {args.threads} torch threads (section 5 varies them); {cpu_name()}, "
         f"{os.cpu_count()} CPUs, bf16 native: {'yes' if bf16 else 'no'} (so auto = {'bf16' if bf16 else 'fp32'}); "
         f"torch {torch.__version__}; load average {load_start:.1f} at the start and {load_end:.1f} at the end "

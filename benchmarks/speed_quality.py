@@ -1,14 +1,19 @@
 """Quality against speed: `sak evaluate` of each speed setting on the same held-out prompts and seeds.
 
-    python benchmarks/speed_quality.py --catalogue CATALOGUE --work DIR [--n 80] [--only NAME ...]
+    python benchmarks/speed_quality.py --catalogue CATALOGUE --work DIR [--model DIR] [--n 80] [--only NAME ...]
+        [--out FILE]
 
 Each row of SETTINGS is one `sak evaluate` run (CFG 7, seed 0 unless the row says otherwise, no timing floor)
-of the bundled model on the first N held-out clips of a demo catalogue (`sak catalogue make CATALOGUE
---clips 2000 --seed 0`), written to WORK/NAME; a row whose report already exists is read, not run again, so
-the script resumes. Two rows of the 50-step whole-window baseline with different seeds give the noise: a
-setting is "within noise" when every metric lies inside the two baselines' spread widened by half of it.
+of a model directory (``--model``, default the bundled model) on the first N held-out clips of a demo catalogue
+(`sak catalogue make CATALOGUE --clips 2000 --seed 0`), written to WORK/NAME; a row whose report already exists
+is read, not run again, so the script resumes (keep one WORK per model). The row of the distilled U-Net samples
+with the directory's step-distilled student (``unet_distilled/``, its own steps and guidance); it is skipped
+with a note for a directory without one. Two rows of the 50-step whole-window baseline with different seeds
+give the noise: a setting is "within noise" when every metric lies inside the two baselines' spread widened by
+half of it.
 Prints a markdown table (the load average is that of the collation; each run's own time is in its log) and
-writes it to benchmarks/results/speed_quality.md. The matching timings are benchmarks/speed.py's.
+writes it to benchmarks/results/speed_quality.md, or ``--out`` (a partial re-run need not replace the table).
+The matching timings are benchmarks/speed.py's.
 
 Runs take one torch thread each; run two at once on two cores with `--only`.
 """
@@ -23,6 +28,8 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, distilled_config
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "speed_quality.md"
@@ -52,6 +59,11 @@ SETTINGS = [
     ("uni12t3g16", "tail 3 s + bf16 + 12 steps UniPC + GL 16", [*UNIPC, "12", "--tail", "3", *GL16]),
     ("uni10t3g16", "tail 3 s + bf16 + 10 steps UniPC + GL 16", [*UNIPC, "10", "--tail", "3", *GL16]),
     ("default", "**the defaults** (no speed argument): the same as 15 steps UniPC + tail 3 s + bf16 + GL 16", []),
+    (
+        "distilled",
+        "distilled U-Net (its own steps, guidance baked in) + tail 3 s + bf16 + GL 16",
+        ["--unet", "distilled"],
+    ),
 ]
 NOISE = ("base50", "base50s1")
 # Metrics that are fractions of clips (and the summary key counting their clips), and means of a per-clip value.
@@ -75,11 +87,12 @@ METRICS = [
 ]
 
 
-def run(name: str, args: list[str], catalogue: str, work: Path, n: int) -> None:
+def run(name: str, args: list[str], catalogue: str, work: Path, n: int, model: Path | None) -> None:
     out = work / name
     if (out / "report.json").exists():
         return
     cmd = [sys.executable, "-m", "stable_audio_kit.cli", "evaluate", "--catalogue", catalogue, "--n", str(n)]
+    cmd += ["--model", str(model.resolve())] if model is not None else []
     cmd += ["--no-timing-floor", "-o", str(out), *args]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(work / f"{name}.log", "w") as log:
@@ -111,7 +124,16 @@ def tolerance(reports: dict[str, dict], key: str) -> tuple[float, float] | None:
     return values, max(max(values) - min(values), 2 * math.sqrt(2) * se)
 
 
-def table(work: Path) -> tuple[list[str], int | None]:
+def model_name(model: str | Path | None) -> str:
+    """How the written table names a model directory: "the bundled model" or its folder's name (not where it lies on
+    this machine). ``model`` is a ``--model`` value or a report's ``"model"``."""
+    if model is None or str(model).startswith("(bundled"):
+        return "the bundled model"
+    return f"`{Path(model).resolve().name}`"
+
+
+def table(work: Path) -> tuple[list[str], int | None, dict[str, str]]:
+    """The markdown rows of the reports in ``work``, their number of clips, and the model each report evaluated."""
     reports, n = {}, None
     for name, _, _ in SETTINGS:
         path = work / name / "report.json"
@@ -139,7 +161,8 @@ def table(work: Path) -> tuple[list[str], int | None]:
             cells.append("–" if value is None else f"{value:.3f}{mark}")
         verdict = "(noise)" if name in NOISE else ("yes" if not outside else "no")
         lines.append(f"| {what} | " + " | ".join(cells) + f" | {verdict} |")
-    return lines, n
+    models = {name: model_name(report.get("model")) for name, report in reports.items()}
+    return lines, n, models
 
 
 def main() -> None:
@@ -149,39 +172,56 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=80)
     parser.add_argument("--only", nargs="*", default=None, help="run only these settings (names of SETTINGS)")
     parser.add_argument("--collate", action="store_true", help="only read the reports that exist")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="pipeline directory to evaluate (default: the bundled model)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="table file (default: %(default)s)")
     args = parser.parse_args()
     names = {name for name, _, _ in SETTINGS}
     unknown = sorted(set(args.only or []) - names)
     if unknown:
         raise SystemExit(f"speed_quality.py: unknown settings {unknown}; known: {sorted(names)}")
+    if args.model is not None and not args.model.is_dir():
+        raise SystemExit(f"speed_quality.py: model directory {str(args.model)!r} does not exist")
+    student = distilled_config(args.model or DEFAULT_MODEL_DIR) is not None
     args.work.mkdir(parents=True, exist_ok=True)
     if not args.collate:
         for name, _, setting in SETTINGS:
-            if args.only is None or name in args.only:
-                run(name, setting, args.catalogue, args.work, args.n)
+            if args.only is not None and name not in args.only:
+                continue
+            if "distilled" in setting and not student:
+                print(f"speed_quality.py: skipping {name}: {model_name(args.model)} holds no unet_distilled/")
+                continue
+            run(name, setting, args.catalogue, args.work, args.n, args.model)
 
     from stable_audio_kit.utils import atomic_write_text
 
-    lines, n = table(args.work)
+    lines, n, models = table(args.work)
+    model = model_name(args.model)
+    others = [f"{name} ({other})" for name, other in models.items() if other != model]
+    mixed = f" Rows of another model than {model}: {', '.join(others)}." if others else ""
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    command = " --model " + args.model.resolve().name if args.model is not None else ""
+    cfg = "CFG 7 (the distilled U-Net: its own, baked in)" if "distilled" in models else "CFG 7"
     text = "\n".join(
         [
             "# Quality against speed",
             "",
-            f"`python benchmarks/speed_quality.py`: `sak evaluate` of the bundled model on the first {n} held-out "
-            "clips of the demo catalogue (`sak catalogue make --clips 2000 --seed 0`), CFG 7, seed 0, each setting on "
+            f"`python benchmarks/speed_quality.py{command}`: `sak evaluate` of {model} on the first {n} held-out "
+            f"clips of the demo catalogue (`sak catalogue make --clips 2000 --seed 0`), {cfg}, seed 0, each setting on "
             "the same prompts and seeds, one torch thread a run. A ✗ marks a metric worse than the worse of the two "
             "baselines (seeds 0 and 1) by more than the larger of their spread and two standard errors of a "
             "difference (binomial for fractions, per-clip for means; CLAP score and FAD have only the spread). "
             "Load average at collation: "
-            f"{load}. Timings: `benchmarks/results/speed.md`.",
+            f"{load}. Timings: `benchmarks/results/speed.md`.{mixed}",
             "",
             *lines,
             "",
         ]
     )
     print(text)
-    atomic_write_text(RESULTS, text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":

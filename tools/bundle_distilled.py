@@ -8,6 +8,7 @@ EMA student (newest checkpoint unless --checkpoint) is stored in float16 like th
 The student must have been distilled from the U-Net the bundle holds now: its weights at the start of the run were
 the teacher's, so the run's config must name the bundled model and the teacher's weights must be unchanged since
 (checked against the run's `teacher.json`, the sha256 of the teacher's U-Net weights the run recorded).
+The model card (README.md of the bundle) gets a section on the student, replacing an earlier one.
 """
 
 from __future__ import annotations
@@ -18,8 +19,41 @@ import sys
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
+HEADING = "## The distilled student: `unet_distilled/`"
+
+
+def card_section(run: Path, step: int) -> str:
+    """What the card says about the student: how it samples, how it was distilled, how to load it."""
+    cfg = OmegaConf.load(run / "config.yaml")
+    return "\n".join(
+        [
+            HEADING,
+            "",
+            f"A step-distilled student of this U-Net: it samples in {cfg.steps} DDIM steps with classifier-free "
+            f"guidance {cfg.guidance_scale:g} baked into one conditional forward a step. It was distilled with "
+            f"`sak train distill` (`configs/demo/distill.yaml`) from {cfg.teacher_steps} guided "
+            f"{cfg.teacher_scheduler} steps of this U-Net on {cfg.trajectories} teacher paths conditioned on "
+            f"training crops: {step} steps, EMA weights. Load it with `sak generate --unet distilled` or "
+            '`load_pipeline(unet="distilled")`; its quality and speed against this U-Net\'s own defaults are in the '
+            "toolkit's README (Speed).",
+            "",
+        ]
+    )
+
+
+def with_section(card: str, section: str) -> str:
+    """``card`` with ``section`` in place of an earlier one, else before "## Measured scores" (or at the end)."""
+    if HEADING in card:
+        before, rest = card.split(HEADING, 1)
+        after = rest.split("\n## ", 1)
+        return before + section + ("\n## " + after[1] if len(after) > 1 else "")
+    if "\n## Measured scores" in card:
+        before, after = card.split("\n## Measured scores", 1)
+        return before + "\n" + section + "\n## Measured scores" + after
+    return card.rstrip("\n") + "\n\n" + section
 
 
 def main() -> int:
@@ -33,7 +67,7 @@ def main() -> int:
     from stable_audio_kit.lora import weights_sha256
     from stable_audio_kit.train.common import latest_checkpoint, run_kind
     from stable_audio_kit.unet import UNet1DConditionModel
-    from stable_audio_kit.utils import atomic_dir
+    from stable_audio_kit.utils import atomic_dir, atomic_write_text
 
     if run_kind(args.run) != "distill":
         raise SystemExit(f"bundle_distilled: {str(args.run)!r} is not a `sak train distill` run")
@@ -53,6 +87,10 @@ def main() -> int:
         config = json.loads((Path(tmp) / "config.json").read_text())
         config.pop("_name_or_path", None)
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    card = args.out / "README.md"
+    if card.is_file():
+        trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]
+        atomic_write_text(card, with_section(card.read_text(), card_section(args.run, trained)))
     steps, guidance = student.config.distilled_steps, student.config.distilled_guidance_scale
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     print(f"bundled the {steps}-step student (guidance {guidance:g}) from {ckpt.name}: {size:.1f} MB in {target}")
