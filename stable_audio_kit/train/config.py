@@ -214,4 +214,8 @@ class DistillTrainConfig:
     valid_trajectories: int = 64
     # Paths sampled per teacher call (and per cached chunk file).
     trajectory_batch: int = 16
+    # A U-Net folder the student starts from instead of the teacher's U-Net, e.g. the `unet_distilled/` of an
+    # earlier run with twice the steps (progressive distillation: 8 -> 4 steps starts from the 8-step student). Its
+    # architecture must be the teacher's; the targets are still the teacher's paths.
+    student_init: str | None = None
     ema_decay: float = 0.999

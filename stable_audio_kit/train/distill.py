@@ -337,6 +337,24 @@ def validate(model, pipe, states: torch.Tensor, items: list[dict[str, Any]], gri
     return float(np.mean(losses)), float(np.mean(errors))
 
 
+def initial_unet(teacher, cfg: DistillTrainConfig):
+    """The weights the student starts from: the teacher's U-Net, or ``student_init``'s (same architecture)."""
+    if cfg.student_init is None:
+        return teacher
+    from ..unet import UNet1DConditionModel
+
+    if not (Path(cfg.student_init) / "config.json").is_file():
+        raise ValueError(f"student_init={cfg.student_init!r} is not a U-Net folder (no config.json)")
+    init = UNet1DConditionModel.from_pretrained(cfg.student_init)
+    ours, theirs = teacher.state_dict(), init.state_dict()
+    mismatched = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    if mismatched or len(ours) != len(theirs):
+        raise ValueError(
+            f"student_init={cfg.student_init!r} is not a U-Net of the teacher's architecture (e.g. {mismatched[:3]})"
+        )
+    return init.to(teacher.device)
+
+
 def student_unet(unet, cfg: DistillTrainConfig):
     """A copy of ``unet`` whose config records the distillation (the weights are the same)."""
     student = copy.deepcopy(unet)
@@ -357,6 +375,7 @@ def train(cfg: DistillTrainConfig, resume: bool = False, allow_config_change: bo
         pipe.set_progress_bar_config(disable=True)
         pipe.scheduler = swap_scheduler(pipe.scheduler, cfg.teacher_scheduler)
         grid = teacher_grid(pipe, cfg)
+        initial_unet(pipe.unet, cfg)  # refuse a bad student_init before the teacher samples anything
         for module in (pipe.vae, pipe.text_encoder, pipe.projection, pipe.unet):
             module.eval().requires_grad_(False).to(device)
         check_cached_paths(cfg, run_dir, main)
@@ -377,7 +396,7 @@ def train(cfg: DistillTrainConfig, resume: bool = False, allow_config_change: bo
         states, items = load_paths(run_dir, "train", cfg.trajectories, cfg.trajectory_batch)
         valid_states, valid_items = load_paths(run_dir, "valid", valid_count, cfg.trajectory_batch)
 
-        model = ConditionedDenoiser(pipe.projection, student_unet(pipe.unet, cfg)).train()
+        model = ConditionedDenoiser(pipe.projection, student_unet(initial_unet(pipe.unet, cfg), cfg)).train()
         model.unet.requires_grad_(True)
         ema = EMAModel(list(model.unet.parameters()), decay=cfg.ema_decay)
 

@@ -198,3 +198,36 @@ def test_paths_cached_under_other_settings_are_refused(tiny_model_dir, catalogue
     cfg = make_cfg(tiny_model_dir, catalogue, out, "guidance_scale=5.0")
     with pytest.raises(ValueError, match=r"sampled with other settings \(guidance_scale: 3.0 -> 5.0\)"):
         trainer.train(cfg)
+
+
+def test_a_student_can_start_from_an_earlier_student(tiny_model_dir, catalogue, reference_run, tmp_path):
+    # Progressive distillation: a 1-step student starts from the 2-step one and keeps the teacher's targets.
+    earlier = reference_run / "checkpoints" / "step_00000006" / "export" / "unet"
+    out = tmp_path / "run"
+    cfg = make_cfg(
+        tiny_model_dir, catalogue, out, "steps=1", f"student_init={earlier}", "run.max_steps=2", "run.valid_every=0"
+    )
+    pipe = StableAudioKitPipeline.from_pretrained(tiny_model_dir)
+    start = trainer.initial_unet(pipe.unet, cfg).state_dict()
+    saved = load_file(earlier / "diffusion_pytorch_model.safetensors")
+    assert start.keys() == saved.keys()
+    for name in saved:
+        assert torch.equal(start[name], saved[name]), name
+    trainer.train(cfg)
+    student = UNet1DConditionModel.from_pretrained(out / "checkpoints" / "step_00000002" / "export" / "unet")
+    assert student.config.distilled_steps == 1
+
+
+def test_a_student_init_of_another_architecture_is_refused(tiny_model_dir, catalogue, tmp_path, tiny_config):
+    other = tmp_path / "other"
+    unet = UNet1DConditionModel.from_pretrained(Path(tiny_model_dir) / "unet")
+    UNet1DConditionModel.from_config({**unet.config, "layers_per_block": 2, "_use_default_values": []}).save_pretrained(
+        other
+    )
+    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", f"student_init={other}")
+    with pytest.raises(ValueError, match="is not a U-Net of the teacher's architecture"):
+        trainer.train(cfg)
+    cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", f"student_init={tmp_path}")
+    with pytest.raises(ValueError, match="is not a U-Net folder"):
+        trainer.train(cfg)
+    assert not (tmp_path / "run").exists()
