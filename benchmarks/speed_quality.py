@@ -34,34 +34,48 @@ from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, distilled_config
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "speed_quality.md"
 
+GL32, GL16, GL8 = ["--griffin-lim-iters", "32"], ["--griffin-lim-iters", "16"], ["--griffin-lim-iters", "8"]
 # (name, what it changes, `sak evaluate` speed arguments). The two baselines are the pipeline before the speed
 # work: 50 steps of DPM-Solver++ 2M over the whole window in float32, 32 Griffin-Lim iterations.
-BASELINE = ["--steps", "50", "--tail", "100", "--precision", "fp32"]
+# Every speed setting is given, so the rows keep their meaning when the model's own sampler or decoder changes.
+BASELINE = ["--steps", "50", "--scheduler", "dpmsolver++", "--tail", "100", "--precision", "fp32", *GL32]
+DPM = ["--scheduler", "dpmsolver++"]
 UNIPC = ["--scheduler", "unipc", "--precision", "bf16", "--steps"]
-GL16, GL8 = ["--griffin-lim-iters", "16"], ["--griffin-lim-iters", "8"]
+UNIPC_FP32 = ["--scheduler", "unipc", "--precision", "fp32", "--steps"]
 SETTINGS = [
     ("base50", "baseline: 50 steps, whole window, fp32, GL 32", BASELINE),
     ("base50s1", "baseline, seed 1 (the noise)", [*BASELINE, "--seed", "1"]),
-    ("crop50", "tail 1 s", ["--steps", "50", "--tail", "1", "--precision", "fp32"]),
-    ("crop50t05", "tail 0.5 s", ["--steps", "50", "--tail", "0.5", "--precision", "fp32"]),
-    ("bf50", "tail 1 s + bf16", ["--steps", "50", "--tail", "1", "--precision", "bf16"]),
-    ("bf25", "tail 1 s + bf16 + 25 steps", ["--steps", "25", "--tail", "1", "--precision", "bf16"]),
-    ("bf20", "tail 1 s + bf16 + 20 steps", ["--steps", "20", "--tail", "1", "--precision", "bf16"]),
-    ("bf15", "tail 1 s + bf16 + 15 steps", ["--steps", "15", "--tail", "1", "--precision", "bf16"]),
-    ("bf10", "tail 1 s + bf16 + 10 steps", ["--steps", "10", "--tail", "1", "--precision", "bf16"]),
-    ("unipc15", "tail 1 s + bf16 + 15 steps UniPC", [*UNIPC, "15", "--tail", "1"]),
-    ("bf25t2", "tail 2 s + bf16 + 25 steps", ["--steps", "25", "--tail", "2", "--precision", "bf16"]),
-    ("bf25t3", "tail 3 s + bf16 + 25 steps", ["--steps", "25", "--tail", "3", "--precision", "bf16"]),
-    ("bf25gl16", "tail 3 s + bf16 + 25 steps + GL 16", ["--steps", "25", "--tail", "3", "--precision", "bf16", *GL16]),
-    ("bf25gl8", "tail 3 s + bf16 + 25 steps + GL 8", ["--steps", "25", "--tail", "3", "--precision", "bf16", *GL8]),
-    ("unipc20", "tail 3 s + bf16 + 20 steps UniPC", [*UNIPC, "20", "--tail", "3"]),
+    ("crop50", "tail 1 s", [*DPM, "--steps", "50", "--tail", "1", "--precision", "fp32", *GL32]),
+    ("crop50t05", "tail 0.5 s", [*DPM, "--steps", "50", "--tail", "0.5", "--precision", "fp32", *GL32]),
+    ("bf50", "tail 1 s + bf16", [*DPM, "--steps", "50", "--tail", "1", "--precision", "bf16", *GL32]),
+    ("bf25", "tail 1 s + bf16 + 25 steps", [*DPM, "--steps", "25", "--tail", "1", "--precision", "bf16", *GL32]),
+    ("bf20", "tail 1 s + bf16 + 20 steps", [*DPM, "--steps", "20", "--tail", "1", "--precision", "bf16", *GL32]),
+    ("bf15", "tail 1 s + bf16 + 15 steps", [*DPM, "--steps", "15", "--tail", "1", "--precision", "bf16", *GL32]),
+    ("bf10", "tail 1 s + bf16 + 10 steps", [*DPM, "--steps", "10", "--tail", "1", "--precision", "bf16", *GL32]),
+    ("unipc15", "tail 1 s + bf16 + 15 steps UniPC", [*UNIPC, "15", "--tail", "1", *GL32]),
+    ("bf25t2", "tail 2 s + bf16 + 25 steps", [*DPM, "--steps", "25", "--tail", "2", "--precision", "bf16", *GL32]),
+    ("bf25t3", "tail 3 s + bf16 + 25 steps", [*DPM, "--steps", "25", "--tail", "3", "--precision", "bf16", *GL32]),
+    (
+        "bf25gl16",
+        "tail 3 s + bf16 + 25 steps + GL 16",
+        [*DPM, "--steps", "25", "--tail", "3", "--precision", "bf16", *GL16],
+    ),
+    (
+        "bf25gl8",
+        "tail 3 s + bf16 + 25 steps + GL 8",
+        [*DPM, "--steps", "25", "--tail", "3", "--precision", "bf16", *GL8],
+    ),
+    ("unipc20", "tail 3 s + bf16 + 20 steps UniPC", [*UNIPC, "20", "--tail", "3", *GL32]),
     ("uni15t3g16", "tail 3 s + bf16 + 15 steps UniPC + GL 16", [*UNIPC, "15", "--tail", "3", *GL16]),
     ("uni12t3g16", "tail 3 s + bf16 + 12 steps UniPC + GL 16", [*UNIPC, "12", "--tail", "3", *GL16]),
     ("uni10t3g16", "tail 3 s + bf16 + 10 steps UniPC + GL 16", [*UNIPC, "10", "--tail", "3", *GL16]),
-    ("default", "**the defaults** (no speed argument): the same as 15 steps UniPC + tail 3 s + bf16 + GL 16", []),
+    ("uni50", "50 UniPC steps, whole window, fp32, GL 16", [*UNIPC_FP32, "50", "--tail", "100", *GL16]),
+    ("uni50s1", "the same, seed 1", [*UNIPC_FP32, "50", "--tail", "100", *GL16, "--seed", "1"]),
+    ("default", "the base U-Net at its defaults: 15 steps UniPC + tail 3 s + bf16 + GL 16", ["--unet", "base"]),
     (
         "distilled",
-        "distilled U-Net (its own steps, guidance baked in) + tail 3 s + bf16 + GL 16",
+        "**the defaults** (no speed argument): the distilled U-Net, 8 steps with guidance 7 baked in + tail 3 s + "
+        "bf16 + GL 16",
         ["--unet", "distilled"],
     ),
 ]
