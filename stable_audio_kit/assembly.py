@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .sampling import DEFAULT_UNET, check_unet_name
+from .sampling import DISTILLED_SUBFOLDER, PIPELINE_UNETS, check_unet_name
 
 COMPONENTS = ("vae", "text_encoder", "tokenizer", "projection", "unet", "scheduler")
 DEFAULT_MODEL_DIR = Path(__file__).parent / "pretrained" / "demo"
@@ -94,7 +94,7 @@ def check_component_files(path: Path) -> None:
             check_safetensors(file)
 
 
-def load_pipeline(path: str | Path | None = None, unet: str = DEFAULT_UNET, **kwargs):
+def load_pipeline(path: str | Path | None = None, unet: str = "base", **kwargs):
     """The pipeline in ``path`` (default: the bundled model) with the U-Net ``unet`` names: ``"base"``, its own
     (``unet/``), or ``"distilled"``, the step-distilled student of it in ``unet_distilled/`` (``sak train distill``,
     :mod:`stable_audio_kit.distillation`). The student loads diffusers' way, as the ``unet=`` component override
@@ -102,8 +102,9 @@ def load_pipeline(path: str | Path | None = None, unet: str = DEFAULT_UNET, **kw
     student_scheduler(pipe.scheduler.config)``. ``kwargs`` go to ``from_pretrained`` (``torch_dtype``, ...).
 
     Raises ``ValueError`` for an unknown ``unet`` (before torch is imported) and for a directory without a
-    student, naming it (before anything loads)."""
-    check_unet_name(unet)
+    student, naming it (before anything loads). ``"auto"``, the CLI's default, is the command's to resolve
+    (:func:`~stable_audio_kit.sampling.choose_unet`), not the loader's."""
+    check_unet_name(unet, PIPELINE_UNETS)
     folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
     if unet == "distilled":
         check_distilled_dir(folder)
@@ -113,7 +114,7 @@ def load_pipeline(path: str | Path | None = None, unet: str = DEFAULT_UNET, **kw
         return StableAudioKitPipeline.from_pretrained(path, **kwargs)
     import torch
 
-    from .distillation import DISTILLED_SUBFOLDER, student_scheduler
+    from .distillation import student_scheduler
     from .unet import UNet1DConditionModel
 
     # In the dtype from_pretrained loads the other components in: float32 unless asked.
@@ -129,8 +130,6 @@ def load_pipeline(path: str | Path | None = None, unet: str = DEFAULT_UNET, **kw
 def distilled_config(path: str | Path) -> dict[str, Any] | None:
     """The config of the distilled student a pipeline directory holds (``unet_distilled/config.json``), ``None``
     without one; ``ValueError`` naming the file if it is unreadable or not a student's. Loads no weights."""
-    from .distillation import DISTILLED_SUBFOLDER
-
     file = Path(path) / DISTILLED_SUBFOLDER / "config.json"
     if not file.is_file():
         return None
@@ -148,7 +147,6 @@ def distilled_config(path: str | Path) -> dict[str, Any] | None:
 def check_distilled_dir(path: str | Path) -> Path:
     """Raise ``ValueError`` naming the folder unless ``path`` is a whole pipeline directory (:func:`check_model_dir`)
     holding a whole distilled student in ``unet_distilled/`` (its config a student's, its weights whole)."""
-    from .distillation import DISTILLED_SUBFOLDER
     from .utils import check_safetensors
 
     path = check_model_dir(path)
@@ -168,8 +166,6 @@ def check_distilled_dir(path: str | Path) -> Path:
 def describe_distilled(path: str | Path) -> str | None:
     """One line on the distilled student a pipeline directory holds (its steps and guidance), ``None`` without
     one."""
-    from .distillation import DISTILLED_SUBFOLDER
-
     try:
         config = distilled_config(path)
     except ValueError as err:
@@ -178,7 +174,8 @@ def describe_distilled(path: str | Path) -> str | None:
         return None
     return (
         f"{DISTILLED_SUBFOLDER}/, {config['distilled_steps']} steps, guidance "
-        f"{float(config['distilled_guidance_scale']):g} baked in (--unet distilled)"
+        f"{float(config['distilled_guidance_scale']):g} baked in (sampled by default, --unet auto; "
+        "--unet base for the model's own)"
     )
 
 

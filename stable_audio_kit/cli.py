@@ -91,9 +91,17 @@ def cmd_ui(args: argparse.Namespace) -> int:
         check_writable(Path(args.outputs) / ".sak-ui")
     except ValueError as err:
         raise CLIError(f"--outputs: {err}") from None
+    from .assembly import DEFAULT_MODEL_DIR
     from .ui import serve
 
-    serve(load_model(args.model, unet=args.unet), args.model, host=args.host, port=args.port, outputs=args.outputs)
+    # --unet auto: the model's own U-Net and, if the model has one, its student; the page picks one for each request
+    # (sampling.choose_unet). base or distilled: that one for every request.
+    folder = args.model if args.model is not None else DEFAULT_MODEL_DIR
+    student = None
+    if args.unet == "auto" and sampling.holds_student(folder):
+        student = load_model(args.model, unet="distilled")
+    pipe = load_model(args.model, unet="distilled" if args.unet == "distilled" else "base")
+    serve(pipe, args.model, host=args.host, port=args.port, outputs=args.outputs, student=student)
     return 0
 
 
@@ -122,7 +130,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_loaded()
         from accelerate import PartialState
 
-        load_model(args.model, device=str(PartialState().device))  # what `sak generate` loads without --device
+        from .assembly import DEFAULT_MODEL_DIR
+
+        # What `sak generate` loads without --device and the options that make --unet auto the base U-Net.
+        folder = args.model if args.model is not None else DEFAULT_MODEL_DIR
+        unet = sampling.choose_unet(sampling.DEFAULT_UNET, sampling.holds_student(folder))
+        load_model(args.model, device=str(PartialState().device), unet=unet)
         print(f"sak serve: ready on {path} (model loaded in {time.monotonic() - start:.1f} s)", flush=True)
         why = server.serve(sock, answer_request, idle_seconds=args.idle_minutes * 60 or None, stop=stop)
     except KeyboardInterrupt:
@@ -320,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="alignment score from which a pair is a near-copy (default: the calibrated one, in the report)",
     )
     p.add_argument("-o", "--output", required=True, help="report folder")
-    sampling.add_arguments(p)
+    sampling.add_arguments(p, base_only=("--steps", "--scheduler", "--cfg"))
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("extend", help="add conditioning inputs to a trained model at zero weights, for fine-tuning")
@@ -354,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--unet",
         choices=sampling.UNETS,
         default=sampling.DEFAULT_UNET,
-        help="the model's own U-Net, or its distilled student (unet_distilled/) with its own steps and guidance",
+        help="base, the model's own U-Net; distilled, its step-distilled student (unet_distilled/) at its own steps "
+        "and guidance; auto (default), the student for a request that leaves steps, CFG scale, scheduler and negative "
+        "prompt as they start, else the model's own",
     )
     p.set_defaults(func=cmd_ui)
 

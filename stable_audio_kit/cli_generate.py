@@ -40,12 +40,13 @@ def keep_loaded() -> None:
         _kept = {}
 
 
-def load_model(path: str | None, device: str = "cpu", unet: str = sampling.DEFAULT_UNET):
-    """The pipeline in ``path`` (default: the bundled model) on ``device``, with the U-Net ``unet`` names
-    (:func:`~stable_audio_kit.assembly.load_pipeline`); under ``sak serve`` the kept one."""
+def load_model(path: str | None, device: str = "cpu", unet: str = "base"):
+    """The pipeline in ``path`` (default: the bundled model) on ``device``, with the U-Net ``unet`` names,
+    ``"base"`` or ``"distilled"`` (:func:`~stable_audio_kit.assembly.load_pipeline`; a command resolves ``--unet
+    auto`` first, :func:`resolve_unet`); under ``sak serve`` the kept one."""
     from .assembly import load_pipeline
 
-    sampling.check_unet_name(unet)
+    sampling.check_unet_name(unet, sampling.PIPELINE_UNETS)
     quiet_loading()
     if _kept is None:
         return load_pipeline(path, unet=unet).to(device)
@@ -75,6 +76,28 @@ def _kept_pipeline(path: str | None, device: str, unet: str):
     if iters is not None and pipe.vae.config.griffin_lim_iters != iters:
         pipe.vae.set_griffin_lim_iters(iters)
     return pipe
+
+
+def resolve_unet(unet: str, model: str | None, **request) -> str:
+    """The U-Net, ``"base"`` or ``"distilled"``, a command samples the model directory ``model`` (default: the
+    bundled model) with: :func:`~stable_audio_kit.sampling.choose_unet` of ``--unet`` and the ``request``'s
+    options (``steps``, ``scheduler``, ``guidance_scale``, ``negative_prompt``, ``lora``), decided before anything
+    loads (torch is not imported). The student is checked whole (``ValueError`` naming what is wrong); when
+    ``auto`` picks it, one INFO line says so."""
+    from .assembly import DEFAULT_MODEL_DIR, check_distilled_dir, distilled_config
+
+    folder = Path(model) if model is not None else DEFAULT_MODEL_DIR
+    chosen = sampling.choose_unet(unet, sampling.holds_student(folder), **request)
+    if chosen == "distilled":
+        check_distilled_dir(folder)
+        if unet == "auto":
+            config = distilled_config(folder)
+            logger.info(
+                "sampling with the distilled U-Net (%d steps, guidance %g baked in); --unet base for the model's own",
+                config["distilled_steps"],
+                float(config["distilled_guidance_scale"]),
+            )
+    return chosen
 
 
 def quiet_loading() -> None:
@@ -199,10 +222,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 raise CLIError(str(err)) from None
 
     loras = [parse_lora(text) for text in getattr(args, "lora", [])]
-    if settings.unet == "distilled":
-        from .assembly import DEFAULT_MODEL_DIR, check_distilled_dir
-
-        check_distilled_dir(args.model if args.model is not None else DEFAULT_MODEL_DIR)
+    # --unet auto: the student unless a row or an option asks what only the model's own U-Net does.
+    settings.unet = resolve_unet(
+        settings.unet,
+        args.model,
+        steps=settings.steps,
+        scheduler=settings.scheduler,
+        guidance_scale=args.cfg,
+        negative_prompt=[job.negative for job in jobs if job.negative is not None],
+        lora=loras,
+    )
 
     # 2. Load the model (and its adapters) and check every row against it (the pipeline's own checks), before the
     # first file.

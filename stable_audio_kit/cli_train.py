@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from . import sampling
-from .cli_generate import CLIError, load_model, quiet_loading
+from .cli_generate import CLIError, load_model, quiet_loading, resolve_unet
 
 logger = logging.getLogger("stable_audio_kit")
 
@@ -228,6 +228,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     from .evaluation.report import evaluate
 
+    asked = settings.unet
+    settings.unet = resolve_unet(
+        asked, args.model, steps=settings.steps, scheduler=settings.scheduler, guidance_scale=args.cfg
+    )
     quiet_loading()
     report = evaluate(
         args.model,
@@ -244,6 +248,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         memorisation=args.memorisation,
         memorisation_top_k=args.memorisation_top_k,
         memorisation_threshold=args.memorisation_threshold,
+        unet_asked=asked,
         **settings.as_dict(),
     )
     from .evaluation.report import render_markdown

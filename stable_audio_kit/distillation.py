@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
-# Where a pipeline directory keeps a distilled student of its U-Net.
-DISTILLED_SUBFOLDER = "unet_distilled"
+# Where a pipeline directory keeps a distilled student of its U-Net (in sampling.py, which imports no torch: the
+# CLI looks for a student before it loads anything).
+from .sampling import DISTILLED_SUBFOLDER  # noqa: F401
 
 
 def distilled_settings(unet) -> tuple[int, float] | None:

@@ -9,12 +9,16 @@ Imports nothing heavy.
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from .precision import PRECISIONS, check_precision
 from .schedulers import SCHEDULER_NAMES, check_scheduler_name
 from .utils import check_finite_number
+
+logger = logging.getLogger("stable_audio_kit")
 
 # The pipeline's and every command's default number of denoising steps: with UniPC, 15 keep the bundled model's
 # `sak evaluate` metrics within noise of 50 DPM-Solver++ steps; 12 and 10 lose duration adherence
@@ -25,10 +29,19 @@ DEFAULT_STEPS = 15
 # distilled student has its own baked in).
 DEFAULT_GUIDANCE_SCALE = 7.0
 
-# Which U-Net of a pipeline directory samples: its own ("base", unet/) or the step-distilled student of it
-# ("distilled", unet_distilled/: `sak train distill`, stable_audio_kit.distillation).
-UNETS = ("base", "distilled")
-DEFAULT_UNET = "base"
+# Where a pipeline directory keeps a step-distilled student of its U-Net (`sak train distill`,
+# stable_audio_kit.distillation).
+DISTILLED_SUBFOLDER = "unet_distilled"
+
+# The U-Nets a pipeline directory holds and loads (stable_audio_kit.assembly.load_pipeline): its own ("base", unet/)
+# or the step-distilled student of it ("distilled", unet_distilled/).
+PIPELINE_UNETS = ("base", "distilled")
+# Which U-Net a command or the page samples with: one of those, or "auto", the student when the model directory
+# has one and the request asks nothing only the model's own U-Net can do (choose_unet). The CLI's and the page's
+# default: on the bundled model the student's 8 steps are within noise of the 50-step baseline at about half the
+# time of the base U-Net's defaults (README, "Speed"). The Python API loads the base U-Net unless told.
+UNETS = ("auto", *PIPELINE_UNETS)
+DEFAULT_UNET = "auto"
 
 # Seconds of latent frames sampled after the requested audio ends. The model learned to end a sound followed by
 # silence that the timing mask marks, inside a 10 s window; cut right after the sound, the context is unlike
@@ -49,11 +62,59 @@ def check_tail_seconds(tail_seconds: Any) -> float:
     return tail
 
 
-def check_unet_name(unet: Any) -> str:
-    """``unet`` if it names one of :data:`UNETS`; else ``ValueError`` listing them."""
-    if unet not in UNETS:
-        raise ValueError(f"unet must be one of {', '.join(UNETS)}, got {unet!r}")
+def check_unet_name(unet: Any, names: tuple[str, ...] = UNETS) -> str:
+    """``unet`` if it is one of ``names`` (:data:`UNETS`, or :data:`PIPELINE_UNETS` for a loader); else
+    ``ValueError`` listing them."""
+    if unet not in names:
+        raise ValueError(f"unet must be one of {', '.join(names)}, got {unet!r}")
     return unet
+
+
+def holds_student(model_dir: str | Path) -> bool:
+    """Whether the pipeline directory ``model_dir`` holds a distilled student (``unet_distilled/config.json``); a
+    look at the folder, nothing loaded (whether the student is whole is
+    :func:`~stable_audio_kit.assembly.check_distilled_dir`'s to say)."""
+    return (Path(model_dir) / DISTILLED_SUBFOLDER / "config.json").is_file()
+
+
+def choose_unet(
+    unet: str,
+    has_student: bool,
+    *,
+    steps: Any = None,
+    scheduler: Any = None,
+    guidance_scale: Any = None,
+    negative_prompt: Any = None,
+    lora: Any = None,
+) -> str:
+    """The U-Net a request samples with, ``"base"`` or ``"distilled"``: ``unet`` itself unless it is ``"auto"``.
+    ``"auto"`` is the distilled student when the model directory has one (``has_student``) and the request sets
+    none of ``steps``, ``scheduler``, ``guidance_scale``, ``negative_prompt`` and ``lora`` (each ``None`` or
+    empty when not set), else the model's own. A student samples only in its own steps, with its own sampler and
+    baked-in guidance, runs no unconditional half for a negative prompt, and an adapter is trained on the base
+    weights: a request for any of these gets the U-Net that does it, never a refusal. An explicit ``"distilled"``
+    is returned as is, so the pipeline refuses what the student cannot do (:mod:`stable_audio_kit.distillation`)."""
+    check_unet_name(unet)
+    if unet != "auto":
+        return unet
+    asked = {
+        "steps": steps,
+        "scheduler": scheduler,
+        "guidance_scale": guidance_scale,
+        "negative_prompt": negative_prompt,
+        "lora": lora,
+    }
+    given = [name for name, value in asked.items() if not _unset(value)]
+    if has_student and not given:
+        return "distilled"
+    if has_student:
+        logger.debug("--unet auto: the base U-Net, for %s", ", ".join(given))
+    return "base"
+
+
+def _unset(value: Any) -> bool:
+    """``None``, or an empty string or collection (no negative prompt, no adapters); a number is set, 0 too."""
+    return value is None or (isinstance(value, (str, list, tuple, dict, set)) and len(value) == 0)
 
 
 @dataclass
@@ -62,14 +123,15 @@ class SamplingSettings:
     ``scheduler`` (a name of :data:`~stable_audio_kit.schedulers.SCHEDULER_NAMES`, ``None``: the model's own);
     ``tail_seconds`` sampled after the audio (``None``: the pipeline's default); ``precision`` of the U-Net
     (:mod:`stable_audio_kit.precision`); ``griffin_lim_iters`` of a spectral decoder (``None``: the model's own);
-    ``unet``, which U-Net of the model directory loads (:data:`UNETS`)."""
+    ``unet``, which U-Net of the model directory loads (:data:`UNETS`; ``"auto"``, the CLI's default, is resolved by
+    :func:`choose_unet` before a model loads; the dataclass's default is the model's own, as the Python API's)."""
 
     steps: int | None = None
     scheduler: str | None = None
     tail_seconds: float | None = None
     precision: str = "auto"
     griffin_lim_iters: int | None = None
-    unet: str = DEFAULT_UNET
+    unet: str = "base"
 
     def check(self) -> SamplingSettings:
         """Raise ``ValueError`` naming the first bad value; returns ``self``."""
@@ -135,15 +197,21 @@ OPTIONS = {
 }
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """``--unet``, ``--steps``, ``--scheduler``, ``--tail``, ``--precision`` and ``--griffin-lim-iters``."""
+# The options of a sampling command that :func:`choose_unet` reads: any of them makes ``--unet auto`` the base U-Net.
+BASE_ONLY_OPTIONS = ("--steps", "--scheduler", "--cfg", "--negative", "--lora")
+
+
+def add_arguments(p: argparse.ArgumentParser, base_only: tuple[str, ...] = BASE_ONLY_OPTIONS) -> None:
+    """``--unet``, ``--steps``, ``--scheduler``, ``--tail``, ``--precision`` and ``--griffin-lim-iters``;
+    ``base_only`` are the command's options that make ``--unet auto`` the base U-Net, for the help."""
     g = p.add_argument_group("speed (README, Speed)")
     g.add_argument(
         "--unet",
         choices=UNETS,
         default=DEFAULT_UNET,
-        help=f"which U-Net samples: the model's own, or its step-distilled student (unet_distilled/, made by "
-        f"`sak train distill`), with its own steps and guidance (default {DEFAULT_UNET})",
+        help="which U-Net samples: base, the model's own; distilled, its step-distilled student (unet_distilled/, "
+        "`sak train distill`) at its own steps and guidance; auto (default), the student if the model has one and "
+        f"none of {', '.join(base_only)} is given, else the model's own",
     )
     g.add_argument(
         "--steps",

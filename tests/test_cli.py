@@ -269,4 +269,57 @@ def test_generate_inpaint_continue_with_the_distilled_unet(distilled_model_dir, 
 
     capsys.readouterr()
     assert main(["info", str(distilled_model_dir)]) == 0
-    assert "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in" in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in (sampled by default, --unet auto" in info
+
+
+STUDENT_SAID = "sampling with the distilled U-Net (4 steps, guidance 7 baked in); --unet base for the model's own"
+
+
+def test_unet_auto_is_the_student_unless_an_option_asks_for_the_base(distilled_model_dir, tmp_path, caplog):
+    """The default `--unet auto`: a model with a student samples with it, saying so in one INFO line; an option
+    only the model's own U-Net samples with (--cfg, --steps, --scheduler, --negative, a prompt list's negative)
+    gets the base U-Net, sample for sample `--unet base` with it, and says nothing."""
+    from stable_audio_kit import UNet1DConditionModel
+
+    common = ["--seconds", "0.3", "--model", str(distilled_model_dir), "--seed", "3", "--no-normalize"]
+    forwards = []  # of each run, the U-Net forwards, by the distilled_steps of the U-Net (None: the base U-Net)
+    original = UNet1DConditionModel.forward
+
+    def run(*extra: str, prompts: Path | None = None) -> tuple[np.ndarray, list[str]]:
+        out = tmp_path / f"run{len(forwards)}"
+        what = ["--prompts", str(prompts)] if prompts else ["a tone"]
+        caplog.clear()
+        calls = []
+
+        def counted(self, *args, **kwargs):
+            calls.append(self.config.distilled_steps)
+            return original(self, *args, **kwargs)
+
+        UNet1DConditionModel.forward = counted
+        try:
+            with caplog.at_level("INFO", logger="stable_audio_kit"):
+                assert main(["generate", *what, *common, *extra, "-o", str(out if prompts else f"{out}.wav")]) == 0
+        finally:
+            UNet1DConditionModel.forward = original
+        forwards.append(calls)
+        audio = sf.read(next(out.glob("*.wav")) if prompts else f"{out}.wav", dtype="float32")[0]
+        return audio, [r.getMessage() for r in caplog.records if "distilled U-Net" in r.getMessage()]
+
+    auto, said = run()
+    assert said == [STUDENT_SAID] and forwards[-1] == [4] * 4  # the student's 4 steps, one forward each
+    student, said = run("--unet", "distilled")
+    assert said == [] and forwards[-1] == [4] * 4  # asked for by name: nothing to say
+    np.testing.assert_array_equal(auto, student)
+    for option in (["--cfg", "3"], ["--steps", "2"], ["--scheduler", "euler"], ["--negative", "hiss"]):
+        got, said = run(*option)
+        assert said == [] and forwards[-1] and set(forwards[-1]) == {None}, option  # the base U-Net only
+        base, _ = run("--unet", "base", *option)
+        np.testing.assert_array_equal(got, base)
+    rows = tmp_path / "rows.csv"
+    rows.write_text("prompt,negative\na tone,\na bell,hiss\n")
+    _, said = run(prompts=rows)
+    assert said == [] and set(forwards[-1]) == {None}  # one row's negative prompt: the whole list on the base U-Net
+    rows.write_text("prompt\na tone\na bell\n")
+    _, said = run(prompts=rows)
+    assert said == [STUDENT_SAID] and set(forwards[-1]) == {4}

@@ -152,6 +152,9 @@ def test_load_pipeline_distilled(distilled_model_dir, student_pipe):
     base = load_pipeline(distilled_model_dir)  # the default: the directory's own U-Net and scheduler
     assert base.unet.config.distilled_steps is None
     assert type(base.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    # "auto" is the CLI's and the page's choice, made before they load: the loader takes the U-Net it names.
+    with pytest.raises(ValueError, match="unet must be one of base, distilled, got 'auto'"):
+        load_pipeline(distilled_model_dir, unet="auto")
 
 
 def test_the_diffusers_override_idiom(distilled_model_dir):
@@ -203,6 +206,9 @@ def test_an_unknown_unet_is_refused_before_torch_is_imported():
 def test_describe_pipeline_names_the_student(distilled_model_dir, tiny_model_dir, tiny_pipeline):
     pipe = load_pipeline(distilled_model_dir, unet="distilled")
     text = describe_pipeline(pipe, distilled_model_dir)
-    assert "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in (--unet distilled)" in text
+    assert (
+        "distilled U-Net:  unet_distilled/, 4 steps, guidance 7 baked in (sampled by default, --unet auto; --unet base "
+        "for the model's own)"
+    ) in text
     assert "unet:             a distilled student: 4 steps, guidance 7 baked in" in text
     assert "distilled" not in describe_pipeline(tiny_pipeline, tiny_model_dir)

@@ -282,18 +282,33 @@ def test_sak_serve_loads_serves_and_stops_when_idle(tiny_model_dir, socket_path,
     assert "--idle-minutes must be a number >= 0" in capsys.readouterr().err
 
 
-def test_the_kept_models_are_told_apart_by_their_unet(distilled_model_dir, socket_path):
+def test_the_kept_models_are_told_apart_by_their_unet(distilled_model_dir, socket_path, capsys):
     # Without --steps 2: each U-Net samples with its own steps.
     args = [*(a for a in GENERATE if a not in ("--steps", "2")), "--model", str(distilled_model_dir)]
     with serving(socket_path) as log:
-        assert main([*args, "-o", "base.wav"]) == 0
+        assert main([*args, "--unet", "base", "-o", "base.wav"]) == 0
         assert main([*args, "--unet", "distilled", "-o", "student.wav"]) == 0
         assert main([*args, "--unet", "distilled", "--cfg", "3", "-o", "refused.wav"]) == 2
-        assert main([*args, "-o", "base_again.wav"]) == 0
-    assert len(log) == 4 and not Path("refused.wav").exists()
+        assert main([*args, "--unet", "base", "-o", "base_again.wav"]) == 0
+        capsys.readouterr()
+        assert main([*args, "-o", "auto.wav"]) == 0  # --unet auto: the student, said in the client's terminal
+        assert "INFO stable_audio_kit: sampling with the distilled U-Net (4 steps" in capsys.readouterr().err
+        assert main([*args, "--cfg", "3", "-o", "auto_cfg.wav"]) == 0  # auto: the base U-Net, no refusal
+    assert len(log) == 6 and not Path("refused.wav").exists()
     kept = {key[-1]: pipe for key, (pipe, *_) in cli_generate._kept.items()}
     assert sorted(kept) == ["base", "distilled"]
     assert kept["base"].unet.config.distilled_steps is None and kept["distilled"].unet.config.distilled_steps == 4
     np.testing.assert_array_equal(samples(Path("base_again.wav")), samples(Path("base.wav")))
+    np.testing.assert_array_equal(samples(Path("auto.wav")), samples(Path("student.wav")))
     assert main([*args, "--unet", "distilled", "-o", "here.wav", "--no-server"]) == 0
     np.testing.assert_array_equal(samples(Path("student.wav")), samples(Path("here.wav")))
+    assert main([*args, "--unet", "base", "--cfg", "3", "-o", "base_cfg.wav", "--no-server"]) == 0
+    np.testing.assert_array_equal(samples(Path("auto_cfg.wav")), samples(Path("base_cfg.wav")))
+
+
+def test_sak_serve_loads_what_a_default_generate_samples_with(distilled_model_dir, socket_path, monkeypatch):
+    """`--unet auto`: a model with a student is served warm for a `sak generate` without options."""
+    monkeypatch.setattr(cli_generate, "_kept", None)
+    args = ["serve", "--socket", str(socket_path), "--model", str(distilled_model_dir), "--idle-minutes", "0.001"]
+    assert main(args) == 0
+    assert [key[-1] for key in cli_generate._kept] == ["distilled"]

@@ -62,7 +62,7 @@ def test_help_loads_no_heavy_package():
 def test_generate_help_loads_no_heavy_package():
     loaded, result = heavy_modules_after(RUN_CLI.format(args=["generate", "--help"]))
     assert loaded == []
-    assert "--unet {base,distilled}" in result.stdout and "exit 0" in result.stderr
+    assert "--unet {auto,base,distilled}" in result.stdout and "exit 0" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,21 @@ def test_refused_argument_loads_no_heavy_package(args, message):
     loaded, result = heavy_modules_after(RUN_CLI.format(args=args))
     assert loaded == []
     assert "exit 2" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_unet_auto_picks_is_decided_before_torch_loads(tiny_model_dir, tmp_path):
+    """`--unet auto` looks for the student before anything heavy loads: a damaged one is named at once."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "unet_distilled").mkdir()
+    (model / "unet_distilled" / "config.json").write_text('{"_class_name": "UNet1DConditionModel"}')
+    args = ["generate", "a snare hit", "--model", str(model), "-o", str(tmp_path / "x.wav")]
+    loaded, result = heavy_modules_after(RUN_CLI.format(args=args))
+    assert loaded == []
+    assert "exit 2" in result.stderr and "is not a distilled student's config" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..audio import load_audio
-from ..sampling import DEFAULT_UNET, SamplingSettings
+from ..sampling import PIPELINE_UNETS, SamplingSettings, check_unet_name
 from ..utils import atomic_write_text
 from . import embedding, metrics, plots
 from .probes import PROBES, parse_probes
@@ -279,8 +279,9 @@ def sampling_note(sampling: dict[str, Any] | None) -> str:
         return ""
     named = {"scheduler": "scheduler {}", "tail_seconds": "tail {} s", "griffin_lim_iters": "{} Griffin-Lim iterations"}
     parts = [text.format(sampling[key]) for key, text in named.items() if sampling.get(key) is not None]
-    if sampling.get("unet", DEFAULT_UNET) != DEFAULT_UNET:
-        parts.insert(0, f"{sampling['unet']} U-Net")
+    if sampling.get("unet", "base") != "base":  # the model's own goes without saying
+        asked = sampling.get("unet_asked")
+        parts.insert(0, f"{sampling['unet']} U-Net" + (f" ({asked})" if asked not in (None, sampling["unet"]) else ""))
     if sampling.get("precision", "auto") != "auto":
         parts.append(f"precision {sampling['precision']}")
     return (", " + ", ".join(parts)) if parts else ""
@@ -380,7 +381,8 @@ def evaluate(
     tail_seconds: float | None = None,
     precision: str = "auto",
     griffin_lim_iters: int | None = None,
-    unet: str = DEFAULT_UNET,
+    unet: str = "base",
+    unet_asked: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole evaluation and write ``report.json``, ``report.md``, ``spectrograms.png`` and
     ``duration.png`` into ``out_dir``. ``clap`` is a CLAP model folder for the embedding metrics
@@ -392,7 +394,9 @@ def evaluate(
     for near-copies (:mod:`.memorisation`; it needs the CLAP), into ``report["memorisation"]``. ``scheduler``,
     ``tail_seconds``, ``precision``, ``griffin_lim_iters`` and ``unet`` (the model directory's own U-Net or its
     distilled student) are the speed settings (:class:`~stable_audio_kit.sampling.SamplingSettings`), recorded in
-    ``report["sampling"]``; ``steps`` and ``guidance_scale`` (``None``: the model's own) are recorded as sampled."""
+    ``report["sampling"]``, with ``unet_asked``, the ``--unet`` that chose ``unet`` (``"auto"``: by
+    :func:`~stable_audio_kit.sampling.choose_unet`; ``None``: ``unet`` itself); ``steps`` and ``guidance_scale``
+    (``None``: the model's own) are recorded as sampled."""
     from tqdm.auto import tqdm
 
     from ..assembly import DEFAULT_MODEL_DIR, check_distilled_dir, load_pipeline
@@ -400,6 +404,7 @@ def evaluate(
     catalogue = Path(catalogue)
     out_dir = Path(out_dir)
     rows = load_heldout(catalogue, n)
+    check_unet_name(unet, PIPELINE_UNETS)  # "auto" is the command's to resolve, before it calls this
     sampling = SamplingSettings(steps, scheduler, tail_seconds, precision, griffin_lim_iters, unet).check()
     if sampling.unet == "distilled":
         check_distilled_dir(model if model is not None else DEFAULT_MODEL_DIR)
@@ -455,7 +460,7 @@ def evaluate(
         "catalogue": str(catalogue),
         "n": len(rows),
         "steps": steps,
-        "sampling": sampling.as_dict(),
+        "sampling": {**sampling.as_dict(), "unet_asked": unet_asked or sampling.unet},
         "guidance_scale": guidance_scale,
         "seed": seed,
         "shuffle": perm,

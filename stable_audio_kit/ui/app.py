@@ -118,6 +118,7 @@ def describe_result(result: Result) -> str:
         ("length asked", f"{s.seconds:g} s" if s.seconds is not None else None),
         ("bars", s.bars),
         ("loop", "yes" if s.loop else None),
+        ("U-Net", {"base": "the model's own", "distilled": "its distilled student"}.get(s.unet)),
         ("steps", s.steps),
         ("CFG scale", f"{s.cfg:g}"),
         ("seed", s.seed),
@@ -179,6 +180,9 @@ class Page:
         self.studio = studio
         self.store = studio.store
         self.pipe = studio.pipe
+        # Where the steps and CFG fields start: a field left there asks nothing, so the request samples as one that
+        # leaves them out (with a student under `sak ui --unet auto`, the student; else the model's own values).
+        self.own_steps, self.own_cfg = studio.own_sampling()
         self._cancels: dict[str, threading.Event] = {}
         self._previews = tempfile.TemporaryDirectory(prefix="sak-ui-previews-")  # removed when the server stops
 
@@ -212,8 +216,8 @@ class Page:
             negative=negative or None,
             seconds=parse_seconds(length, "length") if (length or "").strip() else None,
             bars=field_number(bars, "bars", int),
-            steps=steps,
-            cfg=cfg,
+            steps=None if steps == self.own_steps else steps,
+            cfg=None if cfg == self.own_cfg else cfg,
             seed=random_seed() if pick_seed else check_seed(seed, "seed"),
             scheduler=scheduler or None,
             bpm=field_number(bpm, "bpm"),
@@ -370,13 +374,20 @@ class Page:
             return gr.update(value=None, visible=False), f"**{err}**"
 
 
-def model_summary(pipe, model: str | None) -> str:
+def model_summary(studio: Studio) -> str:
+    pipe, model = studio.pipe, studio.model
     channels = {1: "mono", 2: "stereo"}.get(pipe.audio_channels, f"{pipe.audio_channels} channels")
     inputs = ", ".join(pipe.projection.describe())
     student = ""
-    if pipe.unet.config.get("distilled_steps") is not None:
-        steps, cfg = pipe.resolve_sampling()
-        student = f" U-Net: its distilled student, {steps} steps with guidance {cfg:g} baked in."
+    if "distilled" in studio.pipes:
+        steps, cfg = studio.pipes["distilled"].resolve_sampling()
+        student = f" U-Net: its distilled student, {steps} steps with guidance {cfg:g} baked in"
+        if "base" in studio.pipes:
+            student += (
+                ", while steps, CFG scale, scheduler and negative prompt are left as they start; with any of them "
+                "changed, the model's own U-Net"
+            )
+        student += "."
     return (
         f"## stable-audio-kit\n{model or 'the bundled demo model'}: {pipe.sample_rate} Hz {channels}, "
         f"a window of {pipe.max_seconds:.3f} s (longer lengths are generated window after window). "
@@ -392,11 +403,16 @@ def build_app(studio: Studio) -> gr.Blocks:
     window = pipe.max_seconds
     key_choices = [("the prompt's", "")] + [(Key(t, m).name,) * 2 for m in KEY_MODES for t in range(12)]
     scheduler_choices = [(f"the model's ({type(pipe.scheduler).__name__})", "")] + [(n, n) for n in SCHEDULER_NAMES]
-    # The page starts where the pipeline and the CLI do: the model's own steps and guidance.
-    default_steps, default_cfg = pipe.resolve_sampling()
+    # The page starts where the CLI does: the steps and guidance of a request that sets neither (under
+    # `sak ui --unet auto`, the student's if the model has one).
+    default_steps, default_cfg = studio.own_sampling()
+    steps_info = None
+    if len(studio.pipes) > 1:
+        base_steps = studio.pipes["base"].resolve_sampling()[0]
+        steps_info = f"changed: the model's own U-Net ({base_steps} unless set), not its student"
 
     with gr.Blocks(title="stable-audio-kit", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
-        gr.Markdown(model_summary(pipe, studio.model))
+        gr.Markdown(model_summary(studio))
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=380):
                 prompt = gr.Textbox(
@@ -414,7 +430,7 @@ def build_app(studio: Studio) -> gr.Blocks:
                         1, MAX_VARIATIONS, value=1, step=1, precision=0, label="Variations", elem_id="variations"
                     )
                 with gr.Row():
-                    steps = gr.Number(label="Steps", value=default_steps, precision=0, elem_id="steps")
+                    steps = gr.Number(label="Steps", value=default_steps, precision=0, info=steps_info, elem_id="steps")
                     cfg = gr.Number(label="CFG scale", value=default_cfg, info="<= 1: off", elem_id="cfg")
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0, info="variation k: seed + k", elem_id="seed")
@@ -569,11 +585,13 @@ def serve(
     port: int = 7860,
     outputs: str | Path = "sak-ui-outputs",
     block: bool = True,
+    student=None,
 ) -> gr.Blocks:
-    """Serve the page for ``pipe`` at ``http://host:port``, keeping results in ``outputs``. With ``block=False``
-    it returns at once, the server running in a thread (``demo.close()`` stops it)."""
+    """Serve the page for ``pipe`` at ``http://host:port``, keeping results in ``outputs``; with a ``student``
+    (the model with its distilled U-Net), each request samples with the U-Net :meth:`Studio.choose_unet` picks. With
+    ``block=False`` it returns at once, the server running in a thread (``demo.close()`` stops it)."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's checks of its own address, once a launch
-    studio = Studio(pipe, ResultStore(outputs), model)
+    studio = Studio(pipe, ResultStore(outputs), model, student)
     demo = build_app(studio)
     demo.launch(prevent_thread_lock=True, **launch_options(host, port, outputs))
     print(f"sak ui: serving {demo.local_url} (results in {studio.store.root}); Ctrl-C stops", flush=True)

@@ -45,7 +45,8 @@ class Settings:
     :data:`stable_audio_kit.schedulers.SCHEDULER_NAMES` (``None``: the model's own); ``loudness`` the target in
     LUFS (``None``: the default, see :func:`stable_audio_kit.delivery.delivery_loudness`); ``input_audio`` a file
     of the outputs folder's ``inputs/``, relative to it; ``regions`` the ``(start, end)`` seconds inpainting
-    regenerates.
+    regenerates; ``unet`` the U-Net that samples, ``"base"`` or ``"distilled"`` (``None``: the page's choice,
+    ``sak ui --unet``, which a checked request records, see :meth:`~stable_audio_kit.ui.studio.Studio.choose_unet`).
     """
 
     prompt: str
@@ -65,6 +66,7 @@ class Settings:
     input_audio: str | None = None
     strength: float | None = None
     regions: list[tuple[float, float]] | None = None
+    unet: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:

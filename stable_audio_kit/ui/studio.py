@@ -6,8 +6,9 @@ parse_seconds`, :func:`~stable_audio_kit.workflows.bars_length`), the regions
 (:func:`~stable_audio_kit.prompt_lists.parse_region`, :func:`~stable_audio_kit.prompt_lists.continuation_regions`),
 the loudness (:func:`~stable_audio_kit.delivery.delivery_loudness`, :class:`~stable_audio_kit.delivery.Delivery`),
 the seed (:func:`~stable_audio_kit.utils.check_seed`), the sampler
-(:class:`~stable_audio_kit.sampling.SamplingSettings`, :func:`~stable_audio_kit.schedulers.swap_scheduler`) and
-every check of the call itself (:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its
+(:class:`~stable_audio_kit.sampling.SamplingSettings`, :func:`~stable_audio_kit.schedulers.swap_scheduler`), the U-Net
+(:func:`~stable_audio_kit.sampling.choose_unet`) and every check of the call itself
+(:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its
 sidecar names, sample for sample: variation ``k`` of a request is the request with seed ``seed + k``.
 """
 
@@ -25,7 +26,7 @@ from ..audio import save_audio
 from ..conditioning import parse_prompt
 from ..delivery import Delivery, delivery_loudness
 from ..prompt_lists import continuation_regions, parse_seconds
-from ..sampling import SamplingSettings
+from ..sampling import PIPELINE_UNETS, SamplingSettings, check_unet_name, choose_unet
 from ..schedulers import swap_scheduler
 from ..utils import check_seed
 from ..workflows import bars_length
@@ -48,24 +49,68 @@ class Plan:
     windows: int
 
 
-class Studio:
-    """A loaded pipeline, the outputs folder and the one sampler they share (one job at a time)."""
+def unet_of(pipe) -> str:
+    """``"distilled"`` if ``pipe`` samples with a distilled student, else ``"base"``."""
+    return "distilled" if pipe.unet.config.get("distilled_steps") is not None else "base"
 
-    def __init__(self, pipe, store: ResultStore, model: str | None = None):
+
+class Studio:
+    """A loaded pipeline, the outputs folder and the one sampler they share (one job at a time).
+
+    ``pipe`` samples every request; or, given a ``student`` (the same model with its distilled U-Net: ``sak ui
+    --unet auto`` on a model that has one), each request samples with the U-Net :meth:`choose_unet` picks."""
+
+    def __init__(self, pipe, store: ResultStore, model: str | None = None, student=None):
         self.pipe = pipe
         self.store = store
         self.model = model  # the --model folder, None for the bundled model
-        self.default_scheduler = pipe.scheduler
+        self.pipes = {unet_of(pipe): pipe}
+        if student is not None:
+            if (unet_of(pipe), unet_of(student)) != ("base", "distilled"):
+                raise ValueError("a student is the distilled U-Net beside the model's own, given as pipe")
+            self.pipes["distilled"] = student
+        self.own_schedulers = {unet: each.scheduler for unet, each in self.pipes.items()}
         self._lock = threading.Lock()
-        pipe.set_progress_bar_config(disable=True)
+        for each in self.pipes.values():
+            each.set_progress_bar_config(disable=True)
+
+    def choose_unet(self, settings: Settings) -> str:
+        """The U-Net ``settings`` samples with: the one it records (a result made again), else the one loaded, or,
+        with a student, :func:`~stable_audio_kit.sampling.choose_unet` ``"auto"`` of its steps, guidance, sampler
+        and negative prompt (the page has no LoRA)."""
+        if settings.unet is not None:
+            check_unet_name(settings.unet, PIPELINE_UNETS)
+            if settings.unet not in self.pipes:
+                raise ValueError(
+                    f"this request samples with the {settings.unet} U-Net, which this page has not loaded; start it "
+                    f"with sak ui --unet {settings.unet}"
+                )
+            return settings.unet
+        if len(self.pipes) == 1:
+            return next(iter(self.pipes))
+        return choose_unet(
+            "auto",
+            True,
+            steps=settings.steps,
+            scheduler=settings.scheduler,
+            guidance_scale=settings.cfg,
+            negative_prompt=settings.negative,
+        )
+
+    def own_sampling(self) -> tuple[int, float]:
+        """The steps and guidance of a request that sets neither, nor a sampler or negative prompt: where the page's
+        fields start."""
+        return self.pipes[self.choose_unet(Settings(prompt=""))].resolve_sampling()
 
     # ------------------------------------------------------------------ checks
     def plan(self, settings: Settings) -> Plan:
         """Every check of a request before any work (``ValueError`` naming the value), in the CLI's order: the
         values alone, then the pipeline's own :meth:`check_call` with the arguments the run will use. The plan's
-        settings hold the steps and guidance the run samples with (the model's own for a ``None``)."""
-        steps, cfg = self.pipe.resolve_sampling(settings.steps, settings.cfg)
-        s = replace(settings, steps=steps, cfg=cfg)
+        settings hold the U-Net, steps and guidance the run samples with (the model's own for a ``None``)."""
+        unet = self.choose_unet(settings)
+        pipe = self.pipes[unet]
+        steps, cfg = pipe.resolve_sampling(settings.steps, settings.cfg)
+        s = replace(settings, steps=steps, cfg=cfg, unet=unet)
         if s.mode not in MODES:
             raise ValueError(f"unknown mode {s.mode!r}; valid modes: {list(MODES)}")
         prompt = parse_prompt(s.prompt)
@@ -77,7 +122,6 @@ class Studio:
                 raise ValueError("give a length in seconds or a number of bars, not both")
             seconds = bars_length(s.bars, s.bpm, prompt)
         if s.scheduler is not None:  # the CLI's rules for --scheduler: a known name, and none for a student
-            unet = "distilled" if self.pipe.unet.config.get("distilled_steps") is not None else "base"
             SamplingSettings(scheduler=s.scheduler, unet=unet).check()
         options: dict[str, Any] = {}
         source = self.store.input_path(s)
@@ -97,7 +141,7 @@ class Studio:
             loudness=delivery_loudness(s.loudness, s.normalize, inpainting="inpaint_audio" in options), loop=s.loop
         )
         if seconds is None and not {"init_audio", "inpaint_audio"} & set(options):
-            seconds = self.pipe.max_seconds
+            seconds = pipe.max_seconds
         call = dict(
             prompt=prompt,
             negative_prompt=negative,
@@ -109,12 +153,12 @@ class Studio:
             key=s.key,
             **options,
         )
-        self.pipe.check_call(**call)
+        pipe.check_call(**call)
         windows = 1
-        if seconds is not None and seconds > self.pipe.max_seconds:
+        if seconds is not None and seconds > pipe.max_seconds:
             from ..longform import plan_long
 
-            windows = len(plan_long(self.pipe, prompt, negative, seconds, s.steps, s.cfg, 1, "np", s.bpm, s.key)[2])
+            windows = len(plan_long(pipe, prompt, negative, seconds, s.steps, s.cfg, 1, "np", s.bpm, s.key)[2])
         return Plan(s, call, delivery, windows)
 
     def variations(self, settings: Settings, count: int) -> list[Plan]:
@@ -139,6 +183,7 @@ class Studio:
         import torch
 
         s = plan.settings
+        pipe, own_scheduler = self.pipes[s.unet], self.own_schedulers[s.unet]
 
         def callback(pipe, step, timestep, tensors):
             if cancel is not None and cancel.is_set():
@@ -149,14 +194,14 @@ class Studio:
 
         with self._lock:  # one job on the sampler at a time, whatever the web server does
             if s.scheduler:
-                self.pipe.scheduler = swap_scheduler(self.default_scheduler, s.scheduler)
+                pipe.scheduler = swap_scheduler(own_scheduler, s.scheduler)
             try:
                 generator = torch.Generator(device="cpu").manual_seed(s.seed)
-                audio = self.pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
+                audio = pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
             finally:
-                self.pipe.scheduler = self.default_scheduler
+                pipe.scheduler = own_scheduler
         result_id, folder = self.store.new_folder()
-        delivered, rate = plan.delivery.process(audio, self.pipe.sample_rate)
+        delivered, rate = plan.delivery.process(audio, pipe.sample_rate)
         result = Result(
             id=result_id,
             folder=folder,
@@ -175,7 +220,8 @@ class Studio:
         return self.store.finish(result)
 
     def command(self, settings: Settings, output: str) -> str:
-        """The ``sak`` command that makes the same file, sample for sample."""
+        """The ``sak`` command that makes the same file, sample for sample: every setting of a checked request
+        given, the U-Net too (``--unet auto`` would pick the base U-Net for the steps and guidance it names)."""
         s = settings
         source = str(self.store.input_path(s)) if s.input_audio else None
         if s.mode == "inpaint":
@@ -194,8 +240,8 @@ class Studio:
             words.append("--loop")
         if s.negative:
             words += ["--negative", s.negative]
-        if self.pipe.unet.config.get("distilled_steps") is not None:  # the model directory's distilled student
-            words += ["--unet", "distilled"]
+        if s.unet is not None:
+            words += ["--unet", s.unet]
         words += ["--steps", str(s.steps), "--cfg", repr(float(s.cfg)), "--seed", str(s.seed)]
         for flag, value in (("--scheduler", s.scheduler), ("--bpm", s.bpm), ("--key", s.key)):
             if value is not None:

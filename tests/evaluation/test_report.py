@@ -104,7 +104,7 @@ def test_report_markdown_columns_and_notes():
     assert "FAD compares sets" not in text and "wrong-lengths" not in text
 
 
-def test_evaluate_with_the_distilled_unet_records_it(catalogue, model_dir, tmp_path, capsys):
+def test_evaluate_with_the_distilled_unet_records_it(catalogue, model_dir, tmp_path, capsys, caplog):
     import shutil
 
     from stable_audio_kit import UNet1DConditionModel
@@ -121,7 +121,22 @@ def test_evaluate_with_the_distilled_unet_records_it(catalogue, model_dir, tmp_p
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["steps"] == 2 and report["guidance_scale"] == 5.0  # the student's own, as sampled
     assert report["sampling"]["unet"] == "distilled" and report["sampling"]["steps"] == 2
-    assert "sampling: 2 steps, CFG 5.0, seed 0, distilled U-Net" in (tmp_path / "r" / "report.md").read_text()
+    assert report["sampling"]["unet_asked"] == "distilled"
+    assert "sampling: 2 steps, CFG 5.0, seed 0, distilled U-Net\n" in (tmp_path / "r" / "report.md").read_text()
+
+    # The default --unet auto: the student (the same report, the choice recorded beside it); with --cfg (or
+    # --steps, --scheduler) the model's own U-Net, no refusal.
+    with caplog.at_level("INFO", logger="stable_audio_kit"):
+        assert main([*args, "-o", str(tmp_path / "auto")]) == 0
+    assert "sampling with the distilled U-Net (2 steps, guidance 5 baked in)" in caplog.text
+    auto = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert auto["sampling"] == {**report["sampling"], "unet_asked": "auto"}
+    assert auto["summary"] == report["summary"]
+    assert "sampling: 2 steps, CFG 5.0, seed 0, distilled U-Net (auto)" in (tmp_path / "auto" / "report.md").read_text()
+    assert main([*args, "--cfg", "3", "--steps", "2", "-o", str(tmp_path / "base")]) == 0
+    base = json.loads((tmp_path / "base" / "report.json").read_text())
+    assert base["sampling"]["unet"] == "base" and base["sampling"]["unet_asked"] == "auto"
+    assert base["guidance_scale"] == 3.0 and "U-Net" not in (tmp_path / "base" / "report.md").read_text().split("\n")[4]
 
     capsys.readouterr()
     assert main([*args, "--unet", "distilled", "--cfg", "7", "-o", str(tmp_path / "refused")]) == 2

@@ -223,3 +223,97 @@ def test_a_distilled_unet_starts_at_its_own_steps_and_guidance(distilled_model_d
     ]:
         with pytest.raises(ValueError, match=message):
             studio.plan(Settings(prompt="x", seconds=0.25, **values))
+
+
+@pytest.fixture(scope="module")
+def auto_studio_pipes(distilled_model_dir):
+    """The two pipelines `sak ui` loads under --unet auto for a model with a student: its own and the student."""
+    from stable_audio_kit import load_pipeline
+
+    return load_pipeline(distilled_model_dir), load_pipeline(distilled_model_dir, unet="distilled")
+
+
+def test_with_a_student_a_request_samples_as_sak_generate_with_unet_auto(
+    auto_studio_pipes, distilled_model_dir, tmp_path
+):
+    """`sak ui --unet auto`: the student for a request that sets none of steps, CFG, scheduler and negative prompt;
+    the model's own U-Net, at its own values for the rest, for one that sets any, never a refusal. Each result's
+    command names its U-Net and makes the same file; a result made again samples with the U-Net that made it."""
+    base, student = auto_studio_pipes
+    studio = Studio(base, ResultStore(tmp_path / "outputs"), str(distilled_model_dir), student)
+    assert studio.own_sampling() == (4, 7.0)
+    plan = studio.plan(Settings(prompt="a student tone", seconds=0.25, seed=2))
+    assert (plan.settings.unet, plan.settings.steps, plan.settings.cfg) == ("distilled", 4, 7.0)
+    for values, steps in [
+        (dict(cfg=3.0), 15),
+        (dict(steps=2), 2),
+        (dict(steps=4, cfg=7.0), 4),  # the student's own values, asked for: the base U-Net's sampler at them
+        (dict(scheduler="euler"), 15),
+        (dict(negative="hiss"), 15),
+    ]:
+        settings = studio.plan(Settings(prompt="x", seconds=0.25, **values)).settings
+        assert (settings.unet, settings.steps) == ("base", steps), values
+
+    for settings in (
+        Settings(prompt="a student tone", seconds=0.25, seed=2),
+        Settings(prompt="a base tone", seconds=0.25, steps=2, seed=2),
+    ):
+        result = studio.run(studio.plan(settings))
+        argv = shlex.split(result.command)
+        assert argv[argv.index("--unet") + 1] == result.settings.unet
+        out = tmp_path / f"cli_{result.settings.unet}.wav"
+        assert main([*argv[1:-1], str(out)]) == 0
+        np.testing.assert_array_equal(sf.read(result.wav, dtype="float32")[0], sf.read(out, dtype="float32")[0])
+        # Made again from its sidecar (which names steps and guidance): the same U-Net, the same file.
+        again = studio.run(studio.plan(ResultStore(studio.store.root).get(result.id).settings))
+        assert again.settings == result.settings
+        np.testing.assert_array_equal(sf.read(again.wav, dtype="float32")[0], sf.read(out, dtype="float32")[0])
+    assert [r.settings.unet for r in studio.store.list()] == ["base", "base", "distilled", "distilled"]
+
+    only_base = Studio(base, ResultStore(tmp_path / "outputs"))  # sak ui --unet base
+    with pytest.raises(ValueError, match="samples with the distilled U-Net, which this page has not loaded"):
+        only_base.plan(Settings(prompt="x", seconds=0.25, unet="distilled"))
+    assert only_base.plan(Settings(prompt="x", seconds=0.25)).settings.unet == "base"
+
+
+def test_the_page_starts_at_the_students_values_and_a_changed_field_asks_for_the_base(
+    gradio, auto_studio_pipes, distilled_model_dir, tmp_path
+):
+    """The Steps and CFG fields start at the student's values; left there they ask nothing and the student samples;
+    changed, they ask for the model's own U-Net, as `--cfg` does on the command line."""
+    from stable_audio_kit.ui.app import Page, build_app, model_summary
+
+    base, student = auto_studio_pipes
+    studio = Studio(base, ResultStore(tmp_path / "outputs"), str(distilled_model_dir), student)
+    demo = build_app(studio)
+    assert component(demo, "steps").value == 4 and component(demo, "cfg").value == 7.0
+    assert "the model's own U-Net (15 unless set)" in component(demo, "steps").info
+    assert "its distilled student, 4 steps with guidance 7 baked in, while steps" in model_summary(studio)
+    page = Page(studio)
+    fields = dict(
+        prompt="a tone",
+        negative="",
+        length="0.25",
+        bars="",
+        steps=4,
+        cfg=7.0,
+        seed=1,
+        pick_seed=False,
+        scheduler="",
+        bpm="",
+        key="",
+        loudness="",
+        normalize=True,
+        loop=False,
+        mode="text to audio",
+        input_audio=None,
+        strength=None,
+        regions="",
+    )
+    untouched = page.settings(**fields)
+    assert (untouched.steps, untouched.cfg) == (None, None)
+    assert studio.plan(untouched).settings.unet == "distilled"
+    changed = studio.plan(page.settings(**{**fields, "cfg": 3.0})).settings
+    assert (changed.unet, changed.steps, changed.cfg) == ("base", 15, 3.0)
+    assert studio.plan(page.settings(**{**fields, "negative": "hiss"})).settings.unet == "base"
+    assert studio.plan(page.settings(**{**fields, "scheduler": "euler"})).settings.unet == "base"
