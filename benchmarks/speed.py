@@ -471,8 +471,10 @@ def main() -> None:
         f"`python benchmarks/speed.py{command}`: {model} (U-Net "
         f"{params:.2f}M parameters, {pipe.sample_rate} Hz, a {pipe.max_seconds:g} s window of "
         f"{pipe.unet.config.sample_size} latent frames, {type(bench.own_schedulers['base']).__name__}), CFG {CFG:g} "
-        f'(one batched forward of 2 a step), seed {SEED}, "{PROMPT}".{student} Defaults: {DEFAULT_STEPS} steps, a '
-        f"{TAIL_SECONDS:g} s tail, precision auto, {bench.own_griffin_lim} Griffin-Lim iterations. Each figure is "
+        f'(one batched forward of 2 a step), seed {SEED}, "{PROMPT}".{student} Defaults of the model\'s own U-Net '
+        f"(`SamplingSettings()`, the rows marked default): {DEFAULT_STEPS} steps, a {TAIL_SECONDS:g} s tail, precision "
+        f"auto, {bench.own_griffin_lim} Griffin-Lim iterations; `sak generate` samples with the student when the "
+        "model has one (`--unet auto`), at the same tail, precision and iterations. Each figure is "
         f"the best of {args.repeats} run(s) after {warmed}; times "
         f"include prompt encoding. {args.threads} torch threads (section 5 varies them); {cpu_name()}, "
         f"{os.cpu_count()} CPUs, bf16 native: {'yes' if bf16 else 'no'} (so auto = {'bf16' if bf16 else 'fp32'}); "

@@ -36,8 +36,9 @@ def card_section(run: Path, step: int) -> str:
             f"guidance {cfg.guidance_scale:g} baked into one conditional forward a step. It was distilled with "
             f"`sak train distill` (`configs/demo/distill.yaml`) from {cfg.teacher_steps} guided "
             f"{cfg.teacher_scheduler} steps of this U-Net on {cfg.trajectories} teacher paths conditioned on "
-            f"training crops: {step} steps, EMA weights. Load it with `sak generate --unet distilled` or "
-            '`load_pipeline(unet="distilled")`; its quality and speed against this U-Net\'s own defaults are in the '
+            f"training crops: {step} steps, EMA weights. `sak generate` samples with it unless a request sets "
+            "steps, a sampler, guidance, a negative prompt or a LoRA (`--unet auto`); in Python, "
+            '`load_pipeline(unet="distilled")`. Its quality and speed against this U-Net\'s own defaults are in the '
             "toolkit's README (Speed).",
             "",
         ]
