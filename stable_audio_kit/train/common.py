@@ -466,8 +466,9 @@ def export_run(
     over from a CLAP run's checkpoint, or else from the base directory.
 
     A distillation run exports the base model with its student in ``unet_distilled/``
-    (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its adapter folder alone (:mod:`stable_audio_kit.lora`), or with
-    ``merge_lora`` a pipeline directory with the adapter added into the base weights.
+    (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its adapter folder alone
+    (:mod:`stable_audio_kit.lora`), or with ``merge_lora`` a pipeline directory with the adapter added into the
+    base weights.
     """
     from ..pipeline import StableAudioKitPipeline
     from ..utils import atomic_dir
