@@ -417,7 +417,8 @@ def train(cfg: DistillTrainConfig, resume: bool = False, allow_config_change: bo
             )
             accelerator.log({"valid/loss": loss, "valid/sample_error": error}, step=0)
             logger.info(
-                "step 0 (the teacher's U-Net in %d DDIM steps): valid loss %.5f, sample error %.4f",
+                "step 0 (%s in %d DDIM steps): valid loss %.5f, sample error %.4f",
+                "the teacher's U-Net" if cfg.student_init is None else "student_init",
                 cfg.steps,
                 loss,
                 error,
