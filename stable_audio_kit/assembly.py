@@ -127,6 +127,25 @@ def load_pipeline(path: str | Path | None = None, unet: str = "base", **kwargs):
     return pipe
 
 
+def with_student(pipe, path: str | Path | None = None):
+    """A pipeline that samples with the student in ``path``'s ``unet_distilled/`` (default: the bundled model) and
+    shares every other component with ``pipe``, the same objects: the page holds both U-Nets of one model without
+    a second copy of its VAE and text encoder. ``ValueError`` naming the directory if it holds no student."""
+    folder = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    check_distilled_dir(folder)
+    from .distillation import student_scheduler
+    from .pipeline import StableAudioKitPipeline
+    from .unet import UNet1DConditionModel
+
+    student = UNet1DConditionModel.from_pretrained(
+        folder, subfolder=DISTILLED_SUBFOLDER, dtype=pipe.unet.dtype, local_files_only=True
+    ).to(pipe.unet.device)
+    components = {**pipe.components, "unet": student, "scheduler": student_scheduler(pipe.scheduler.config)}
+    out = StableAudioKitPipeline(**components)
+    out.set_progress_bar_config(**getattr(pipe, "_progress_bar_config", {}))
+    return out
+
+
 def distilled_config(path: str | Path) -> dict[str, Any] | None:
     """The config of the distilled student a pipeline directory holds (``unet_distilled/config.json``), ``None``
     without one; ``ValueError`` naming the file if it is unreadable or not a student's. Loads no weights."""

@@ -98,9 +98,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # (sampling.choose_unet). base or distilled: that one for every request.
     folder = args.model if args.model is not None else DEFAULT_MODEL_DIR
     student = None
-    if args.unet == "auto" and sampling.holds_student(folder):
-        student = load_model(args.model, unet="distilled")
     pipe = load_model(args.model, unet="distilled" if args.unet == "distilled" else "base")
+    if args.unet == "auto" and sampling.holds_student(folder):
+        from .assembly import with_student
+
+        student = with_student(pipe, folder)  # the same VAE, text encoder and projection objects as pipe's
     serve(pipe, args.model, host=args.host, port=args.port, outputs=args.outputs, student=student)
     return 0
 

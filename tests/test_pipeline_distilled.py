@@ -212,3 +212,28 @@ def test_describe_pipeline_names_the_student(distilled_model_dir, tiny_model_dir
     ) in text
     assert "unet:             a distilled student: 4 steps, guidance 7 baked in" in text
     assert "distilled" not in describe_pipeline(tiny_pipeline, tiny_model_dir)
+
+
+def test_with_student_shares_every_component_but_the_unet_and_the_sampler(distilled_model_dir):
+    from stable_audio_kit.assembly import load_pipeline, with_student
+    from stable_audio_kit.distillation import is_student_scheduler
+
+    pipe = load_pipeline(distilled_model_dir)
+    student = with_student(pipe, distilled_model_dir)
+    for name in ("vae", "text_encoder", "tokenizer", "projection"):
+        assert getattr(student, name) is getattr(pipe, name), name
+    assert student.unet.config.distilled_steps == 4 and pipe.unet.config.distilled_steps is None
+    assert is_student_scheduler(student.scheduler) and not is_student_scheduler(pipe.scheduler)
+    # The same audio as the student loaded on its own.
+    alone = load_pipeline(distilled_model_dir, unet="distilled")
+    kwargs = dict(seconds_total=0.2, output_type="np")
+    a = student("a tone", generator=torch.Generator().manual_seed(0), **kwargs).audios
+    b = alone("a tone", generator=torch.Generator().manual_seed(0), **kwargs).audios
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_with_student_names_a_directory_without_one(tiny_model_dir):
+    from stable_audio_kit.assembly import load_pipeline, with_student
+
+    with pytest.raises(ValueError, match="unet_distilled"):
+        with_student(load_pipeline(tiny_model_dir), tiny_model_dir)
