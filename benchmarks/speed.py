@@ -40,8 +40,8 @@ from pathlib import Path
 
 import torch
 
-from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, check_distilled_dir
-from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, distilled_settings, student_scheduler
+from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, with_student
+from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, distilled_settings
 from stable_audio_kit.precision import native_bf16, resolve_precision
 from stable_audio_kit.sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
 from stable_audio_kit.utils import atomic_write_text
@@ -379,20 +379,12 @@ def threads_section(bench: Bench, threads: int, seconds: float = 10.0) -> str:
 
 
 def load_student(pipe, folder: Path):
-    """``pipe`` with the distilled U-Net of the model directory ``folder`` and its sampler, sharing ``pipe``'s VAE,
-    text encoder, tokenizer and projection objects; ``None`` if ``folder`` has no ``unet_distilled/``."""
+    """``pipe`` with the distilled U-Net of the model directory ``folder`` (:func:`with_student`: the other
+    components are ``pipe``'s objects); ``None`` if ``folder`` has no ``unet_distilled/``. A damaged student is an
+    error, not a skipped row."""
     if not (folder / DISTILLED_SUBFOLDER).is_dir():
         return None
-    check_distilled_dir(folder)  # a damaged student is an error, not a skipped row
-    from stable_audio_kit import StableAudioKitPipeline
-    from stable_audio_kit.unet import UNet1DConditionModel
-
-    unet = UNet1DConditionModel.from_pretrained(
-        folder, subfolder=DISTILLED_SUBFOLDER, dtype=torch.float32, local_files_only=True
-    )
-    student = StableAudioKitPipeline(
-        **{**pipe.components, "unet": unet, "scheduler": student_scheduler(pipe.scheduler.config)}
-    )
+    student = with_student(pipe, folder)
     student.set_progress_bar_config(disable=True)
     return student
 

@@ -32,6 +32,24 @@ import torch
 from .sampling import DISTILLED_SUBFOLDER  # noqa: F401
 
 
+def check_distilled_fields(steps: Any, guidance_scale: Any) -> None:
+    """The U-Net config's ``distilled_steps`` / ``distilled_guidance_scale``: both ``None`` (not a student) or an
+    integer >= 1 and a finite number >= 1; ``ValueError`` naming the bad value."""
+    if (steps is None) != (guidance_scale is None):
+        raise ValueError(
+            "distilled_steps and distilled_guidance_scale are set together (a distilled student) or not at all, "
+            f"got {steps!r} and {guidance_scale!r}"
+        )
+    if steps is None:
+        return
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"distilled_steps must be an int >= 1, got {steps!r}")
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise ValueError(f"distilled_guidance_scale must be a number, got {guidance_scale!r}")
+    if not math.isfinite(guidance_scale) or guidance_scale < 1.0:
+        raise ValueError(f"distilled_guidance_scale must be a finite number >= 1, got {guidance_scale!r}")
+
+
 def distilled_settings(unet) -> tuple[int, float] | None:
     """``(steps, guidance_scale)`` of a distilled student; ``None`` for a U-Net trained on the v-objective."""
     steps = unet.config.get("distilled_steps")

@@ -187,6 +187,18 @@ def config_changes(saved: Any, cfg: Any) -> dict[str, tuple[Any, Any]]:
     return {key: (old.get(key), new.get(key)) for key in keys if old.get(key) != new.get(key)}
 
 
+def check_run_settings(cfg: Any) -> None:
+    """The settings the U-Net and distillation trainers share: ``run.log_every``, ``run.valid_every`` and
+    ``ema_decay``; ``ValueError`` naming the first bad one."""
+    if not 0.0 <= cfg.ema_decay <= 1.0:
+        raise ValueError(f"ema_decay must be in [0, 1], got {cfg.ema_decay}")
+    if cfg.run.log_every < 1 or cfg.run.valid_every < 0:
+        raise ValueError(
+            f"run.log_every must be >= 1 and run.valid_every >= 0 (0: never), got {cfg.run.log_every}, "
+            f"{cfg.run.valid_every}"
+        )
+
+
 def check_config_change(cfg: Any, run_dir: Path, allow: bool) -> None:
     """Log what a resume changes in the run's config; raise ``ValueError`` for changes to what the run computes
     (all but :data:`REPORTING_KEYS`) unless ``allow``."""

@@ -50,6 +50,7 @@ from ..utils import atomic_write_text, check_finite_number
 from ..workflows import Workflow
 from .common import (
     TrainerState,
+    check_run_settings,
     check_loss,
     load_checkpoint,
     make_lr_scheduler,
@@ -85,13 +86,7 @@ def check_config(cfg: DistillTrainConfig, num_train_timesteps: int | None = None
         raise ValueError(f"guidance_scale must be >= 1 (1: no guidance), got {cfg.guidance_scale!r}")
     check_scheduler_name(cfg.teacher_scheduler)
     check_precision(cfg.teacher_precision)
-    if not 0.0 <= cfg.ema_decay <= 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1], got {cfg.ema_decay}")
-    if cfg.run.log_every < 1 or cfg.run.valid_every < 0:
-        raise ValueError(
-            f"run.log_every must be >= 1 and run.valid_every >= 0 (0: never), got {cfg.run.log_every}, "
-            f"{cfg.run.valid_every}"
-        )
+    check_run_settings(cfg)
     if cfg.data.window_seconds is not None:
         raise ValueError("data.window_seconds must stay null: the teacher samples the model's whole window")
     if num_train_timesteps is not None:

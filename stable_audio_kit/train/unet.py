@@ -41,6 +41,7 @@ from ..objective import VObjective
 from ..pipeline import StableAudioKitPipeline
 from .common import (
     TrainerState,
+    check_run_settings,
     batches,
     check_loss,
     load_checkpoint,
@@ -98,17 +99,11 @@ def check_config(cfg: UNetTrainConfig) -> None:
     """Refuse settings the trainer cannot use, before anything is loaded."""
     if not 0.0 <= cfg.cfg_dropout <= 1.0:
         raise ValueError(f"cfg_dropout must be in [0, 1], got {cfg.cfg_dropout}")
-    if not 0.0 <= cfg.ema_decay <= 1.0:
-        raise ValueError(f"ema_decay must be in [0, 1], got {cfg.ema_decay}")
     if cfg.valid_steps < 1:
         raise ValueError(f"valid_steps must be >= 1, got {cfg.valid_steps}")
     if cfg.valid_samples < 0:
         raise ValueError(f"valid_samples must be >= 0, got {cfg.valid_samples}")
-    if cfg.run.log_every < 1 or cfg.run.valid_every < 0:
-        raise ValueError(
-            f"run.log_every must be >= 1 and run.valid_every >= 0 (0: never), got {cfg.run.log_every}, "
-            f"{cfg.run.valid_every}"
-        )
+    check_run_settings(cfg)
     if cfg.data.window_seconds is not None and not cfg.data.window_seconds > 0:
         raise ValueError(f"data.window_seconds must be > 0, got {cfg.data.window_seconds}")
     if cfg.lora.rank < 0:

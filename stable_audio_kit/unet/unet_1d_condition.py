@@ -7,7 +7,6 @@ only the FiLM residual block and the 1D transformer wrapper are written here, be
 has no 1D equivalent of either.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +18,8 @@ from diffusers.models.downsampling import Downsample1D
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.upsampling import Upsample1D
+
+from ..distillation import check_distilled_fields
 from diffusers.utils import BaseOutput
 from torch import nn
 
@@ -531,18 +532,7 @@ def _validate_config(
     distilled_steps: int | None = None,
     distilled_guidance_scale: float | None = None,
 ) -> None:
-    if (distilled_steps is None) != (distilled_guidance_scale is None):
-        raise ValueError(
-            "distilled_steps and distilled_guidance_scale are set together (a distilled student) or not at all, "
-            f"got {distilled_steps!r} and {distilled_guidance_scale!r}"
-        )
-    if distilled_steps is not None:
-        if not isinstance(distilled_steps, int) or isinstance(distilled_steps, bool) or distilled_steps < 1:
-            raise ValueError(f"distilled_steps must be an int >= 1, got {distilled_steps!r}")
-        if isinstance(distilled_guidance_scale, bool) or not isinstance(distilled_guidance_scale, (int, float)):
-            raise ValueError(f"distilled_guidance_scale must be a number, got {distilled_guidance_scale!r}")
-        if not math.isfinite(distilled_guidance_scale) or distilled_guidance_scale < 1.0:
-            raise ValueError(f"distilled_guidance_scale must be a finite number >= 1, got {distilled_guidance_scale!r}")
+    check_distilled_fields(distilled_steps, distilled_guidance_scale)
     positive = {
         "in_channels": in_channels,
         "sample_size": sample_size,

@@ -347,3 +347,25 @@ def test_unets_saved_with_input_flags_still_load(tmp_path):
     again = make_model(timing_mask_channel=True, beat_grid_channel=True, key_conditioning=True)
     again.load_state_dict(state)  # torch's own loading (a training checkpoint) renames them too
     torch.testing.assert_close(again(**inputs, channel_inputs=channels, film_inputs=film).sample, expected)
+
+
+@pytest.mark.parametrize(
+    "steps, guidance, match",
+    [
+        (8, None, "set together"),
+        (None, 7.0, "set together"),
+        (0, 7.0, "distilled_steps must be an int >= 1, got 0"),
+        (8, 0.5, "distilled_guidance_scale must be a finite number >= 1, got 0.5"),
+        (8, float("nan"), "distilled_guidance_scale must be a finite number >= 1, got nan"),
+        (8, "7", "distilled_guidance_scale must be a number, got '7'"),
+    ],
+)
+def test_a_students_config_is_checked(steps, guidance, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(distilled_steps=steps, distilled_guidance_scale=guidance)
+
+
+def test_a_student_config_round_trips(tmp_path):
+    make_model(distilled_steps=8, distilled_guidance_scale=7.0).save_pretrained(tmp_path)
+    loaded = UNet1DConditionModel.from_pretrained(tmp_path)
+    assert (loaded.config.distilled_steps, loaded.config.distilled_guidance_scale) == (8, 7.0)
