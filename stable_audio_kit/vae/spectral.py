@@ -69,22 +69,47 @@ def stft_same(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> to
     return torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
 
 
+def _frames(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """:func:`stft_same` frame-major: ``(B, N)`` to ``(B, N // hop, bins)``, the layout the FFT and the
+    overlap-add read contiguously (torch.stft's ``(B, bins, T)`` makes every Griffin-Lim pass transpose)."""
+    pad = (n_fft - hop) // 2
+    x = nn.functional.pad(x, (pad, n_fft - hop - pad))
+    return torch.fft.rfft(x.unfold(-1, n_fft, hop) * window, dim=-1)
+
+
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """``(B, T, n)`` frames, one every ``hop`` samples, summed into ``(B, (T - 1) * hop + n)`` samples.
+
+    Frames are cut into ``ceil(n / hop)`` hop-long pieces and piece ``r`` of frame ``t`` lands on output piece
+    ``t + r``: that many shifted adds of contiguous blocks, several times faster on the CPU than ``fold``'s
+    col2im (which was a third of a 10 s decode)."""
+    b, t, n = frames.shape
+    pieces = -(-n // hop)
+    frames = nn.functional.pad(frames, (0, pieces * hop - n)).reshape(b, t, pieces, hop)
+    out = frames.new_zeros(b, t + pieces - 1, hop)
+    for r in range(pieces):
+        out[:, r : r + t] += frames[:, :, r]
+    return out.reshape(b, -1)[:, : (t - 1) * hop + n]
+
+
+def _istft_frames(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`_frames`: ``(B, T, bins)`` to exactly ``T * hop`` samples (see :func:`istft_same`)."""
+    t = spec.shape[1]
+    audio = _overlap_add(torch.fft.irfft(spec, n=n_fft, dim=-1) * window, hop)
+    envelope = _overlap_add((window**2).expand(1, t, n_fft), hop)[0]
+    pad = (n_fft - hop) // 2
+    end = audio.shape[-1] - (n_fft - hop - pad)
+    return audio[:, pad:end] / envelope[pad:end].clamp(min=1e-11)
+
+
 def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`stft_same`: ``(B, bins, T)`` gives exactly ``T * hop`` samples.
 
     ``torch.istft`` with ``center=True`` returns ``(T - 1) * hop`` samples, and its window-envelope
-    check fails at the edges of "same" framing; this overlap-adds with ``fold`` and trims
+    check fails at the edges of "same" framing; this overlap-adds the windowed frames itself and trims
     ``(n_fft - hop) / 2`` samples from each side.
     """
-    t = spec.shape[-1]
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]
-    length = (t - 1) * hop + n_fft
-    fold = dict(output_size=(1, length), kernel_size=(1, n_fft), stride=(1, hop))
-    audio = nn.functional.fold(frames, **fold)[:, 0, 0]
-    envelope = nn.functional.fold((window**2)[None, :, None].expand(1, n_fft, t), **fold)[0, 0, 0]
-    pad = (n_fft - hop) // 2
-    end = length - (n_fft - hop - pad)
-    return audio[:, pad:end] / envelope[pad:end].clamp(min=1e-11)
+    return _istft_frames(spec.transpose(1, 2), n_fft, hop, window)
 
 
 def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, iters: int) -> torch.Tensor:
@@ -100,17 +125,18 @@ def griffin_lim(magnitude: torch.Tensor, n_fft: int, hop: int, window: torch.Ten
     # Drawn frame by frame, so frame t starts from the same phase however many frames follow it: decoding a
     # prefix of some latents gives (up to the frames near its end) the start of decoding them all.
     bins, frames = magnitude.shape[-2:]
-    phase = torch.rand(frames, bins, generator=generator).T * (2 * math.pi)
+    phase = torch.rand(frames, bins, generator=generator) * (2 * math.pi)
+    magnitude = magnitude.transpose(1, 2)  # frame-major (B, T, bins) throughout: see _frames
     angles = torch.polar(torch.ones_like(phase), phase).to(magnitude.device)[None].expand_as(magnitude)
     with torch.no_grad():
-        target = magnitude.detach()
+        target = magnitude.detach().contiguous()
         previous = None
         for _ in range(iters):
-            rebuilt = stft_same(istft_same(target * angles, n_fft, hop, window), n_fft, hop, window)
+            rebuilt = _frames(_istft_frames(target * angles, n_fft, hop, window), n_fft, hop, window)
             angles = rebuilt if previous is None else rebuilt - (0.99 / 1.99) * previous
             angles = angles / (angles.abs() + 1e-16)
             previous = rebuilt
-    return istft_same(magnitude * angles, n_fft, hop, window)
+    return _istft_frames(magnitude * angles, n_fft, hop, window)
 
 
 def harmonic_templates(sampling_rate: int, n_fft: int, low: int = 24, high: int = 108) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stable_audio_kit.vae import SpectralAudioVAE, load_vae_folder
-from stable_audio_kit.vae.spectral import griffin_lim, harmonic_templates, stft_same
+from stable_audio_kit.vae.spectral import griffin_lim, harmonic_templates, istft_same, stft_same
 
 # 8 kHz, n_fft 64, STFT hop 16, 2 frames per latent: hop 32 (250 latent frames/s), about 20k parameters.
 TINY = {
@@ -63,6 +63,20 @@ def test_istft_inverts_the_encoder_framing():
     )
     assert spec.shape[-1] == 32 * 9 // 16
     torch.testing.assert_close(vae.decoder.istft(spec), x, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hop", [16, 24, 20])
+def test_istft_same_inverts_stft_same_for_any_hop(hop):
+    # The overlap-add cuts frames into ceil(n_fft / hop) pieces: hops that do not divide n_fft (64 / 24, 64 / 20)
+    # pad the last piece. Any "same"-framed STFT is inverted exactly, and gradients reach the spectrum.
+    window = torch.hann_window(64)
+    x = torch.randn(2, hop * 30)
+    spec = stft_same(x, 64, hop, window).requires_grad_()
+    assert spec.shape[-1] == 30
+    audio = istft_same(spec, 64, hop, window)
+    torch.testing.assert_close(audio, x, atol=1e-5, rtol=1e-5)
+    audio.pow(2).sum().backward()
+    assert spec.grad.abs().sum() > 0
 
 
 def test_encoder_features_are_the_compressed_magnitude_stft():
