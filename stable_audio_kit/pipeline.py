@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -266,14 +268,27 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
         frames: int | None = None,
     ) -> torch.Tensor:
         """Initial noise ``(B, latent_channels, frames)`` (default: the window) scaled for the scheduler."""
-        shape = (batch_size, self.unet.config.in_channels, frames or self.unet.config.sample_size)
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} waveforms")
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            latents = self.initial_noise(batch_size, generator, frames, dtype=dtype, device=device)
         else:
             latents = latents.to(device=device, dtype=dtype)
         return latents * self.scheduler.init_noise_sigma
+
+    def initial_noise(
+        self,
+        batch_size: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        frames: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """The noise a call draws to start from, before the scheduler's ``init_noise_sigma``: ``(B, latent_channels,
+        frames)`` in one draw from ``generator``. Passed back as ``latents=`` it starts the same sample (a generator's
+        draws of two halves are not those of the whole: torch fills normal values 16 at a time)."""
+        shape = (batch_size, self.unet.config.in_channels, frames or self.unet.config.sample_size)
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"got {len(generator)} generators for a batch of {batch_size} waveforms")
+        return randn_tensor(shape, generator=generator, device=torch.device(device or "cpu"), dtype=dtype)
 
     def sample(
         self,
@@ -322,6 +337,11 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
             timesteps = self.strength_timesteps(timesteps, workflow.strength, num_inference_steps)
         self._num_timesteps = len(timesteps)
 
+        # A sampler that adds noise at each step (DDPM) draws it from the call's generator, as diffusers' pipelines do.
+        step_kwargs = (
+            {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        )
+
         # 4. Initial noise over the frames sampled, or the input noised to the first step.
         latents = self.prepare_latents(batch, dtype, device, generator, latents, frames=frames)
         if workflow.strength is not None and workflow.strength < 1.0:
@@ -352,7 +372,7 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
                     noise_pred = cfg_combine(uncond_pred, cond_pred, guidance_scale)
                 if shift:
                     noise_pred = noise_pred.roll(-shift, -1)
-                latents = self.scheduler.step(noise_pred, t, latents).prev_sample
+                latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs).prev_sample
                 if keep is not None:
                     # The kept frames: the input, noised to the level the next step starts from (clean at the end).
                     if i + 1 < len(timesteps):

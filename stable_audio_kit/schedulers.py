@@ -77,3 +77,26 @@ def swap_scheduler(scheduler: SchedulerMixin, name: str) -> SchedulerMixin:
     # would make a "DPM-Solver++" that runs DEIS (or refuses to build).
     extra = {"algorithm_type": "dpmsolver++", "solver_order": 2} if name == "dpmsolver++" else {}
     return scheduler_class(name).from_config(scheduler.config, **extra)
+
+
+# The samplers whose step draws no noise as the pipeline calls it (scheduler.step(noise_pred, t, latents), plus the
+# call's generator where the step takes one): DDIM's eta and Euler's s_churn are step arguments left at 0, and
+# DPM-Solver draws only in its SDE variants. DDPM adds noise at every step, drawn from the call's generator, so rows
+# sampled together would not draw what each draws alone.
+_DETERMINISTIC_STEPS = {
+    "DDIMScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "UniPCMultistepScheduler",
+}
+
+
+def deterministic_steps(scheduler: SchedulerMixin) -> bool:
+    """Whether the pipeline's denoising steps with ``scheduler`` draw no noise, so a sample depends only on its
+    initial noise: rows sampled in one call then come out as each does alone. False for DDPM, the SDE variants of
+    DPM-Solver and any class not known here."""
+    if type(scheduler).__name__ not in _DETERMINISTIC_STEPS:
+        return False
+    return not str(getattr(scheduler.config, "algorithm_type", "")).startswith("sde")

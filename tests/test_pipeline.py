@@ -26,6 +26,29 @@ def test_same_seed_same_audio(tiny_pipeline):
     assert not np.allclose(a, c)
 
 
+def test_a_sampler_that_adds_noise_each_step_draws_it_from_the_seed(tiny_pipeline):
+    # DDPM adds noise at every step: it comes from the call's generator, not torch's global one, so the seed alone
+    # decides the audio whatever was drawn before.
+    pipe = StableAudioKitPipeline(
+        **{**tiny_pipeline.components, "scheduler": swap_scheduler(tiny_pipeline.scheduler, "ddpm")}
+    )
+    torch.manual_seed(1)
+    a = run(pipe, seed=3)
+    torch.manual_seed(2)
+    b = run(pipe, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, run(pipe, seed=4))
+
+
+def test_initial_noise_passed_back_as_latents_starts_the_same_sample(tiny_pipeline):
+    frames = tiny_pipeline.sampled_frames(0.0, 0.5)
+    noise = tiny_pipeline.initial_noise(2, torch.Generator().manual_seed(5), frames)
+    assert noise.shape == (2, tiny_pipeline.unet.config.in_channels, frames)
+    given = tiny_pipeline("x", num_inference_steps=STEPS, seconds_total=0.5, num_waveforms_per_prompt=2, latents=noise)
+    drawn = run(tiny_pipeline, "x", seed=5, num_waveforms_per_prompt=2)
+    np.testing.assert_allclose(given.audios, drawn, atol=1e-6)
+
+
 @pytest.mark.parametrize("seconds", [0.25, 0.5, 0.3333, 0.123457, 1.0, 1e-3])
 def test_exact_sample_count(tiny_pipeline, seconds):
     audio = run(tiny_pipeline, seconds_total=seconds)
