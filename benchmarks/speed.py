@@ -3,7 +3,7 @@ a distilled student U-Net.
 
     python benchmarks/speed.py [--model DIR] [--threads 2] [--repeats 3] [--compile] [--quick] [--out FILE]
 
-Measures a model directory (default: the bundled demo model, what `sak generate` runs) in five sections, one
+Measures a model directory (default: the bundled demo model, what `sak generate` runs) in six sections, one
 table each. The directory loads once; if it holds a step-distilled student of its U-Net (``unet_distilled/``,
 ``sak train distill``), a second pipeline samples with it, sharing the first one's VAE, text encoder, tokenizer
 and projection. Without one, the rows of the student are skipped with a note.
@@ -20,6 +20,8 @@ and projection. Without one, the rows of the student are skipped with a note.
    one call each over the whole window, one call each over their own frames, grouped by length, and grouped
    by length with the student.
 5. **Threads**: the 10 s default row at 1 and 2 torch threads.
+6. **One U-Net forward against frames**, in bfloat16 and float32: the fixed cost of a forward, which is why a short
+   clip does not cost its share of a 10 s one.
 
 Each figure is the best of ``--repeats`` runs, after one untimed 1-step call at each frame count, precision
 and U-Net (first-call allocations; the student's takes its own steps, the only ones it samples in). Prints each
@@ -42,7 +44,7 @@ import torch
 
 from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, with_student
 from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, distilled_settings
-from stable_audio_kit.precision import native_bf16, resolve_precision
+from stable_audio_kit.precision import autocast, native_bf16, resolve_precision
 from stable_audio_kit.sampling import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, TAIL_SECONDS, SamplingSettings
 from stable_audio_kit.utils import atomic_write_text
 
@@ -378,6 +380,73 @@ def threads_section(bench: Bench, threads: int, seconds: float = 10.0) -> str:
     return "\n".join(lines)
 
 
+FORWARD_FRAMES = [32, 64, 128, 176, 256, 352]
+
+
+def best_forward(unet, step, args: tuple, kwargs: dict, repeats: int) -> float:
+    """Seconds of the fastest of ``repeats`` forwards of ``unet`` in the context ``step``, after one untimed."""
+    runs = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with step:
+            unet(*args, **kwargs)
+        runs.append(time.perf_counter() - start)
+    return min(runs[1:])
+
+
+def forward_section(bench: Bench) -> str:
+    """One conditional U-Net forward (batch 1, the student's if there is one) at frame counts up to the window, in
+    bfloat16 and float32: the fixed cost of a forward that short clips cannot shrink (the floor under section 2)."""
+    settings = STUDENT if bench.has(STUDENT) else SamplingSettings()
+    pipe = bench.pipeline(settings)
+    captured = {}
+
+    def capture(module, args, kwargs):
+        captured.setdefault("call", (args, kwargs))
+
+    bench.use(settings)
+    handle = pipe.unet.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        call(bench, [(PROMPT, pipe.max_seconds)], replace(settings, steps=None if settings.unet == "distilled" else 1))
+    finally:
+        handle.remove()
+    args, kwargs = captured["call"]
+    window = args[0].shape[-1]
+    frames = [f for f in FORWARD_FRAMES if f < window] + [window]
+    if bench.quick:
+        frames = [frames[0], window]
+    session = {name: autocast(name, "cpu") for name in ("bf16", "fp32")}
+    times: dict[str, dict[int, float]] = {name: {} for name in session}
+    with torch.no_grad():
+        for n in frames:
+            sample = args[0][:1, :, :n]
+            # Inputs laid out along the frames (channel conditioning) are cut to the same length.
+            cut = {
+                k: v[..., :n] if torch.is_tensor(v) and v.dim() == 3 and v.shape[-1] == window else v
+                for k, v in kwargs.items()
+            }
+            for name, (outer, step) in session.items():
+                with outer:
+                    times[name][n] = best_forward(pipe.unet, step, (sample, *args[1:]), cut, max(bench.repeats, 5))
+    which = f"the distilled U-Net ({bench.student_steps} steps)" if settings.unet == "distilled" else "the U-Net"
+    lines = [
+        "| frames | audio (s) | bf16 (ms) | fp32 (ms) | bf16 / bf16 at the window |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n in frames:
+        bf16, fp32 = times["bf16"][n], times["fp32"][n]
+        seconds = n * pipe.vae.hop_length / pipe.sample_rate
+        lines.append(
+            f"| {n} | {seconds:.2f} | {1e3 * bf16:.1f} | {1e3 * fp32:.1f} | {bf16 / times['bf16'][window]:.2f} |"
+        )
+    lines += [
+        "",
+        f"One conditional forward of {which}, batch 1, best of {max(bench.repeats, 5)}. A clip samples its audio's "
+        f"frames plus the {TAIL_SECONDS:g} s tail, so a 1 s clip runs {bench.pipe.sampled_frames(0.0, 1.0)} frames.",
+    ]
+    return "\n".join(lines)
+
+
 def load_student(pipe, folder: Path):
     """``pipe`` with the distilled U-Net of the model directory ``folder`` (:func:`with_student`: the other
     components are ``pipe``'s objects); ``None`` if ``folder`` has no ``unet_distilled/``. A damaged student is an
@@ -432,6 +501,7 @@ def main() -> None:
         ("3. torch.compile of the U-Net", lambda: compile_section(bench) if args.compile else "Not run (`--compile`)."),
         ("4. Batch throughput with mixed lengths (one model load)", lambda: batch_section(bench)),
         ("5. Threads (10 s, default settings)", lambda: threads_section(bench, args.threads)),
+        ("6. One U-Net forward against frames", lambda: forward_section(bench)),
     ]
     body = []
     for title, measure in sections:
