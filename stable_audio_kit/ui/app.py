@@ -180,13 +180,22 @@ class Page:
         self.studio = studio
         self.store = studio.store
         self.pipe = studio.pipe
-        # Where the steps and CFG fields start: a field left there asks nothing, so the request samples as one that
-        # leaves them out (with a student under `sak ui --unet auto`, the student; else the model's own values).
-        self.own_steps, self.own_cfg = studio.own_sampling()
         self._cancels: dict[str, threading.Event] = {}
         self._previews = tempfile.TemporaryDirectory(prefix="sak-ui-previews-")  # removed when the server stops
 
     # ------------------------------------------------------------------ fields -> settings
+    @staticmethod
+    def sampling_fields(steps, cfg, negative, scheduler) -> dict[str, Any]:
+        """The settings the fields that choose the U-Net make. A blank field asks nothing: the U-Net's own value, and
+        under `sak ui --unet auto` with every one blank, the student; a value typed is the value sampled, as the
+        CLI's flag (which then asks for the model's own U-Net, :func:`~stable_audio_kit.sampling.choose_unet`)."""
+        return dict(
+            steps=field_number(steps, "steps", int),
+            cfg=field_number(cfg, "CFG scale"),
+            negative=negative or None,
+            scheduler=scheduler or None,
+        )
+
     def settings(
         self,
         prompt,
@@ -213,13 +222,10 @@ class Page:
         return Settings(
             prompt=prompt or "",
             mode=mode,
-            negative=negative or None,
             seconds=parse_seconds(length, "length") if (length or "").strip() else None,
             bars=field_number(bars, "bars", int),
-            steps=None if steps == self.own_steps else steps,
-            cfg=None if cfg == self.own_cfg else cfg,
             seed=random_seed() if pick_seed else check_seed(seed, "seed"),
-            scheduler=scheduler or None,
+            **self.sampling_fields(steps, cfg, negative, scheduler),
             bpm=field_number(bpm, "bpm"),
             key=key or None,
             loudness=field_number(loudness, "the loudness target") if normalize else None,
@@ -344,6 +350,23 @@ class Page:
     def mode_fields(mode):
         return gr.update(visible=mode == MODES[1]), gr.update(visible=mode == MODES[2])
 
+    def next_run(self, steps, cfg, negative, scheduler) -> str:
+        """The U-Net, steps and guidance the next Generate samples with, as the fields stand (:meth:`Studio.sampling`,
+        so :func:`~stable_audio_kit.sampling.choose_unet` decides), or what is wrong with them."""
+        try:
+            settings = Settings(prompt="", **self.sampling_fields(steps, cfg, negative, scheduler))
+            unet, steps, cfg = self.studio.sampling(settings)
+            self.studio.pipes[unet].check_sampling(steps, cfg, settings.negative)
+        except ValueError as err:
+            return f"Next run: **{err}**"
+        if unet == "distilled":
+            return f"Next run: **{steps} steps, the distilled U-Net** (guidance {cfg:g} baked in)"
+        line = f"Next run: **{steps} steps, the model's own U-Net**, CFG scale {cfg:g}"
+        if "distilled" in self.studio.pipes:
+            own = self.studio.pipes["distilled"].resolve_sampling()[0]
+            line += f" (with steps, CFG scale, scheduler and negative prompt blank: the distilled U-Net, {own} steps)"
+        return line
+
     @staticmethod
     def loudness_field(normalize):
         return gr.update(interactive=True) if normalize else gr.update(interactive=False, value="")
@@ -384,8 +407,8 @@ def model_summary(studio: Studio) -> str:
         student = f" U-Net: its distilled student, {steps} steps with guidance {cfg:g} baked in"
         if "base" in studio.pipes:
             student += (
-                ", while steps, CFG scale, scheduler and negative prompt are left as they start; with any of them "
-                "changed, the model's own U-Net"
+                ", while steps, CFG scale, scheduler and negative prompt are left blank; with any of them "
+                "set, the model's own U-Net"
             )
         student += "."
     return (
@@ -403,14 +426,6 @@ def build_app(studio: Studio) -> gr.Blocks:
     window = pipe.max_seconds
     key_choices = [("the prompt's", "")] + [(Key(t, m).name,) * 2 for m in KEY_MODES for t in range(12)]
     scheduler_choices = [(f"the model's ({type(pipe.scheduler).__name__})", "")] + [(n, n) for n in SCHEDULER_NAMES]
-    # The page starts where the CLI does: the steps and guidance of a request that sets neither (under
-    # `sak ui --unet auto`, the student's if the model has one).
-    default_steps, default_cfg = studio.own_sampling()
-    steps_info = None
-    if len(studio.pipes) > 1:
-        base_steps = studio.pipes["base"].resolve_sampling()[0]
-        steps_info = f"changed: the model's own U-Net ({base_steps} unless set), not its student"
-
     with gr.Blocks(title="stable-audio-kit", analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(model_summary(studio))
         with gr.Row(equal_height=False):
@@ -429,9 +444,20 @@ def build_app(studio: Studio) -> gr.Blocks:
                     variations = gr.Slider(
                         1, MAX_VARIATIONS, value=1, step=1, precision=0, label="Variations", elem_id="variations"
                     )
+                # Blank, as the CLI's flags left out: the U-Net's own values (and the student, if every field that
+                # chooses the U-Net is blank); the line below says what the next run samples with, as they change.
+                # Textboxes: Gradio's Number shows and sends 0 for no value.
                 with gr.Row():
-                    steps = gr.Number(label="Steps", value=default_steps, precision=0, info=steps_info, elem_id="steps")
-                    cfg = gr.Number(label="CFG scale", value=default_cfg, info="<= 1: off", elem_id="cfg")
+                    steps = gr.Textbox(
+                        label="Steps", placeholder="default", info="blank: the U-Net's own", elem_id="steps"
+                    )
+                    cfg = gr.Textbox(
+                        label="CFG scale",
+                        placeholder="default",
+                        info="blank: the U-Net's own; <= 1: off",
+                        elem_id="cfg",
+                    )
+                next_run = gr.Markdown(page.next_run("", "", "", ""), elem_id="next-run")
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0, info="variation k: seed + k", elem_id="seed")
                     pick_seed = gr.Checkbox(
@@ -545,6 +571,14 @@ def build_app(studio: Studio) -> gr.Blocks:
         demo.load(page.history, outputs=[history], queue=False)
         mode.change(page.mode_fields, inputs=[mode], outputs=[strength, regions], queue=False)
         normalize.change(page.loudness_field, inputs=[normalize], outputs=[loudness], queue=False)
+        gr.on(
+            [steps.change, cfg.change, negative.change, scheduler.change],
+            page.next_run,
+            inputs=[steps, cfg, negative, scheduler],
+            outputs=[next_run],
+            show_progress="hidden",
+            queue=False,
+        )
         gr.on(
             [input_audio.change, mode.change, regions.change, length.change],
             page.preview,

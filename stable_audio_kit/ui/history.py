@@ -10,8 +10,9 @@ Each result is a folder of the outputs folder (default ``./sak-ui-outputs``), nu
       inputs/3f2a.../tone.wav                  an input audio of audio-to-audio, inpainting or continuation
 
 Every file is written atomically, and the sidecar last: a folder without one (a job killed while it wrote)
-is not a result and is never listed. The sidecar holds every setting of the request, so a result can be
-made again, sample for sample, from it alone.
+is not a result and is never listed. The sidecar holds every setting of the request, the U-Net that sampled it
+and its steps and guidance too, so a result can be made again, sample for sample, from it alone. A sidecar written
+before the settings named the U-Net is read as made with the U-Net its command names (:func:`recorded_unet`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shlex
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
@@ -131,6 +133,16 @@ class Result:
         }
 
 
+def recorded_unet(command: str) -> str:
+    """The U-Net that made a result whose sidecar's settings do not name one (written before they did), from the
+    ``sak`` command the sidecar records: the one its ``--unet`` names (``sak ui --unet distilled`` wrote such
+    sidecars before the page chose a U-Net per request), else ``"base"``, the model's own, the only one there was."""
+    words = shlex.split(command)
+    if "--unet" in words[:-1]:
+        return words[words.index("--unet") + 1]
+    return "base"
+
+
 def result_stem(prompt: str, seed: int) -> str:
     """The file name of a result, from its prompt and seed: ``a_calm_piano_melody_seed1234``."""
     return f"{slug(prompt)}_seed{seed}"
@@ -191,10 +203,13 @@ class ResultStore:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
             if data.get("version") != SIDECAR_VERSION:
                 raise ValueError(f"sidecar version {data.get('version')!r}, expected {SIDECAR_VERSION}")
+            settings = dict(data["settings"])
+            if "unet" not in settings:
+                settings["unet"] = recorded_unet(str(data.get("command", "")))
             result = Result(
                 id=str(data["id"]),
                 folder=sidecar.parent,
-                settings=Settings.from_dict(data["settings"]),
+                settings=Settings.from_dict(settings),
                 stem=sidecar.stem,
                 sample_rate=int(data["sample_rate"]),
                 channels=int(data["channels"]),

@@ -97,19 +97,24 @@ class Studio:
             negative_prompt=settings.negative,
         )
 
+    def sampling(self, settings: Settings) -> tuple[str, int, float]:
+        """``(unet, steps, cfg)`` that ``settings`` samples with: :meth:`choose_unet`'s U-Net at the steps and guidance
+        asked for, that U-Net's own for a ``None``. What :meth:`plan` records, and what the page says the next run
+        uses before it runs."""
+        unet = self.choose_unet(settings)
+        return (unet, *self.pipes[unet].resolve_sampling(settings.steps, settings.cfg))
+
     def own_sampling(self) -> tuple[int, float]:
-        """The steps and guidance of a request that sets neither, nor a sampler or negative prompt: where the page's
-        fields start."""
-        return self.pipes[self.choose_unet(Settings(prompt=""))].resolve_sampling()
+        """The steps and guidance of a request that sets neither, nor a sampler or negative prompt."""
+        return self.sampling(Settings(prompt=""))[1:]
 
     # ------------------------------------------------------------------ checks
     def plan(self, settings: Settings) -> Plan:
         """Every check of a request before any work (``ValueError`` naming the value), in the CLI's order: the
         values alone, then the pipeline's own :meth:`check_call` with the arguments the run will use. The plan's
         settings hold the U-Net, steps and guidance the run samples with (the model's own for a ``None``)."""
-        unet = self.choose_unet(settings)
+        unet, steps, cfg = self.sampling(settings)
         pipe = self.pipes[unet]
-        steps, cfg = pipe.resolve_sampling(settings.steps, settings.cfg)
         s = replace(settings, steps=steps, cfg=cfg, unet=unet)
         if s.mode not in MODES:
             raise ValueError(f"unknown mode {s.mode!r}; valid modes: {list(MODES)}")

@@ -85,15 +85,13 @@ def gradio():
     return gradio
 
 
-@pytest.fixture(scope="session")
-def ui_server(tiny_model_dir, tmp_path_factory) -> Server:
-    """``sak ui --model TINY --port FREE --outputs TMP`` in a subprocess, as a user starts it."""
+def serve_page(model_dir: Path, work: Path):
+    """``sak ui --model DIR --port FREE --outputs TMP`` in a subprocess, as a user starts it; stopped after."""
     need_gradio()
-    work = tmp_path_factory.mktemp("ui")
     outputs, log = work / "outputs", work / "server.log"
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GRADIO_TEMP_DIR": str(work / "gradio")}
-    command = [sys.executable, "-m", "stable_audio_kit.cli", "ui", "--model", str(tiny_model_dir)]
+    command = [sys.executable, "-m", "stable_audio_kit.cli", "ui", "--model", str(model_dir)]
     command += ["--port", str(port), "--outputs", str(outputs)]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env)
@@ -121,6 +119,18 @@ def ui_server(tiny_model_dir, tmp_path_factory) -> Server:
 
 
 @pytest.fixture(scope="session")
+def ui_server(tiny_model_dir, tmp_path_factory) -> Server:
+    """``sak ui`` serving the tiny model."""
+    yield from serve_page(tiny_model_dir, tmp_path_factory.mktemp("ui"))
+
+
+@pytest.fixture(scope="session")
+def ui_student_server(distilled_model_dir, tmp_path_factory) -> Server:
+    """``sak ui`` serving the tiny model with its distilled student (``--unet auto``, the default, loads both)."""
+    yield from serve_page(distilled_model_dir, tmp_path_factory.mktemp("ui_student"))
+
+
+@pytest.fixture(scope="session")
 def browser():
     try:
         from playwright.sync_api import sync_playwright
@@ -137,9 +147,8 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, ui_server):
-    """A fresh browser session on the page. Afterwards: every request it made went to this machine."""
+def open_page(browser, server: Server):
+    """A fresh browser session on ``server``'s page. Afterwards: every request it made went to this machine."""
     context = browser.new_context(
         viewport={"width": 1400, "height": 1050}, accept_downloads=True, permissions=["microphone"]
     )
@@ -147,11 +156,21 @@ def page(browser, ui_server):
     tab = context.new_page()
     requests: list[str] = []
     tab.on("request", lambda request: requests.append(request.url))
-    tab.goto(ui_server.url)
+    tab.goto(server.url)
     tab.wait_for_selector("#generate")
     yield tab
     context.close()
     outside = [url for url in requests if urlparse(url).scheme in ("http", "https", "ws", "wss")]
     outside = [url for url in outside if urlparse(url).hostname not in LOCAL_HOSTS]
     assert not outside, f"the page made requests off this machine: {outside}"
-    assert ui_server.alive(), f"the server died:\n{ui_server.log.read_text()}"
+    assert server.alive(), f"the server died:\n{server.log.read_text()}"
+
+
+@pytest.fixture
+def page(browser, ui_server):
+    yield from open_page(browser, ui_server)
+
+
+@pytest.fixture
+def student_page(browser, ui_student_server):
+    yield from open_page(browser, ui_student_server)

@@ -226,3 +226,27 @@ def test_a_long_job_shows_its_progress_queues_the_next_and_cancels(page, browser
     expect(other.locator("#status")).to_contain_text("done")
     context.close()
     assert len(ui_server.results()) == before + 1, "the cancelled job wrote nothing"
+
+
+def test_the_next_run_line_follows_the_fields_that_choose_the_unet(student_page, ui_student_server):
+    """With a student (`sak ui` of a model that has one): blank Steps and CFG scale sample with it; the line under them
+    says so, and says the model's own U-Net at its own steps as soon as CFG scale is set. A typed Steps value is
+    sampled as typed, and each sidecar records the U-Net and steps that ran."""
+    page, line = student_page, student_page.locator("#next-run")
+    expect(line).to_have_text("Next run: 4 steps, the distilled U-Net (guidance 7 baked in)")
+    fill(page, cfg="3")
+    expect(line).to_contain_text("Next run: 15 steps, the model's own U-Net, CFG scale 3")
+    fill(page, cfg="")
+    expect(line).to_have_text("Next run: 4 steps, the distilled U-Net (guidance 7 baked in)")
+
+    page.locator("#random-seed input").uncheck()
+    fill(page, prompt="blank fields", length="0.25", seed="5")
+    generate(page, "seed 5: done")
+    settings = newest_sidecar(ui_student_server)["settings"]
+    assert (settings["unet"], settings["steps"], settings["cfg"]) == ("distilled", 4, 7.0)
+
+    fill(page, steps="4", seed="6")
+    expect(line).to_contain_text("Next run: 4 steps, the model's own U-Net, CFG scale 7")
+    generate(page, "seed 6: done")
+    settings = newest_sidecar(ui_student_server)["settings"]
+    assert (settings["unet"], settings["steps"], settings["cfg"]) == ("base", 4, 7.0)

@@ -276,44 +276,114 @@ def test_with_a_student_a_request_samples_as_sak_generate_with_unet_auto(
     assert only_base.plan(Settings(prompt="x", seconds=0.25)).settings.unet == "base"
 
 
-def test_the_page_starts_at_the_students_values_and_a_changed_field_asks_for_the_base(
+PAGE_FIELDS = dict(
+    prompt="a tone",
+    negative="",
+    length="0.25",
+    bars="",
+    steps="",
+    cfg="",
+    seed=1,
+    pick_seed=False,
+    scheduler="",
+    bpm="",
+    key="",
+    loudness="",
+    normalize=True,
+    loop=False,
+    mode="text to audio",
+    input_audio=None,
+    strength=None,
+    regions="",
+)
+
+
+def test_blank_steps_and_cfg_sample_with_the_student_and_a_typed_value_is_sampled_as_typed(
     gradio, auto_studio_pipes, distilled_model_dir, tmp_path
 ):
-    """The Steps and CFG fields start at the student's values; left there they ask nothing and the student samples;
-    changed, they ask for the model's own U-Net, as `--cfg` does on the command line."""
+    """Steps and CFG scale start blank: the U-Net's own values, and with every field that chooses the U-Net blank,
+    the student. A typed value is sampled as typed (the student's own 4 too), with the model's own U-Net, as `--steps`
+    is on the command line. The line under the fields says, as they change, what the next run samples with: the
+    U-Net, steps and guidance the checked request records."""
     from stable_audio_kit.ui.app import Page, build_app, model_summary
 
     base, student = auto_studio_pipes
     studio = Studio(base, ResultStore(tmp_path / "outputs"), str(distilled_model_dir), student)
     demo = build_app(studio)
-    assert component(demo, "steps").value == 4 and component(demo, "cfg").value == 7.0
-    assert "the model's own U-Net (15 unless set)" in component(demo, "steps").info
+    assert not component(demo, "steps").value and not component(demo, "cfg").value
+    assert "4 steps, the distilled U-Net** (guidance 7 baked in)" in component(demo, "next-run").value
     assert "its distilled student, 4 steps with guidance 7 baked in, while steps" in model_summary(studio)
     page = Page(studio)
-    fields = dict(
-        prompt="a tone",
-        negative="",
-        length="0.25",
-        bars="",
-        steps=4,
-        cfg=7.0,
-        seed=1,
-        pick_seed=False,
-        scheduler="",
-        bpm="",
-        key="",
-        loudness="",
-        normalize=True,
-        loop=False,
-        mode="text to audio",
-        input_audio=None,
-        strength=None,
-        regions="",
-    )
-    untouched = page.settings(**fields)
-    assert (untouched.steps, untouched.cfg) == (None, None)
-    assert studio.plan(untouched).settings.unet == "distilled"
-    changed = studio.plan(page.settings(**{**fields, "cfg": 3.0})).settings
-    assert (changed.unet, changed.steps, changed.cfg) == ("base", 15, 3.0)
-    assert studio.plan(page.settings(**{**fields, "negative": "hiss"})).settings.unet == "base"
-    assert studio.plan(page.settings(**{**fields, "scheduler": "euler"})).settings.unet == "base"
+    for values, asked, sampled in [
+        (dict(), (None, None), ("distilled", 4, 7.0)),
+        (dict(cfg="3"), (None, 3.0), ("base", 15, 3.0)),
+        (dict(steps="4"), (4, None), ("base", 4, 7.0)),  # the student's own steps, typed: as typed, by the base U-Net
+        (dict(steps=" 8 ", cfg="3.5"), (8, 3.5), ("base", 8, 3.5)),
+        (dict(cfg="7"), (None, 7.0), ("base", 15, 7.0)),
+        (dict(negative="hiss"), (None, None), ("base", 15, 7.0)),
+        (dict(scheduler="euler"), (None, None), ("base", 15, 7.0)),
+    ]:
+        fields = {**PAGE_FIELDS, **values}
+        settings = page.settings(**fields)
+        assert (settings.steps, settings.cfg) == asked, values
+        planned = studio.plan(settings).settings
+        assert (planned.unet, planned.steps, planned.cfg) == sampled, values
+        unet, steps, cfg = sampled
+        line = page.next_run(fields["steps"], fields["cfg"], fields["negative"], fields["scheduler"])
+        if unet == "distilled":
+            assert line == "Next run: **4 steps, the distilled U-Net** (guidance 7 baked in)"
+        else:
+            assert line.startswith(f"Next run: **{steps} steps, the model's own U-Net**, CFG scale {cfg:g} ("), values
+            assert line.endswith("blank: the distilled U-Net, 4 steps)")
+    assert page.next_run("0", "", "", "") == "Next run: **num_inference_steps must be >= 1, got 0**"
+    assert page.next_run("2.5", "", "", "") == "Next run: **steps must be a whole number, got '2.5'**"
+    with pytest.raises(ValueError, match="CFG scale must be a number, got 'high'"):
+        page.settings(**{**PAGE_FIELDS, "cfg": "high"})
+
+    only_base = Page(Studio(base, ResultStore(tmp_path / "a")))  # sak ui --unet base
+    assert only_base.next_run("", "", "", "") == "Next run: **15 steps, the model's own U-Net**, CFG scale 7"
+    only_student = Page(Studio(student, ResultStore(tmp_path / "b")))  # sak ui --unet distilled
+    assert only_student.next_run("", "", "", "") == "Next run: **4 steps, the distilled U-Net** (guidance 7 baked in)"
+    assert "num_inference_steps=2" in only_student.next_run("2", "", "", "")
+
+
+def test_a_sidecar_records_the_unet_and_steps_and_an_old_one_is_read_as_made(
+    gradio, auto_studio_pipes, distilled_model_dir, tmp_path
+):
+    """A new sidecar names the U-Net that sampled and its steps and guidance. One written before settings named the
+    U-Net is read as made with the one its command names (`sak ui --unet distilled` wrote those), else the model's
+    own (the only one there was), and regenerates the same file."""
+    from stable_audio_kit.ui.app import describe_result
+
+    base, student = auto_studio_pipes
+    studio = Studio(base, ResultStore(tmp_path / "outputs"), str(distilled_model_dir), student)
+    made = {}
+    for name, values in [("student", dict()), ("base", dict(cfg=3.0)), ("base 2 steps", dict(steps=2))]:
+        result = studio.run(studio.plan(Settings(prompt=name, seconds=0.25, seed=9, **values)))
+        recorded = json.loads(result.sidecar.read_text())["settings"]
+        made[name] = result, (recorded["unet"], recorded["steps"], recorded["cfg"])
+    assert made["student"][1] == ("distilled", 4, 7.0)
+    assert made["base"][1] == ("base", 15, 3.0)
+    assert made["base 2 steps"][1] == ("base", 2, 7.0)
+
+    for name, command_names_unet, unet in [("student", True, "distilled"), ("base", False, "base")]:
+        result = made[name][0]
+        old = json.loads(result.sidecar.read_text())
+        del old["settings"]["unet"]
+        if not command_names_unet:  # written by sak ui before the student existed
+            argv = shlex.split(old["command"])
+            del argv[argv.index("--unet") : argv.index("--unet") + 2]
+            old["command"] = shlex.join(argv)
+        result.sidecar.write_text(json.dumps(old))
+        loaded = ResultStore(studio.store.root).get(result.id)
+        assert loaded.settings.unet == unet and loaded.settings == result.settings, name
+        shown = {"distilled": "its distilled student", "base": "the model's own"}[unet]
+        assert f"| U-Net | {shown} |" in describe_result(loaded)
+        again = studio.run(studio.plan(loaded.settings))
+        assert again.settings == result.settings
+        np.testing.assert_array_equal(sf.read(again.wav, dtype="float32")[0], sf.read(result.wav, dtype="float32")[0])
+        assert json.loads(again.sidecar.read_text())["settings"]["unet"] == unet
+
+    only_student = Studio(student, ResultStore(studio.store.root))  # sak ui --unet distilled: refuses, names the fix
+    with pytest.raises(ValueError, match="samples with the base U-Net, which this page has not loaded"):
+        only_student.plan(only_student.store.get(made["base"][0].id).settings)
