@@ -52,10 +52,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--multiples", type=float, nargs="+", default=[1, 3, 10])
     args = parser.parse_args()
-    from stable_audio_kit.assembly import DEFAULT_MODEL_DIR
-    from stable_audio_kit.sampling import choose_unet, holds_student
+    from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, auto_student
+    from stable_audio_kit.sampling import choose_unet
 
-    unet = choose_unet(args.unet, holds_student(DEFAULT_MODEL_DIR), steps=args.steps)
+    unet = choose_unet(args.unet, auto_student(DEFAULT_MODEL_DIR), steps=args.steps)
     if unet == "distilled" and args.steps is not None:
         parser.error("--steps applies to the base U-Net (--unet base); the student samples in its own steps")
     load_before = os.getloadavg()[0]

@@ -204,7 +204,7 @@ def table(rows: list[dict], args, load: tuple[float, float]) -> str:
         "the measured peak is not lower with LoRA here; what LoRA saves is the training state, which grows with "
         "the model (20 bytes a parameter for a full fine-tune: 20 GB for a 1B-parameter U-Net).",
         "- Full-run checkpoints hold weights, two AdamW moments and the EMA (about 4x the model); a LoRA run's "
-        "hold the frozen weights once and the adapter's optimizer state and EMA.",
+        "hold the adapter, its optimizer state and EMA alone (the frozen base is read from the model at resume).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -91,7 +91,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         check_writable(Path(args.outputs) / ".sak-ui")
     except ValueError as err:
         raise CLIError(f"--outputs: {err}") from None
-    from .assembly import DEFAULT_MODEL_DIR
+    from .assembly import DEFAULT_MODEL_DIR, auto_student
     from .ui import serve
 
     # --unet auto: the model's own U-Net and, if the model has one, its student; the page picks one for each request
@@ -99,7 +99,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     folder = args.model if args.model is not None else DEFAULT_MODEL_DIR
     student = None
     pipe = load_model(args.model, unet="distilled" if args.unet == "distilled" else "base")
-    if args.unet == "auto" and sampling.holds_student(folder):
+    if args.unet == "auto" and auto_student(folder):  # a student of other weights than unet/: a warning, no student
         from .assembly import with_student
 
         student = with_student(pipe, folder)  # the same VAE, text encoder and projection objects as pipe's
@@ -132,11 +132,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_loaded()
         from accelerate import PartialState
 
-        from .assembly import DEFAULT_MODEL_DIR
+        from .assembly import DEFAULT_MODEL_DIR, auto_student
 
-        # What `sak generate` loads without --device and the options that make --unet auto the base U-Net.
+        # What `sak generate` loads without --device and the options that make --unet auto the base U-Net (a
+        # student of other weights than unet/: a warning, and the base U-Net).
         folder = args.model if args.model is not None else DEFAULT_MODEL_DIR
-        unet = sampling.choose_unet(sampling.DEFAULT_UNET, sampling.holds_student(folder))
+        unet = sampling.choose_unet(sampling.DEFAULT_UNET, auto_student(folder))
         load_model(args.model, device=str(PartialState().device), unet=unet)
         print(f"sak serve: ready on {path} (model loaded in {time.monotonic() - start:.1f} s)", flush=True)
         why = server.serve(sock, answer_request, idle_seconds=args.idle_minutes * 60 or None, stop=stop)

@@ -91,8 +91,13 @@ def base_state_dict(module: nn.Module) -> dict[str, torch.Tensor]:
 def weights_sha256(module: nn.Module) -> str:
     """sha256 over the base weights of ``module`` (:func:`base_state_dict`) in name order: each name, shape and the
     float32 bytes of the values. float32 makes a half-precision file and its float32 load hash alike."""
+    return tensors_sha256(base_state_dict(module))
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """:func:`weights_sha256` of named tensors, e.g. a module's weights as its safetensors file holds them."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(base_state_dict(module).items()):
+    for name, tensor in sorted(tensors.items()):
         value = tensor.detach().to("cpu")
         value = value.float() if value.is_floating_point() else value
         digest.update(name.encode())

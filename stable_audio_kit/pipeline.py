@@ -485,7 +485,10 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
           the previous one's last ``overlap_seconds`` (default a quarter of the window) by inpainting, with
           ``seconds_start``/``seconds_total`` telling each window where it is. ``prompt`` may then be a
           schedule ``[("rain on a tin roof", 20), ("thunder, heavy rain", 15)]`` whose lengths add up to
-          the whole (story mode).
+          the whole (story mode). A continuation beyond the window is long-form after the kept input: only
+          the windows that reach past it are sampled, the first keeping up to ``window - overlap`` of it
+          (:func:`~stable_audio_kit.workflows.plan_windows`); the input must be shorter than ``seconds_total``,
+          the one region must run to the end, and a prompt schedule is refused.
         * **Loops**: ``loop=True`` denoises a whole number of latent frames circularly (the latents are
           rolled by a random offset at every step) and decodes them circularly, so the end flows into the
           start; the period is then resampled (Fourier) to exactly ``seconds_total``.
@@ -508,10 +511,13 @@ class StableAudioKitPipeline(CallChecks, DiffusionPipeline):
                 key=key,
                 overrides=overrides,
                 overlap_seconds=overlap_seconds,
-                unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+                unsupported={"init_audio": init_audio, "loop": loop or None},
                 precision=precision,
                 callback_on_step_end=callback_on_step_end,
                 callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+                inpaint_audio=inpaint_audio,
+                regions=regions,
+                input_sample_rate=input_sample_rate,
             )
         # 1. Validate everything before any work; each prompt is read once.
         request, negative_request, workflow = self.check_call(

@@ -208,7 +208,10 @@ class CallChecks:
                 key,
                 overrides,
                 overlap_seconds,
-                unsupported={"init_audio": init_audio, "inpaint_audio": inpaint_audio, "loop": loop or None},
+                unsupported={"init_audio": init_audio, "loop": loop or None},
+                inpaint_audio=inpaint_audio,
+                regions=regions,
+                input_sample_rate=input_sample_rate,
             )[2]
             return plans[0][1], plans[0][2], Workflow(seconds_total=seconds_total)
         if overlap_seconds is not None:

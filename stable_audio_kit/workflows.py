@@ -168,17 +168,28 @@ class Window:
     """One long-form window: where it starts in the sound and how much of it is kept from before."""
 
     start: int  # first sample of the window in the whole sound
-    keep: int  # samples at its start taken from the previous window (0 for the first)
+    keep: int  # samples at its start kept from the audio so far: the previous window's, or a continued input's
 
 
-def plan_windows(total: int, window: int, overlap: int) -> list[Window]:
+def plan_windows(total: int, window: int, overlap: int, prefix: int = 0) -> list[Window]:
     """Windows of ``window`` samples covering ``total`` samples, each after the first keeping ``overlap``
-    samples of the one before; the last one ends exactly at ``total``."""
+    samples of the one before; the last one ends exactly at ``total``.
+
+    With a ``prefix`` (its first ``prefix`` samples are given: a continuation, ``0 < prefix < total``), no
+    window lies wholly inside it and the first window keeps all of the prefix it covers. That window starts
+    ``window - overlap`` before the prefix's end (at 0 for a shorter prefix, and never after ``total -
+    window``): it keeps as much of the input as the window holds while still generating ``overlap`` of new
+    audio, which is what the next window keeps. The input is all a continuation learns its sound, tempo and
+    phrasing from, so it gets the most context this allows, at least ``overlap`` (all of a shorter input);
+    keeping only ``overlap`` of it would save at most one window of the whole. Every later window steps on
+    as without a prefix.
+    """
     if total <= window:
-        return [Window(0, 0)]
+        return [Window(0, prefix)]
     hop = window - overlap
-    starts = list(range(0, total - window, hop)) + [total - window]
-    windows = [Window(0, 0)]
+    first = min(total - window, max(0, prefix - hop)) if prefix else 0
+    starts = list(range(first, total - window, hop)) + [total - window]
+    windows = [Window(first, prefix - first)]
     for prev, start in zip(starts, starts[1:]):
         windows.append(Window(start, prev + window - start))
     return windows

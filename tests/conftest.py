@@ -61,10 +61,31 @@ def tiny_student(tiny_pipeline):
 
 @pytest.fixture(scope="session")
 def distilled_model_dir(tiny_pipeline, tiny_student, tmp_path_factory) -> Path:
-    """The tiny model with its student in ``unet_distilled/``, as ``sak export`` of a distillation run writes it."""
+    """The tiny model with its student in ``unet_distilled/``, as ``sak export`` of a distillation run writes it:
+    its ``teacher.json`` names the tiny U-Net."""
+    from stable_audio_kit.assembly import write_teacher_record
     from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
+    from stable_audio_kit.lora import weights_sha256
 
     path = tmp_path_factory.mktemp("distilled_model") / "model"
     tiny_pipeline.save_pretrained(path)
     tiny_student.save_pretrained(path / DISTILLED_SUBFOLDER)
+    write_teacher_record(path / DISTILLED_SUBFOLDER, path / "unet", weights_sha256(tiny_pipeline.unet))
+    return path
+
+
+@pytest.fixture(scope="session")
+def stale_student_dir(distilled_model_dir, tmp_path_factory) -> Path:
+    """The distilled tiny model after its ``unet/`` was replaced (one weight changed, saved again): its student
+    was distilled from other weights than ``unet/`` holds."""
+    import shutil
+
+    from stable_audio_kit import UNet1DConditionModel
+
+    path = tmp_path_factory.mktemp("stale_student") / "model"
+    shutil.copytree(distilled_model_dir, path)
+    unet = UNet1DConditionModel.from_pretrained(path / "unet")
+    with torch.no_grad():
+        next(unet.parameters()).add_(0.01)
+    unet.save_pretrained(path / "unet")
     return path

@@ -323,3 +323,43 @@ def test_unet_auto_is_the_student_unless_an_option_asks_for_the_base(distilled_m
     rows.write_text("prompt\na tone\na bell\n")
     _, said = run(prompts=rows)
     assert said == [STUDENT_SAID] and set(forwards[-1]) == {4}
+
+
+STALE_SAID = "its distilled U-Net (unet_distilled/) was distilled from other weights than unet/ holds"
+
+
+def test_a_stale_student_gives_way_under_auto_and_is_refused_by_name(stale_student_dir, tmp_path, caplog, capsys):
+    """A student distilled from other weights than unet/ holds (unet/ replaced since): `--unet auto` samples with
+    the base U-Net after one warning naming the directory; `--unet distilled` is one error line before anything
+    samples; `sak info` says the student is stale."""
+    common = ["a tone", "--seconds", "0.3", "--model", str(stale_student_dir), "--seed", "3", "--no-normalize"]
+    with caplog.at_level("INFO", logger="stable_audio_kit"):
+        assert main(["generate", *common, "-o", str(tmp_path / "auto.wav")]) == 0
+    said = [r for r in caplog.records if "distilled" in r.getMessage()]
+    assert [r.levelname for r in said] == ["WARNING"]
+    assert said[0].getMessage().startswith(f"model directory '{stale_student_dir}': {STALE_SAID}; sampling with the")
+    assert main(["generate", *common, "--unet", "base", "-o", str(tmp_path / "base.wav")]) == 0
+    auto, base = (sf.read(tmp_path / f"{name}.wav", dtype="float32")[0] for name in ("auto", "base"))
+    np.testing.assert_array_equal(auto, base)
+
+    capsys.readouterr()
+    assert main(["generate", *common, "--unet", "distilled", "-o", str(tmp_path / "asked.wav")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sak generate: error: model directory '{stale_student_dir}': {STALE_SAID}: re-run")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "asked.wav").exists()
+
+    assert main(["info", str(stale_student_dir)]) == 0
+    assert "baked in, STALE: distilled from other weights than unet/ holds" in capsys.readouterr().out
+
+
+def test_sak_ui_auto_leaves_a_stale_student_out(stale_student_dir, distilled_model_dir, tmp_path, monkeypatch):
+    """`sak ui --unet auto` loads a model's student beside its own U-Net, but not one of other weights."""
+    pytest.importorskip("gradio")
+    served = []
+    monkeypatch.setattr(
+        "stable_audio_kit.ui.serve", lambda pipe, model, student, **kw: served.append(student), raising=False
+    )
+    for model in (distilled_model_dir, stale_student_dir):
+        assert main(["ui", "--model", str(model), "--outputs", str(tmp_path / "outputs")]) == 0
+    assert served[0].unet.config.distilled_steps == 4 and served[1] is None
+    assert main(["ui", "--model", str(stale_student_dir), "--unet", "distilled", "--outputs", str(tmp_path)]) == 2

@@ -48,6 +48,29 @@ def test_inpaint_and_continue_from_the_cli(tiny_model_dir, tone_file, tmp_path):
     np.testing.assert_array_equal(got[:head], original[:head])
 
 
+def test_continue_beyond_the_window_from_the_cli(tiny_model_dir, tone_file, tmp_path, tiny_pipeline, capsys):
+    # The tiny model's window is 1 s: a 0.6 s input continued to 2.5 s, and a 1.6 s one to 2.2 s.
+    sr = tiny_pipeline.sample_rate
+    long_file = tmp_path / "long.wav"
+    t = np.arange(round(1.6 * sr)) / sr
+    sf.write(long_file, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sr, subtype="FLOAT")
+    for source, seconds in ((tone_file, 2.5), (long_file, 2.2)):
+        original, _ = sf.read(source, dtype="float32")
+        out = tmp_path / f"continued_{source.stem}.wav"
+        assert run(tiny_model_dir, "continue", str(source), "a tone", "--seconds", str(seconds), "-o", str(out)) == 0
+        got, _ = sf.read(out, dtype="float32")
+        assert len(got) == round(seconds * sr)
+        head = len(original) - round(0.02 * sr)
+        np.testing.assert_array_equal(got[:head], original[:head])  # the input's level is kept: no normalisation
+    # An input at least as long as --seconds, beyond the window: one line, no traceback, no file.
+    capsys.readouterr()
+    out = tmp_path / "never.wav"
+    assert run(tiny_model_dir, "continue", str(long_file), "a tone", "--seconds", "1.5", "-o", str(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--seconds (1.5) must be longer than the input (1.600 s) to continue it"), err
+    assert len(err.splitlines()) == 1 and not out.exists()
+
+
 def test_loop_bars_and_schedule_from_the_cli(tiny_model_dir, tmp_path):
     out = tmp_path / "loop.wav"
     # One 4/4 bar at 240 bpm is 1 s, the tiny model's window.
@@ -92,6 +115,7 @@ def test_workflow_columns_of_a_prompt_list(tiny_model_dir, tone_file, tmp_path):
         (["inpaint", "{tone}", "x", "--region", "0.1:0.3", "--region", "0.2:0.4"], "overlap"),
         (["continue", "{tone}", "x", "--seconds", "0.5"], r"--seconds \(0.5\) must be longer than the input"),
         (["continue", "{missing}", "x", "--seconds", "2"], "cannot read"),
+        (["continue", "{tone}", "x", "--seconds", "3", "--overlap", "0.9"], "overlap_seconds must be between"),
         (["generate", "x", "--strength", "0.5"], "--strength applies to --init-audio"),
         (["generate", "x", "--init-audio", "{tone}", "--strength", "2"], r"strength must be in \[0, 1\], got 2"),
         (["generate", "x", "--init-audio", "{missing}"], "does not exist"),

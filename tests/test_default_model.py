@@ -110,3 +110,19 @@ def test_default_model_ships_the_sampling_the_bundle_tool_applies():
     assert pipe.vae.decoder.griffin_lim_iters == pipe.vae.config.griffin_lim_iters == 16
     assert DEFAULT_STEPS == 15
     assert bundle_demo.SHIPPED_SAMPLING_NOTE in (DEFAULT_MODEL_DIR / "README.md").read_text()
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL_DIR.exists(), reason="the default model is not installed")
+def test_the_bundled_student_names_the_bundled_unet_as_its_teacher():
+    """unet_distilled/teacher.json records the bundled unet/, byte for byte and tensor for tensor."""
+    import json
+
+    from stable_audio_kit import UNet1DConditionModel
+    from stable_audio_kit.assembly import file_sha256, student_is_stale
+    from stable_audio_kit.lora import weights_sha256
+
+    record = json.loads((DEFAULT_MODEL_DIR / "unet_distilled" / "teacher.json").read_text())
+    weights = DEFAULT_MODEL_DIR / "unet" / "diffusion_pytorch_model.safetensors"
+    assert record["files"] == {weights.name: {"sha256": file_sha256(weights), "bytes": weights.stat().st_size}}
+    assert record["unet_sha256"] == weights_sha256(UNet1DConditionModel.from_pretrained(DEFAULT_MODEL_DIR / "unet"))
+    assert not student_is_stale(DEFAULT_MODEL_DIR)

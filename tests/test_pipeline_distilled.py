@@ -237,3 +237,84 @@ def test_with_student_names_a_directory_without_one(tiny_model_dir):
 
     with pytest.raises(ValueError, match="unet_distilled"):
         with_student(load_pipeline(tiny_model_dir), tiny_model_dir)
+
+
+# --------------------------------------------------------------------------- the student's teacher
+STALE = "its distilled U-Net (unet_distilled/) was distilled from other weights than unet/ holds"
+
+
+def test_a_student_names_its_teacher_and_loads_beside_it(distilled_model_dir):
+    from stable_audio_kit.assembly import auto_student, file_sha256, student_is_stale
+    from stable_audio_kit.lora import weights_sha256
+
+    record = json.loads((distilled_model_dir / "unet_distilled" / "teacher.json").read_text())
+    weights = distilled_model_dir / "unet" / "diffusion_pytorch_model.safetensors"
+    assert record["files"] == {weights.name: {"sha256": file_sha256(weights), "bytes": weights.stat().st_size}}
+    assert record["unet_sha256"] == weights_sha256(load_pipeline(distilled_model_dir).unet)
+    assert not student_is_stale(distilled_model_dir) and auto_student(distilled_model_dir)
+    assert load_pipeline(distilled_model_dir, unet="distilled").unet.config.distilled_steps == 4
+
+
+def test_a_student_of_other_weights_than_unet_is_refused_when_asked_for(stale_student_dir, caplog):
+    from stable_audio_kit.assembly import auto_student, describe_distilled, student_is_stale, with_student
+
+    assert student_is_stale(stale_student_dir)
+    base = load_pipeline(stale_student_dir)  # the model's own U-Net loads as ever
+    for load in (
+        lambda: load_pipeline(stale_student_dir, unet="distilled"),
+        lambda: with_student(base, stale_student_dir),
+    ):
+        with pytest.raises(ValueError) as err:
+            load()
+        assert str(stale_student_dir) in str(err.value) and STALE in str(err.value)
+        assert "sak train distill" in str(err.value) and "remove unet_distilled/" in str(err.value)
+    # --unet auto: one warning naming the directory, and the model's own U-Net.
+    caplog.clear()
+    assert not auto_student(stale_student_dir)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(stale_student_dir) in warnings[0].getMessage()
+    assert "sampling with the base U-Net" in warnings[0].getMessage()
+    assert "STALE: distilled from other weights than unet/ holds" in describe_distilled(stale_student_dir)
+
+
+def test_the_same_teacher_saved_in_another_dtype_still_matches(distilled_model_dir, tmp_path):
+    """Other bytes, the same weights: the tensor-content hash decides, as weights_sha256 of the loaded U-Net. The
+    teacher is stored in float16 (as the bundled model's), recorded, then saved again in float32 and in float16."""
+    from stable_audio_kit import UNet1DConditionModel
+    from stable_audio_kit.assembly import file_sha256, student_is_stale, write_teacher_record
+    from stable_audio_kit.lora import weights_sha256
+
+    model = shutil.copytree(distilled_model_dir, tmp_path / "model")
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    teacher = UNet1DConditionModel.from_pretrained(model / "unet").half()
+    teacher.save_pretrained(model / "unet")
+    write_teacher_record(model / "unet_distilled", model / "unet", weights_sha256(teacher))
+    recorded = file_sha256(weights)
+    for dtype in (torch.float32, torch.float16):
+        UNet1DConditionModel.from_pretrained(model / "unet").to(dtype).save_pretrained(model / "unet")
+        assert (file_sha256(weights) != recorded) == (dtype == torch.float32)  # float32: the file differs
+        assert not student_is_stale(model)
+    assert load_pipeline(model, unet="distilled").unet.config.distilled_steps == 4
+
+
+def test_a_student_without_a_teacher_record_loads_as_before(distilled_model_dir, tmp_path, caplog):
+    """Exported before teacher.json: which U-Net it was distilled from is unknown, so nothing is checked."""
+    from stable_audio_kit.assembly import auto_student, describe_distilled
+
+    model = shutil.copytree(distilled_model_dir, tmp_path / "model")
+    (model / "unet_distilled" / "teacher.json").unlink()
+    caplog.set_level("DEBUG", logger="stable_audio_kit")
+    assert auto_student(model)
+    assert [r.levelname for r in caplog.records if "teacher.json" in r.getMessage()] == ["DEBUG"]
+    assert load_pipeline(model, unet="distilled").unet.config.distilled_steps == 4
+    assert "STALE" not in describe_distilled(model)
+
+
+def test_a_damaged_teacher_record_is_named(distilled_model_dir, tmp_path):
+    model = shutil.copytree(distilled_model_dir, tmp_path / "model")
+    record = model / "unet_distilled" / "teacher.json"
+    for text, message in (("{", "is not valid JSON"), ('{"unet_sha256": "x"}', "is not a student's teacher record")):
+        record.write_text(text)
+        with pytest.raises(ValueError, match=message) as err:
+            load_pipeline(model, unet="distilled")
+        assert str(record) in str(err.value)

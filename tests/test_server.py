@@ -312,3 +312,21 @@ def test_sak_serve_loads_what_a_default_generate_samples_with(distilled_model_di
     args = ["serve", "--socket", str(socket_path), "--model", str(distilled_model_dir), "--idle-minutes", "0.001"]
     assert main(args) == 0
     assert [key[-1] for key in cli_generate._kept] == ["distilled"]
+
+
+def test_sak_serve_samples_a_stale_students_model_with_its_own_unet(
+    stale_student_dir, socket_path, monkeypatch, capsys
+):
+    """A student distilled from other weights than unet/ holds: `sak serve` (--unet auto) keeps the model's own
+    U-Net warm, and a served `sak generate` says why in the client's terminal."""
+    args = ["serve", "--socket", str(socket_path), "--model", str(stale_student_dir), "--idle-minutes", "0.001"]
+    assert main(args) == 0
+    assert [key[-1] for key in cli_generate._kept] == ["base"]
+    stale = f"WARNING stable_audio_kit: model directory '{stale_student_dir}': its distilled U-Net (unet_distilled/)"
+    capsys.readouterr()
+    with serving(socket_path) as log:
+        # Without --steps 2, which alone makes --unet auto the base U-Net.
+        request = [*(a for a in GENERATE if a not in ("--steps", "2")), "--model", str(stale_student_dir)]
+        assert main([*request, "-o", "auto.wav"]) == 0
+    assert len(log) == 1 and capsys.readouterr().err.count(stale) == 1
+    assert [key[-1] for key in cli_generate._kept] == ["base"]

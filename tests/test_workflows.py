@@ -97,6 +97,75 @@ def test_continuation_is_inpainting_of_a_tail(tiny_pipeline):
     np.testing.assert_array_equal(out[:, :head], x[:, :head])
 
 
+def window_starts(pipe, monkeypatch) -> list[tuple[float, float]]:
+    """``(seconds_start, seconds_total)`` of every window ``pipe`` samples from now on (the list fills as it runs)."""
+    seen = []
+    original = pipe.sample
+
+    def sample(request, *args, **kwargs):
+        seen.append((float(request.seconds_start[0]), float(request.seconds_total[0])))
+        return original(request, *args, **kwargs)
+
+    monkeypatch.setattr(pipe, "sample", sample)
+    return seen
+
+
+def default_overlap(pipe) -> int:
+    hop = pipe.vae.hop_length
+    return round(0.25 * pipe.window_samples / hop) * hop
+
+
+def test_continuation_beyond_the_window(tiny_pipeline, monkeypatch):
+    pipe = tiny_pipeline
+    sr, window = pipe.sample_rate, pipe.window_samples
+    x = tone(pipe, 0.6)
+    total = 2.5 * pipe.max_seconds
+    seen = window_starts(pipe, monkeypatch)
+    out = pipe(
+        ["a tone", "noise"],
+        inpaint_audio=x,
+        regions=[(0.6, total)],
+        seconds_total=total,
+        num_inference_steps=2,
+        generator=seed(),
+    ).audios
+    assert out.shape == (2, 1, round(total * sr)) and np.isfinite(out).all()
+    head = x.shape[-1] - round(0.02 * sr)  # the join's crossfade, as within the window
+    for row in out:
+        np.testing.assert_array_equal(row[:, :head], x[:, :head])
+        assert np.abs(row[:, x.shape[-1] :]).max() > 0  # new audio after it
+    # The input is shorter than the window: the first window starts at 0 and keeps all of it; then long-form.
+    windows = plan_windows(round(total * sr), window, default_overlap(pipe), x.shape[-1])
+    assert (windows[0].start, windows[0].keep) == (0, x.shape[-1])
+    assert [s for s, _ in seen] == pytest.approx([w.start / sr for w in windows])
+    assert all(t == pytest.approx(total) for _, t in seen)  # each window is told the whole length
+    assert windows[-1].start + window == round(total * sr) and len(seen) >= 3
+
+
+def test_a_long_input_is_continued_from_its_last_window(tiny_pipeline, monkeypatch):
+    pipe = tiny_pipeline
+    sr, window, overlap = pipe.sample_rate, pipe.window_samples, default_overlap(pipe)
+    x = tone(pipe, 2.3 * pipe.max_seconds, freq=220.0)  # longer than the window
+    total = 3.4 * pipe.max_seconds
+    seen = window_starts(pipe, monkeypatch)
+    out = pipe(
+        "a tone",
+        inpaint_audio=x,
+        regions=[(2.3 * pipe.max_seconds, total)],
+        seconds_total=total,
+        num_inference_steps=2,
+        generator=seed(),
+    ).audios[0]
+    assert out.shape == (1, round(total * sr))
+    head = x.shape[-1] - round(0.02 * sr)
+    np.testing.assert_array_equal(out[:, :head], x[:, :head])  # the whole input, not just the part sampled
+    # No window lies inside the input: the first keeps `window - overlap` of it, the rest is long-form.
+    first = x.shape[-1] - (window - overlap)
+    expected = [first, x.shape[-1], round(total * sr) - window]
+    assert [round(s * sr) for s, _ in seen] == expected
+    assert all(t == pytest.approx(total) for _, t in seen)
+
+
 def sampled_frames(pipe, **kwargs) -> set[int]:
     frames = set()
 
@@ -233,6 +302,45 @@ def test_bad_workflow_input_is_refused_before_work(tiny_pipeline, monkeypatch, k
         pipe("a tone", num_inference_steps=2, **kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (
+            dict(seconds_total=1.5),
+            r"seconds_total \(1.5\) must be longer than inpaint_audio \(2.000 s\) to continue it",
+        ),
+        (dict(seconds_total=2.0), r"seconds_total \(2\) must be longer than inpaint_audio \(2.000 s\) to continue it"),
+        (
+            dict(seconds_total=3.0, regions=[(1.0, 2.0)]),
+            r"regions must be one region that runs to the end, \[\(start_s, 3\)\]",
+        ),
+        (dict(seconds_total=3.0, regions=[(0.1, 0.2), (2.0, 3.0)]), "regions must be one region that runs to the end"),
+        (dict(seconds_total=3.0, regions=[(0.0, 3.0)]), r"region \(0, 3\) keeps nothing of inpaint_audio"),
+        (dict(seconds_total=3.0, regions=[(2.0, 3.5)]), r"region \(2, 3.5\) ends after the clip, which is 3 s long"),
+        (dict(seconds_total=3.0, regions=None), "regions must be a non-empty list"),
+        (dict(seconds_total=3.0, regions=[(2.0, 3.0)], overlap_seconds=0.9), "overlap_seconds must be between"),
+        (dict(seconds_total=3.0, regions=[(2.0, 3.0)], loop=True), "loop cannot be combined with long-form"),
+        (dict(seconds_total=3.0, inpaint_audio=None), "regions given without inpaint_audio"),
+        (dict(seconds_total=3.0, inpaint_audio=None, regions=None, input_sample_rate=16000), "input_sample_rate given"),
+    ],
+)
+def test_bad_continuations_beyond_the_window_are_refused_before_work(tiny_pipeline, monkeypatch, kwargs, match):
+    pipe = tiny_pipeline
+    kwargs = {"inpaint_audio": tone(pipe, 2.0), "regions": [(2.0, kwargs["seconds_total"])], **kwargs}
+    monkeypatch.setattr(pipe.unet, "forward", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match=match):
+        pipe.check_call("a tone", num_inference_steps=2, **kwargs)  # what the CLI runs on every row
+    with pytest.raises(ValueError, match=match):
+        pipe("a tone", num_inference_steps=2, **kwargs)
+
+
+def test_a_prompt_schedule_cannot_continue_input_audio(tiny_pipeline, monkeypatch):
+    pipe = tiny_pipeline
+    monkeypatch.setattr(pipe.unet, "forward", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(ValueError, match="inpaint_audio cannot be combined with a prompt schedule"):
+        pipe([("a", 1.0), ("b", 2.0)], inpaint_audio=tone(pipe, 0.5), regions=[(0.5, 3.0)], num_inference_steps=2)
+
+
 def test_bad_schedules_are_refused(tiny_pipeline, monkeypatch):
     monkeypatch.setattr(tiny_pipeline.unet, "forward", lambda *a, **k: pytest.fail("work started"))
     for schedule, kwargs, match in (
@@ -295,6 +403,22 @@ def test_long_form_joins_are_not_seams(bundled, prompt):
     hop = bundled.vae.hop_length
     window, keep = bundled.window_samples, round(0.25 * bundled.window_samples / hop) * hop
     joins = [w.start + w.keep for w in plan_windows(y.shape[-1], window, keep)[1:]]
+    assert all(flux_percentile(y, j) < 0.99 for j in joins), [flux_percentile(y, j) for j in joins]
+
+
+@bundled_only
+@pytest.mark.parametrize("prompt", ["a rock drum groove at 100 bpm", "a calm piano melody in C major at 80 bpm"])
+def test_joins_of_a_continuation_beyond_the_window_are_not_seams(bundled, prompt):
+    sr = bundled.sample_rate
+    x = bundled(prompt, seconds_total=8.0, num_inference_steps=10, generator=seed(1)).audios[0]
+    y = bundled(
+        prompt, inpaint_audio=x, regions=[(8.0, 25.0)], seconds_total=25.0, num_inference_steps=10, generator=seed(3)
+    ).audios[0]
+    assert y.shape[-1] == round(25.0 * sr)
+    hop = bundled.vae.hop_length
+    window, keep = bundled.window_samples, round(0.25 * bundled.window_samples / hop) * hop
+    joins = [w.start + w.keep for w in plan_windows(y.shape[-1], window, keep, x.shape[-1])]
+    assert joins[0] == x.shape[-1] and len(joins) == 3
     assert all(flux_percentile(y, j) < 0.99 for j in joins), [flux_percentile(y, j) for j in joins]
 
 

@@ -7,7 +7,8 @@ EMA student (newest checkpoint unless --checkpoint) is stored in float16 like th
 `_name_or_path` that `from_pretrained` records; the folder is written beside the target and renamed into place.
 The student must have been distilled from the U-Net the bundle holds now: its weights at the start of the run were
 the teacher's, so the run's config must name the bundled model and the teacher's weights must be unchanged since
-(checked against the run's `teacher.json`, the sha256 of the teacher's U-Net weights the run recorded).
+(checked against the run's `teacher.json`, the sha256 of the teacher's U-Net weights the run recorded). The
+student's own `unet_distilled/teacher.json` names that teacher, so the toolkit never pairs it with another U-Net.
 The model card (README.md of the bundle) gets a section on the student, replacing an earlier one.
 """
 
@@ -39,7 +40,8 @@ def card_section(run: Path, step: int) -> str:
             f"training crops: {step} steps, EMA weights. `sak generate` samples with it unless a request sets "
             "steps, a sampler, guidance, a negative prompt or a LoRA (`--unet auto`); in Python, "
             '`load_pipeline(unet="distilled")`. Its quality and speed against this U-Net\'s own defaults are in the '
-            "toolkit's README (Speed).",
+            "toolkit's README (Speed). `unet_distilled/teacher.json` names this U-Net's weights (their sha256): "
+            "beside other weights in `unet/`, the student is not used.",
             "",
         ]
     )
@@ -64,6 +66,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "stable_audio_kit" / "pretrained" / "demo")
     args = parser.parse_args()
 
+    from stable_audio_kit.assembly import write_teacher_record
     from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
     from stable_audio_kit.lora import weights_sha256
     from stable_audio_kit.train.common import latest_checkpoint, run_kind
@@ -88,6 +91,7 @@ def main() -> int:
         config = json.loads((Path(tmp) / "config.json").read_text())
         config.pop("_name_or_path", None)
         (Path(tmp) / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_teacher_record(tmp, args.out / "unet", recorded)  # the student names its teacher (student_is_stale)
     card = args.out / "README.md"
     if card.is_file():
         trained = json.loads((ckpt / "trainer_state.json").read_text())["step"]

@@ -7,7 +7,9 @@ A run folder holds::
     run.json              {"kind": "unet" | "vae" | "clap"}
     logs/                 TensorBoard event files
     checkpoints/step_00000100/
-        accelerate state  (models, optimizers, LR schedulers, EMA, every process's RNG)
+        accelerate state  (models, optimizers, LR schedulers, EMA, every process's RNG); a LoRA run's
+                          models hold their adapters alone (:func:`checkpoint_trainable_weights_only`)
+        frozen_base.json  a LoRA run's: the sha256 of the base weights its checkpoints leave out
         trainer_state.json  step, epoch and position in the epoch
         export/<component>/  the trained components in diffusers/transformers format
 """
@@ -25,7 +27,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import SAFE_WEIGHTS_NAME, DataLoaderConfiguration, ProjectConfiguration, set_seed
 from omegaconf import OmegaConf
 
 from ..config import load_config, save_config
@@ -34,6 +36,8 @@ from ..utils import NonFiniteLossError, atomic_write_text, cpu_data_parallel, la
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "step_"
+# In a checkpoint that leaves the frozen weights out: which base weights they were (checkpoint_trainable_weights_only).
+FROZEN_BASE_NAME = "frozen_base.json"
 
 
 @dataclass
@@ -439,6 +443,78 @@ def _fsync_tree(path: Path) -> None:
                 os.fsync(f.fileno())
 
 
+def checkpoint_trainable_weights_only(accelerator: Accelerator, base_sha256: dict[str, str], base_model: str) -> None:
+    """Make ``accelerator``'s checkpoints hold only the trainable weights of its models (a LoRA run's adapters),
+    with Accelerate's save/load-state hooks; the optimizers, schedules, RNG and registered objects (the EMA) are
+    saved as before. For a large base model that is megabytes a checkpoint instead of gigabytes.
+
+    The frozen rest is the base model ``base_model``, which the trainer reads again when the run resumes.
+    ``base_sha256`` identifies it (per component, :func:`stable_audio_kit.lora.weights_sha256`): every checkpoint
+    records it in ``frozen_base.json``, and loading refuses a checkpoint whose base had other weights. What a
+    checkpoint holds loads strictly: exactly the trainable weights, none missing, none unexpected. A checkpoint
+    without ``frozen_base.json`` (written with the whole model) loads whole, as Accelerate wrote it. Under DeepSpeed,
+    which saves its engines itself, the checkpoints keep the whole model.
+    """
+
+    def leave_frozen_out(models: list[torch.nn.Module], weights: list[dict[str, torch.Tensor]], output_dir: str):
+        for i, (model, state) in enumerate(zip(models, weights)):  # ``weights`` is empty under DeepSpeed
+            trainable = _trainable_names(model)
+            weights[i] = {name: value for name, value in state.items() if name in trainable}
+        if accelerator.is_main_process:
+            info = {"base_model": base_model, "base_sha256": base_sha256}
+            (Path(output_dir) / FROZEN_BASE_NAME).write_text(json.dumps(info, indent=2) + "\n")
+
+    def load_trainable(models: list[torch.nn.Module], input_dir: str) -> None:
+        folder = Path(input_dir)
+        if not (folder / FROZEN_BASE_NAME).is_file():
+            logger.info("%s holds whole models (no %s): loading them whole", folder, FROZEN_BASE_NAME)
+            return
+        saved = json.loads((folder / FROZEN_BASE_NAME).read_text())
+        before = saved.get("base_sha256", {})
+        changed = [name for name in sorted({*before, *base_sha256}) if before.get(name) != base_sha256.get(name)]
+        if changed:
+            name = changed[0]
+            raise ValueError(
+                f"the base model {base_model!r} no longer has the weights the run was trained on: its {name} "
+                f"weights have sha256 {base_sha256.get(name)}, the run started from {before.get(name)} "
+                f"({saved.get('base_model')!r}). Checkpoint {str(folder)!r} holds the adapter alone; resume on the "
+                "original base weights (a moved copy: pass its path as model= with --allow-config-change) or start "
+                "a new run"
+            )
+        for i, model in enumerate(models):
+            file = folder / (SAFE_WEIGHTS_NAME.replace(".", f"_{i}.") if i else SAFE_WEIGHTS_NAME)
+            _load_trainable_weights(model, file)
+        models.clear()  # loaded: Accelerate goes on with the optimizers, schedules, RNG and the EMA
+
+    accelerator.register_save_state_pre_hook(leave_frozen_out)
+    accelerator.register_load_state_pre_hook(load_trainable)
+
+
+def _trainable_names(model: torch.nn.Module) -> set[str]:
+    # Shared weights appear in the state dict under each name.
+    return {name for name, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+
+
+def _load_trainable_weights(model: torch.nn.Module, file: Path) -> None:
+    """Load ``file`` into ``model``: it must hold exactly the model's trainable weights; the rest stays as loaded
+    from the base model."""
+    from safetensors.torch import load_file
+
+    if not file.is_file():
+        raise ValueError(f"checkpoint file {str(file)!r} is missing: the checkpoint is incomplete")
+    saved = load_file(str(file))
+    trainable = _trainable_names(model)
+    missing, unexpected = sorted(trainable - saved.keys()), sorted(saved.keys() - trainable)
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint file {str(file)!r} does not hold the trainable weights of this run's model: "
+            f"{len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]} "
+            "(was it written with other lora settings?)"
+        )
+    # Every key is checked above; the ones left out are the frozen base's, already in place.
+    model.load_state_dict(saved, strict=False)
+
+
 def load_checkpoint(accelerator: Accelerator, run_dir: Path) -> TrainerState:
     """Restore the newest checkpoint into the prepared objects; a fresh state if there is none."""
     last = latest_checkpoint(run_dir)
@@ -477,10 +553,11 @@ def export_run(
     into the output of a CLAP run). A full CLAP model (``clap/``, read by ``sak evaluate``) is carried
     over from a CLAP run's checkpoint, or else from the base directory.
 
-    A distillation run exports the base model with its student in ``unet_distilled/``
-    (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its adapter folder alone
-    (:mod:`stable_audio_kit.lora`), or with ``merge_lora`` a pipeline directory with the adapter added into the
-    base weights.
+    A distillation run exports the base model with its student in ``unet_distilled/``, whose ``teacher.json``
+    names the base U-Net (:func:`~stable_audio_kit.assembly.write_teacher_record`); a base whose U-Net is not the
+    run's teacher is refused (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its
+    adapter folder alone (:mod:`stable_audio_kit.lora`), or with ``merge_lora`` a pipeline directory with the
+    adapter added into the base weights.
     """
     from ..pipeline import StableAudioKitPipeline
     from ..utils import atomic_dir
@@ -515,13 +592,27 @@ def export_run(
         components = load_exported_components(kind, ckpt / "export")
         if kind != "distill":  # a student goes beside the teacher's U-Net, not in its place
             pipe = StableAudioKitPipeline(**{**pipe.components, **components})
+    if kind == "distill":  # ... beside the U-Net it was distilled from, which its teacher.json names
+        from ..lora import weights_sha256
+
+        teacher = weights_sha256(pipe.unet)
+        recorded = run_dir / "teacher.json"  # written by the run (train/distill.py)
+        if recorded.is_file() and json.loads(recorded.read_text()).get("unet_sha256") != teacher:
+            raise ValueError(
+                f"the U-Net of {str(base_dir)!r} is not the teacher the run {str(run_dir)!r} distilled its student "
+                "from (its weights' sha256 differs from the run's teacher.json): export into the model it was "
+                "distilled from"
+            )
     clap_src = ckpt / "export" / "clap" if kind == "clap" else base_dir / "clap"
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         if kind == "distill":
+            from ..assembly import write_teacher_record
             from ..distillation import DISTILLED_SUBFOLDER
 
-            components["unet"].save_pretrained(Path(tmp) / DISTILLED_SUBFOLDER, safe_serialization=True)
+            student_dir = Path(tmp) / DISTILLED_SUBFOLDER
+            components["unet"].save_pretrained(student_dir, safe_serialization=True)
+            write_teacher_record(student_dir, Path(tmp) / "unet", teacher)
         if clap_src.is_dir():
             shutil.copytree(clap_src, Path(tmp) / "clap")
         _write_training_info(Path(tmp), kind, run_dir, ckpt, merged_lora=adapter.is_dir())

@@ -6,7 +6,8 @@ function above it. The VAE and the CLAP text tower are frozen; the U-Net (and, w
 :class:`stable_audio_kit.objective.VObjective`, the same one the pipeline samples with.
 
 With ``lora.rank > 0`` every one of those weights is frozen and low-rank adapters (:mod:`stable_audio_kit.lora`)
-train instead; the EMA and the checkpoints' ``export/lora`` hold the adapter alone.
+train instead; the EMA, the checkpoints' ``export/lora`` and the checkpoints themselves hold the adapter alone
+(a resume reads the frozen base from ``model`` again and checks its hash).
 
 Data comes either as raw audio (random window crops encoded by the frozen VAE every step) or as
 latent shards from ``sak encode`` (``latents: DIR``); both draw the same crops with the same
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..conditioning import ConditioningRequest, unconditional
-from ..lora import LoraAdapter, LoraSpec, add_adapters
+from ..lora import LoraAdapter, LoraSpec, add_adapters, weights_sha256
 from ..objective import VObjective
 from ..pipeline import StableAudioKitPipeline
 from .common import (
@@ -44,6 +45,7 @@ from .common import (
     check_run_settings,
     batches,
     check_loss,
+    checkpoint_trainable_weights_only,
     load_checkpoint,
     make_lr_scheduler,
     make_optimizer,
@@ -387,6 +389,11 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
         spec = lora_spec(cfg)
         if spec is not None:
             adapted = add_adapters({"unet": model.unet, "projection": model.projection}, spec)
+            # The checkpoints leave the frozen base out; a resume reads it from cfg.model and checks these.
+            base_sha256 = {
+                name: adapted[name]["base_sha256"] if name in adapted else weights_sha256(module)
+                for name, module in (("unet", model.unet), ("projection", model.projection))
+            }
         if cfg.gradient_checkpointing:
             model.unet.enable_gradient_checkpointing()
         ema = EMAModel(ema_parameters(model, spec is not None), decay=cfg.ema_decay)
@@ -421,6 +428,8 @@ def train(cfg: UNetTrainConfig, resume: bool = False, allow_config_change: bool 
         model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
         ema.to(device)
         accelerator.register_for_checkpointing(ema)
+        if spec is not None:
+            checkpoint_trainable_weights_only(accelerator, base_sha256, str(cfg.model))
         state = TrainerState()
         if resume:
             state = load_checkpoint(accelerator, run_dir)

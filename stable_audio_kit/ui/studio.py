@@ -163,7 +163,10 @@ class Studio:
         if seconds is not None and seconds > pipe.max_seconds:
             from ..longform import plan_long
 
-            windows = len(plan_long(pipe, prompt, negative, seconds, s.steps, s.cfg, 1, "np", s.bpm, s.key)[2])
+            # A continuation plans only the windows that reach past its input.
+            given = {k: options[k] for k in ("inpaint_audio", "regions") if k in options}
+            plan = plan_long(pipe, prompt, negative, seconds, s.steps, s.cfg, 1, "np", s.bpm, s.key, **given)
+            windows = len(plan.windows)
         return Plan(s, call, delivery, windows)
 
     def variations(self, settings: Settings, count: int) -> list[Plan]:

@@ -290,11 +290,11 @@ class UNet1DConditionModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterM
         return legacy + config.get("film_cond_dim", 0)
 
     def _fix_state_dict_keys_on_load(self, state_dict) -> None:
-        _rename_legacy_keys(state_dict)
+        rename_legacy_keys(state_dict)
         super()._fix_state_dict_keys_on_load(state_dict)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        _rename_legacy_keys(state_dict, prefix)
+        rename_legacy_keys(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _run(self, block: nn.Module, *args: torch.Tensor | None) -> torch.Tensor:
@@ -591,7 +591,7 @@ def _validate_config(
             )
 
 
-def _rename_legacy_keys(state_dict, prefix: str = "") -> None:
+def rename_legacy_keys(state_dict, prefix: str = "") -> None:
     """U-Nets saved with a key input called its FiLM projection ``key_embedding``."""
     for key in [k for k in state_dict if k.startswith(prefix + "key_embedding.")]:
         state_dict[prefix + "film_embedding." + key[len(prefix + "key_embedding.") :]] = state_dict.pop(key)

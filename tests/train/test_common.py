@@ -13,14 +13,17 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 from omegaconf import OmegaConf
+from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 
 from stable_audio_kit.train.common import (
+    FROZEN_BASE_NAME,
     NonFiniteLossError,
     TrainerState,
     batches,
     check_loss,
     checkpoint_dirs,
+    checkpoint_trainable_weights_only,
     cpu_data_parallel,
     export_run,
     latest_checkpoint,
@@ -33,6 +36,8 @@ from stable_audio_kit.train.common import (
     start_run,
 )
 from stable_audio_kit.train.config import UNetTrainConfig
+
+from .tensorboard_logs import start_a_new_second
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -205,6 +210,56 @@ def test_checkpoint_restores_weights_optimizer_schedule_rng_and_custom_state(tmp
     assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1]) and draws[2] == again[2]
     train_steps(model, optimizer, scheduler, 2)
     assert scheduler.get_last_lr() == expected_lr, "the schedule continues from step 3"
+
+
+def test_checkpoints_of_a_partly_frozen_model_hold_its_trainable_weights_alone(tmp_path):
+    """A LoRA run's checkpoints (checkpoint_trainable_weights_only): the trainable weights, strictly restored;
+    the frozen ones come from the base, whose hash must not have changed; a whole-model checkpoint loads whole."""
+    cfg = run_cfg(tmp_path)
+
+    def prepared(base_sha256: str | None):
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+        accelerator, run_dir = setup_run(cfg, "test", resume=latest_checkpoint(tmp_path / "run") is not None)
+        start_run(accelerator, cfg, "test", run_dir)
+        torch.manual_seed(0)  # the base: the same frozen first layer every time
+        model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+        model[0].requires_grad_(False)
+        optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optim)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        if base_sha256 is not None:
+            checkpoint_trainable_weights_only(accelerator, {"model": base_sha256}, "base-dir")
+        return accelerator, run_dir, model, optimizer
+
+    accelerator, run_dir, model, optimizer = prepared("aaa")
+    model(torch.randn(4, 3)).pow(2).mean().backward()
+    optimizer.step()
+    ckpt = save_checkpoint(accelerator, run_dir, TrainerState(step=1), {}, keep=3)
+    assert load_file(ckpt / "model.safetensors").keys() == {"1.weight", "1.bias"}
+    base = {"base_model": "base-dir", "base_sha256": {"model": "aaa"}}
+    assert json.loads((ckpt / FROZEN_BASE_NAME).read_text()) == base
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    accelerator, run_dir, model, optimizer = prepared("aaa")
+    load_checkpoint(accelerator, run_dir)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+    assert len(optimizer.state_dict()["state"]) == 2, "the optimizer state is restored with them"
+
+    accelerator, run_dir, *_ = prepared("bbb")
+    with pytest.raises(ValueError, match=r"'base-dir' no longer has the weights .*bbb, the run started from aaa"):
+        load_checkpoint(accelerator, run_dir)
+
+    # A checkpoint with the whole model (written without the hooks) loads whole, frozen weights included.
+    accelerator, run_dir, model, _ = prepared(None)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    whole = {k: v.clone() for k, v in model.state_dict().items()}
+    save_checkpoint(accelerator, run_dir, TrainerState(step=2), {}, keep=3)
+    accelerator, run_dir, model, _ = prepared("aaa")
+    load_checkpoint(accelerator, run_dir)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, whole[key]), key
 
 
 def test_checkpoints_are_pruned_and_partial_ones_ignored_then_removed(tmp_path):
@@ -404,6 +459,7 @@ def test_resumed_tensorboard_log_holds_each_step_once(tmp_path):
 
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
+    start_a_new_second()
     accelerator, run_dir, *_ = prepared_training(cfg, resume=True)
     for step in range(4, 7):
         accelerator.log({"train/loss": 10.0 + step}, step=step)

@@ -12,6 +12,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from stable_audio_kit.assembly import file_sha256, student_is_stale
 from stable_audio_kit.lora import weights_sha256
 from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, ddim_step, velocity_target
 from stable_audio_kit.pipeline import StableAudioKitPipeline
@@ -151,6 +152,18 @@ def test_export_puts_the_student_beside_the_teachers_unet(tiny_model_dir, catalo
     # The run recorded which weights it distilled (tools/bundle_distilled.py refuses a student of another teacher).
     recorded = json.loads((reference_run / "teacher.json").read_text())["unet_sha256"]
     assert recorded == weights_sha256(original) != weights_sha256(student)
+    # The student names its teacher too: the U-Net beside it, whose file it records.
+    named = json.loads((out / DISTILLED_SUBFOLDER / "teacher.json").read_text())
+    weights = out / "unet" / "diffusion_pytorch_model.safetensors"
+    assert named["unet_sha256"] == recorded
+    assert named["files"] == {weights.name: {"sha256": file_sha256(weights), "bytes": weights.stat().st_size}}
+    assert not student_is_stale(out)
+
+
+def test_export_refuses_a_base_whose_unet_is_not_the_teacher(reference_run, stale_student_dir, tmp_path):
+    with pytest.raises(ValueError, match="is not the teacher the run .* distilled its student from"):
+        export_run(reference_run, tmp_path / "model", base=stale_student_dir)
+    assert not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(

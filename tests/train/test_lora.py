@@ -1,6 +1,7 @@
 """``sak train unet ... lora.rank=N`` on the tiny model: only the adapter trains (the base weights stay
 bit-identical), with the guarantees of full training (exact resume after ``kill -9``, the non-finite-loss stop,
-EMA, two processes training what one does), and ``sak export`` writes the adapter alone or merged."""
+EMA, two processes training what one does); its checkpoints hold the adapter and the training state alone and a
+resume refuses a changed base; ``sak export`` writes the adapter alone or merged."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ import re
 import signal
 import subprocess
 import sys
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from stable_audio_kit.cli import main
 from stable_audio_kit.lora import CONFIG_NAME, WEIGHTS_NAME, weights_sha256
 from stable_audio_kit.pipeline import StableAudioKitPipeline
 from stable_audio_kit.train import unet as trainer
-from stable_audio_kit.train.common import NonFiniteLossError, config_changes, load_run_config
+from stable_audio_kit.train.common import FROZEN_BASE_NAME, NonFiniteLossError, config_changes, load_run_config
 from stable_audio_kit.train.config import UNetTrainConfig
 
 from .test_distributed import DIST_CHECK, ENV, close, free_port, overrides
@@ -52,6 +56,7 @@ def lora_checkpoint_state(ckpt: Path) -> dict:
         "scheduler": torch.load(ckpt / "scheduler.bin", weights_only=False),
         "trainer": json.loads((ckpt / "trainer_state.json").read_text()),
         "export": load_file(ckpt / "export" / "lora" / WEIGHTS_NAME),
+        "base": json.loads((ckpt / FROZEN_BASE_NAME).read_text()),
     }
 
 
@@ -62,6 +67,30 @@ def base_weights(model_dir: Path) -> dict[str, torch.Tensor]:
         weights = load_file(model_dir / component / "diffusion_pytorch_model.safetensors")
         out.update({f"{component}.{name}": value for name, value in weights.items()})
     return out
+
+
+@contextmanager
+def whole_models() -> Iterator[dict[int, dict[str, torch.Tensor]]]:
+    """``{step: state dict}``: the whole trained model (base and adapters) at every checkpoint, as training held
+    it; the checkpoints themselves leave the base out."""
+    seen = {}
+    save = trainer.save_checkpoint
+
+    def recording(accelerator, run_dir, state, export, keep):
+        model = accelerator.unwrap_model(accelerator._models[0])
+        seen[state.step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return save(accelerator, run_dir, state, export, keep)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "save_checkpoint", recording)
+        yield seen
+
+
+def split_base(weights: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """``(adapter, base)`` of a whole LoRA model's state dict, the base named as in the model folder."""
+    lora = {k: v for k, v in weights.items() if ".lora_" in k}
+    base = {k.replace(".base_layer.", "."): v for k, v in weights.items() if ".lora_" not in k}
+    return lora, base
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +114,19 @@ def lora_run(tiny_model_dir, catalogue, tmp_path_factory) -> Path:
     and checkpoints at 3 and 6."""
     reset_accelerate()
     out = tmp_path_factory.mktemp("lora") / "run"
-    trainer.train(make_cfg(tiny_model_dir, catalogue, out, *LORA))
+    with whole_models() as whole:
+        trainer.train(make_cfg(tiny_model_dir, catalogue, out, *LORA))
+    save_file(whole[6], str(out.parent / "whole-step6.safetensors"))
     reset_accelerate()
     return out
 
 
 def test_only_the_adapter_trains_and_the_base_stays_bit_identical(lora_run, tiny_model_dir):
     ckpt = lora_run / "checkpoints" / "step_00000006"
-    weights = load_file(ckpt / "model.safetensors")
-    lora = {k: v for k, v in weights.items() if ".lora_" in k}
-    base = {k.replace(".base_layer.", "."): v for k, v in weights.items() if ".lora_" not in k}
+    lora, base = split_base(load_file(lora_run.parent / "whole-step6.safetensors"))
     assert_same(base, base_weights(tiny_model_dir))
+    weights = load_file(ckpt / "model.safetensors")
+    assert_same(weights, lora)
     assert any(k.startswith("projection.") for k in lora) and any(k.startswith("unet.") for k in lora)
     assert all(v.abs().max() > 0 for k, v in lora.items() if ".lora_B." in k), "every adapter learned (B starts at 0)"
 
@@ -114,6 +145,83 @@ def test_only_the_adapter_trains_and_the_base_stays_bit_identical(lora_run, tiny
     for name, value in zip(trained, shadow):
         assert torch.equal(exported[name.replace(".default.", ".")], value), name
     assert any(not torch.equal(exported[n.replace(".default.", ".")], weights[n]) for n in trained), "EMA, not online"
+
+
+def test_a_lora_checkpoint_holds_the_adapter_and_the_training_state_alone(
+    lora_run, tiny_model_dir, catalogue, tmp_path
+):
+    ckpt = lora_run / "checkpoints" / "step_00000006"
+    adapter, _ = split_base(load_file(lora_run.parent / "whole-step6.safetensors"))
+    assert load_file(ckpt / "model.safetensors").keys() == adapter.keys(), "the adapter, no frozen weight"
+    base = StableAudioKitPipeline.from_pretrained(tiny_model_dir)
+    assert json.loads((ckpt / FROZEN_BASE_NAME).read_text()) == {
+        "base_model": str(tiny_model_dir),
+        "base_sha256": {"unet": weights_sha256(base.unet), "projection": weights_sha256(base.projection)},
+    }
+
+    # Against a full fine-tune of the same model (measured: weights 54 kB against 199 kB, the checkpoint without
+    # export/ 303 kB against 941 kB; with the whole model in, a LoRA checkpoint's weights were 254 kB).
+    trainer.train(make_cfg(tiny_model_dir, catalogue, tmp_path / "full", "run.max_steps=3", "run.valid_every=0"))
+    reset_accelerate()
+    full = tmp_path / "full" / "checkpoints" / "step_00000003"
+
+    def state_bytes(folder: Path) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and "export" not in p.parts)
+
+    assert (ckpt / "model.safetensors").stat().st_size < (full / "model.safetensors").stat().st_size / 3
+    assert state_bytes(ckpt) < state_bytes(full) / 2.5
+
+
+def test_resume_refuses_a_changed_base_and_a_checkpoint_that_does_not_fit(tiny_model_dir, catalogue, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    args = [
+        f"model={model}",
+        f"data.catalogue={catalogue}",
+        f"run.output_dir={tmp_path / 'run'}",
+        "data.window_seconds=0.25",
+        "run.max_steps=2",
+        "run.checkpoint_every=2",
+        "run.valid_every=0",
+        "lora.rank=2",  # U-Net adapters alone: the projection is frozen whole, and left out of the checkpoints too
+    ]
+    assert main(["train", "unet", str(TINY_RUN), *args]) == 0
+    reset_accelerate()
+    ckpt = tmp_path / "run" / "checkpoints" / "step_00000002"
+    capsys.readouterr()
+
+    def resume() -> str:
+        """stderr of ``--resume``, which must fail (the run is at its last step, so a resume only loads)."""
+        code = main(["train", "unet", str(TINY_RUN), *args, "--resume"])
+        reset_accelerate()
+        err = capsys.readouterr().err
+        assert code == 2, err[-2000:]
+        return err
+
+    for component in ("unet", "projection"):
+        file = model / component / "diffusion_pytorch_model.safetensors"
+        original = file.read_bytes()
+        weights = load_file(file)
+        first = sorted(weights)[0]
+        save_file({**weights, first: weights[first] + 1e-3}, str(file), metadata={"format": "pt"})
+        assert re.search(
+            rf"the base model '{re.escape(str(model))}' no longer has the weights .* its {component} weights have "
+            rf"sha256 {weights_sha256(getattr(StableAudioKitPipeline.from_pretrained(model), component))}",
+            resume(),
+        )
+        file.write_bytes(original)
+
+    file = ckpt / "model.safetensors"
+    original = file.read_bytes()
+    adapter = load_file(file)
+    assert adapter and all(k.startswith("unet.") and ".lora_" in k for k in adapter)
+    dropped = sorted(adapter)[0]
+    save_file({k: v for k, v in adapter.items() if k != dropped}, str(file))
+    assert f"1 missing ['{dropped}'], 0 unexpected []" in resume()
+    save_file({**adapter, "unet.extra.lora_A.default.weight": torch.zeros(2, 2)}, str(file))
+    assert "0 missing [], 1 unexpected ['unet.extra.lora_A.default.weight']" in resume()
+    file.write_bytes(original)
+    assert main(["train", "unet", str(TINY_RUN), *args, "--resume"]) == 0
 
 
 def test_lora_run_resumes_after_kill_9_as_if_uninterrupted(tiny_model_dir, catalogue, lora_run, tmp_path):
@@ -222,11 +330,11 @@ def test_gradient_checkpointing_and_bf16_reach_every_adapter(tiny_model_dir, cat
     must still give their adapters one."""
     options = ["gradient_checkpointing=true", "run.mixed_precision=bf16", "run.max_steps=2", "run.checkpoint_every=2"]
     cfg = make_cfg(tiny_model_dir, catalogue, tmp_path / "run", *options, "run.valid_every=0", *LORA)
-    trainer.train(cfg)
-    weights = load_file(tmp_path / "run" / "checkpoints" / "step_00000002" / "model.safetensors")
-    lora_b = {k: v for k, v in weights.items() if ".lora_B." in k}
+    with whole_models() as whole:
+        trainer.train(cfg)
+    lora, base = split_base(whole[2])
+    lora_b = {k: v for k, v in lora.items() if ".lora_B." in k}
     assert lora_b and all(v.abs().max() > 0 for v in lora_b.values())
-    base = {k.replace(".base_layer.", "."): v for k, v in weights.items() if ".lora_" not in k}
     assert_same(base, base_weights(tiny_model_dir))
 
 
@@ -309,5 +417,5 @@ def test_two_processes_train_the_adapter_one_process_trains_with_the_whole_batch
     close(load_file(two / "model.safetensors"), reference, atol=1e-5)
     adapter = Path("export") / "lora" / WEIGHTS_NAME
     close(load_file(two / adapter), load_file(one / adapter), atol=1e-5)
-    base = {k.replace(".base_layer.", "."): v for k, v in reference.items() if ".lora_" not in k}
-    assert_same(base, base_weights(tiny_model_dir))
+    assert reference.keys() == split_base(weights[0])[0].keys(), "the checkpoint holds the adapter alone"
+    assert_same(split_base(weights[0])[1], base_weights(tiny_model_dir))

@@ -29,6 +29,8 @@ from stable_audio_kit.train.common import NonFiniteLossError, load_run_config
 from stable_audio_kit.train.config import UNetTrainConfig
 from stable_audio_kit.data import collate
 
+from .tensorboard_logs import start_a_new_second
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY_RUN = ROOT / "configs" / "train" / "tiny_unet.yaml"
 SR = 8000
@@ -245,6 +247,7 @@ def test_a_resumed_run_logs_each_step_once_and_whole_loss_windows(tiny_model_dir
     monkeypatch.setattr(trainer, "save_checkpoint", save)
     assert [step for step, _ in logged_losses(tmp_path / "run")] == [2, 4, 5]
     reset_accelerate()
+    start_a_new_second()
     trainer.train(cfg, resume=True)
     resumed, expected = logged_losses(tmp_path / "run"), logged_losses(reference)
     assert [step for step, _ in resumed] == [2, 4, 5]

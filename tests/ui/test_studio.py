@@ -83,6 +83,17 @@ def test_a_long_form_job_reports_the_steps_of_every_window(studio):
     assert plan.windows == 3 and steps == [2] * 6 and result.samples == 20000
 
 
+def test_a_continuation_beyond_the_window_counts_only_the_windows_past_its_input(studio, tmp_path):
+    # A 1.6 s input continued to 2.2 s on the 1 s window: the windows lying inside the input are not sampled, so
+    # the job has 2 windows where plain long-form of 2.2 s has 3.
+    source = studio.store.keep_input(tone(tmp_path / "in.wav", 1.6))
+    plan = studio.plan(Settings(prompt="and on", mode="continue", seconds=2.2, steps=2, input_audio=source))
+    assert studio.plan(Settings(prompt="and on", seconds=2.2, steps=2)).windows == 3
+    steps = []
+    result = studio.run(plan, on_step=steps.append)
+    assert plan.windows == 2 and steps == [2] * 4 and result.samples == 17600
+
+
 def test_a_cancelled_job_stops_and_writes_nothing(studio):
     cancel = threading.Event()
     cancel.set()
