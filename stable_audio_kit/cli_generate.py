@@ -13,18 +13,11 @@ import math
 from pathlib import Path
 
 from . import sampling
-from .sampling import SamplingSettings
+from .sampling import MAX_GROUP_ROWS, SamplingSettings, initial_noise, rows_sample_together
 
 logger = logging.getLogger("stable_audio_kit")
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
-# Rows of a prompt list sampled in one pipeline call, at most (group_jobs). Rows of one length share each U-Net
-# forward and its fixed cost: with mixed lengths, one call per equal length gave 1.67x the audio-seconds per
-# wall-second of whole-window calls, one call a row 1.31x (benchmarks/results/speed.md, section 4). Capped because
-# a group's latents, activations (twice, with guidance) and decoded audio grow with each row, and none of its files
-# is written before the whole group is sampled: a 1000-row list must not become one giant batch.
-MAX_GROUP_ROWS = 8
 
 
 class CLIError(ValueError):
@@ -331,10 +324,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def group_jobs(jobs: list, max_seconds: float, together: bool = True) -> list[list]:
     """The pipeline calls that sample ``jobs`` (a process's share of a prompt list), each a list of rows, in the
-    order of their first rows. Rows that can share a call go together, at most :data:`MAX_GROUP_ROWS` a call: the
-    same ``seconds`` (up to ``max_seconds``, the window; a longer row is long-form) and negative prompt, no
-    schedule and no workflow options. Every other row is a call of its own, as is every row unless ``together``
-    (:func:`rows_sample_together`)."""
+    order of their first rows. Rows that can share a call go together, at most
+    :data:`~stable_audio_kit.sampling.MAX_GROUP_ROWS` a call: the same ``seconds`` (up to ``max_seconds``, the
+    window; a longer row is long-form) and negative prompt, no schedule and no workflow options. Every other row is a
+    call of its own, as is every row unless ``together`` (:func:`~stable_audio_kit.sampling.rows_sample_together`)."""
     calls: list[list] = []
     filling: dict[tuple, list] = {}  # the group each length and negative prompt adds its next row to
     for job in jobs:
@@ -348,34 +341,6 @@ def group_jobs(jobs: list, max_seconds: float, together: bool = True) -> list[li
             calls.append(group)
         group.append(job)
     return calls
-
-
-def rows_sample_together(pipe, settings: SamplingSettings, guidance_scale: float | None, device: str) -> bool:
-    """Whether rows sampled in one call of ``pipe`` come out as each does alone (to float tolerance), so
-    :func:`group_jobs` may group them: the sampler's steps draw no noise
-    (:func:`~stable_audio_kit.schedulers.deterministic_steps`), and the U-Net runs in float32 or without guidance.
-    In bfloat16 a batch of another size rounds a few values to the other neighbour, and guidance (its scale times
-    the difference of two forwards) carries that into the audio: on the bundled model's base U-Net at the default
-    15 UniPC steps and guidance 7, a row sampled in a group of 3 differed from the row alone by 8-34% of its peak;
-    in float32, or in bfloat16 without guidance (the student), by about 1e-4 of it."""
-    import torch
-
-    from .precision import resolve_precision
-    from .schedulers import deterministic_steps
-
-    guidance = pipe.resolve_sampling(settings.steps, guidance_scale)[1]
-    exact = resolve_precision(settings.precision, torch.device(device).type) == "fp32"
-    return deterministic_steps(pipe.scheduler) and (exact or not pipe.runs_unconditional(guidance))
-
-
-def initial_noise(pipe, seed: int, batch: int, frames: int):
-    """The initial noise the pipeline draws for a row with ``seed`` alone (:meth:`initial_noise
-    <stable_audio_kit.pipeline.StableAudioKitPipeline.initial_noise>`, in the conditioning's dtype), ``(batch, latent
-    channels, frames)`` for its ``batch`` waveforms, drawn whole as the row's own call draws it."""
-    import torch
-
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return pipe.initial_noise(batch, generator, frames, dtype=pipe.projection.dtype)
 
 
 def parse_lora(text: str) -> tuple[str, float]:

@@ -3,7 +3,8 @@
 The defaults are the fastest setting whose quality on the bundled model's held-out set stays within noise
 of the 50-step baseline (``benchmarks/results/speed.md``, README "Speed"). :class:`SamplingSettings` carries
 them from the CLI, the page and ``sak evaluate`` to a pipeline; each is checked before any model loads.
-Imports nothing heavy.
+:func:`rows_sample_together` and :func:`initial_noise` say when and how rows (a prompt list's, a request's
+variations) share one call. Imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ def choose_unet(
 def _unset(value: Any) -> bool:
     """``None``, or an empty string or collection (no negative prompt, no adapters); a number is set, 0 too."""
     return value is None or (isinstance(value, (str, list, tuple, dict, set)) and len(value) == 0)
+
+
+# Rows sampled in one pipeline call, at most: the rows of a prompt list (`sak generate --prompts`) or the variations
+# of one page request (rows_sample_together). Rows of one length share each U-Net forward and its fixed cost: with
+# mixed lengths, one call per equal length gave 1.67x the audio-seconds per wall-second of whole-window calls, one
+# call a row 1.31x (benchmarks/results/speed.md, section 4). Capped because a group's latents, activations (twice,
+# with guidance) and decoded audio grow with each row, and none of its files is written before the whole group is
+# sampled: a 1000-row list must not become one giant batch.
+MAX_GROUP_ROWS = 8
 
 
 @dataclass
@@ -243,3 +253,37 @@ def add_arguments(p: argparse.ArgumentParser, base_only: tuple[str, ...] = BASE_
         metavar="N",
         help="phase iterations of a spectral decoder (default: the model's own)",
     )
+
+
+def rows_sample_together(
+    pipe, settings: SamplingSettings, guidance_scale: float | None, device: str, scheduler=None
+) -> bool:
+    """Whether rows sampled in one call of ``pipe`` with ``settings`` and ``guidance_scale`` on ``device`` come out
+    as each does alone (to float tolerance), so they may share a call (the CLI's prompt lists, the page's
+    variations): the sampler's steps draw no noise (:func:`~stable_audio_kit.schedulers.deterministic_steps` of
+    ``scheduler``, default ``pipe``'s), and the U-Net runs in float32 or without guidance. In bfloat16 a batch of
+    another size rounds a few values to the other neighbour, and guidance (its scale times the difference of two
+    forwards) carries that into the audio: on the bundled model's base U-Net at the default 15 UniPC steps and
+    guidance 7, a row sampled in a group of 3 differed from the row alone by 8-34% of its peak; in float32, or in
+    bfloat16 without guidance (the student), by about 1e-4 of it. Whether the workflow draws noise of its own
+    (inpainting, loops, long-form) is the caller's to rule out."""
+    import torch
+
+    from .precision import resolve_precision
+    from .schedulers import deterministic_steps
+
+    guidance = pipe.resolve_sampling(settings.steps, guidance_scale)[1]
+    exact = resolve_precision(settings.precision, torch.device(device).type) == "fp32"
+    steps_exact = deterministic_steps(scheduler if scheduler is not None else pipe.scheduler)
+    return steps_exact and (exact or not pipe.runs_unconditional(guidance))
+
+
+def initial_noise(pipe, seed: int, batch: int, frames: int):
+    """The initial noise the pipeline draws for a row with ``seed`` alone (:meth:`initial_noise
+    <stable_audio_kit.pipeline.StableAudioKitPipeline.initial_noise>`, in the conditioning's dtype), ``(batch, latent
+    channels, frames)`` for its ``batch`` waveforms, drawn whole as the row's own call draws it. Rows stacked
+    (``torch.cat``) and passed as ``latents=`` start a shared call where each starts alone."""
+    import torch
+
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return pipe.initial_noise(batch, generator, frames, dtype=pipe.projection.dtype)

@@ -243,10 +243,12 @@ class Page:
         return [status, seed, *(value for view in views for value in view), history_rows(self.store)]
 
     def run(self, plans: list[Plan], request: gr.Request, progress: gr.Progress) -> Iterator[list]:
-        """Run checked requests one after another, showing each result as it comes."""
+        """Run checked requests, the variations of one request, in the pipeline calls :meth:`Studio.calls` makes of
+        them, one after another, showing each call's results as they come."""
         session = request.session_hash
         cancel = self._cancels[session] = threading.Event()
-        clock = StepClock(len(plans), plans[0].windows)
+        calls = self.studio.calls(plans)
+        clock = StepClock(len(calls), plans[0].windows)
         base_seed = plans[0].settings.seed
         seeds = f"seed {base_seed}" if len(plans) == 1 else f"seeds {base_seed}-{base_seed + len(plans) - 1}"
 
@@ -257,8 +259,8 @@ class Page:
         results: list[Result] = []
         progress(0.0, desc="starting")
         try:
-            for plan in plans:
-                results.append(self.studio.run(plan, on_step=on_step, cancel=cancel))
+            for call in calls:
+                results += self.studio.run_together(call, on_step=on_step, cancel=cancel)
                 done = f"{len(results)} of {len(plans)} done" if len(results) < len(plans) else "done"
                 yield self.outputs(f"{seeds}: {done}", base_seed, results)
         except Cancelled:

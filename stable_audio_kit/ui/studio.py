@@ -9,7 +9,9 @@ the seed (:func:`~stable_audio_kit.utils.check_seed`), the sampler
 (:class:`~stable_audio_kit.sampling.SamplingSettings`, :func:`~stable_audio_kit.schedulers.swap_scheduler`), the U-Net
 (:func:`~stable_audio_kit.sampling.choose_unet`) and every check of the call itself
 (:meth:`StableAudioKitPipeline.check_call`). Each result is the ``sak`` command its
-sidecar names, sample for sample: variation ``k`` of a request is the request with seed ``seed + k``.
+sidecar names: variation ``k`` of a request is the request with seed ``seed + k``. A result sampled alone is that
+command's file sample for sample; variations that share a pipeline call (:meth:`Studio.calls`, where each comes out
+as it does alone) are it to float rounding, about 1e-4 of the peak.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from ..audio import save_audio
 from ..conditioning import parse_prompt
 from ..delivery import Delivery, delivery_loudness
 from ..prompt_lists import continuation_regions, parse_seconds
-from ..sampling import PIPELINE_UNETS, SamplingSettings, check_unet_name, choose_unet
+from ..sampling import (
+    MAX_GROUP_ROWS,
+    PIPELINE_UNETS,
+    SamplingSettings,
+    check_unet_name,
+    choose_unet,
+    initial_noise,
+    rows_sample_together,
+)
 from ..schedulers import swap_scheduler
 from ..utils import check_seed
 from ..workflows import bars_length
@@ -180,6 +190,32 @@ class Studio:
         ]
 
     # ------------------------------------------------------------------ running
+    def sample_together(self, plan: Plan) -> bool:
+        """Whether variations of ``plan`` (the request with other seeds) sampled in one pipeline call come out as each
+        does alone, to float rounding (about 1e-4 of the peak): the CLI's rule for the rows of a prompt list
+        (:func:`~stable_audio_kit.sampling.rows_sample_together`: a sampler whose steps draw no noise, and float32 or
+        no guidance), for text-to-audio and audio-to-audio within the window. Never for a request that draws noise
+        besides each variation's initial noise: inpainting and continuation re-noise the kept frames from the
+        generator at every step, a loop draws one random shift a step for the whole call, and long-form samples
+        window after window."""
+        s, call = plan.settings, plan.call
+        pipe = self.pipes[s.unet]
+        seconds = call["seconds_total"]
+        if "inpaint_audio" in call or call.get("loop") or (seconds is not None and seconds > pipe.max_seconds):
+            return False
+        own = self.own_schedulers[s.unet]
+        scheduler = swap_scheduler(own, s.scheduler) if s.scheduler else own
+        settings = SamplingSettings(steps=s.steps, scheduler=s.scheduler, unet=s.unet)
+        return rows_sample_together(pipe, settings, s.cfg, str(pipe._execution_device), scheduler=scheduler)
+
+    def calls(self, plans: list[Plan]) -> list[list[Plan]]:
+        """The pipeline calls that sample ``plans``, the variations of one request (:meth:`variations`), in order:
+        up to :data:`~stable_audio_kit.sampling.MAX_GROUP_ROWS` variations a call where :meth:`sample_together`
+        says each comes out as it does alone, else one call each."""
+        if len(plans) > 1 and self.sample_together(plans[0]):
+            return [plans[k : k + MAX_GROUP_ROWS] for k in range(0, len(plans), MAX_GROUP_ROWS)]
+        return [[plan] for plan in plans]
+
     def run(
         self,
         plan: Plan,
@@ -188,10 +224,38 @@ class Studio:
     ) -> Result:
         """Sample, deliver and keep one checked request. ``on_step(steps_per_window)`` is called after every
         denoising step; setting ``cancel`` stops the job at the next step with :class:`Cancelled`."""
+        return self.run_together([plan], on_step, cancel)[0]
+
+    def run_together(
+        self,
+        plans: list[Plan],
+        on_step: Callable[[int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Result]:
+        """Sample the variations ``plans`` of one request in one pipeline call (one of :meth:`calls`), each from the
+        initial noise its seed gives it alone, then deliver and keep each in turn, in the order given.
+        ``on_step(steps_per_window)`` is called once after every denoising step of the call; setting ``cancel``
+        stops it at the next step with :class:`Cancelled`, before any of its results is written."""
         import torch
 
-        s = plan.settings
-        pipe, own_scheduler = self.pipes[s.unet], self.own_schedulers[s.unet]
+        first = plans[0].settings
+        if len(plans) > 1:
+            if any(replace(plan.settings, seed=first.seed) != first for plan in plans):
+                raise ValueError("only the variations of one request share a pipeline call")
+            if len(plans) > MAX_GROUP_ROWS or not self.sample_together(plans[0]):
+                raise ValueError(f"these {len(plans)} variations do not share a pipeline call (Studio.calls)")
+        pipe, own_scheduler = self.pipes[first.unet], self.own_schedulers[first.unet]
+        call = dict(plans[0].call, num_waveforms_per_prompt=len(plans))
+        seeds = [plan.settings.seed for plan in plans]
+        if len(plans) > 1 and call.get("init_audio") is None:
+            # Each variation's own first draw, stacked: what the CLI passes a group of a prompt list.
+            frames = pipe.sampled_frames(0.0, call["seconds_total"])
+            noise = {"latents": torch.cat([initial_noise(pipe, seed, 1, frames) for seed in seeds])}
+        else:
+            # The pipeline takes no latents= with an input: a generator a variation, from which the pipeline draws
+            # that variation's initial noise, (1, channels, frames), as the variation's own call draws it.
+            generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+            noise = {"generator": generators if len(plans) > 1 else generators[0]}
 
         def callback(pipe, step, timestep, tensors):
             if cancel is not None and cancel.is_set():
@@ -201,15 +265,20 @@ class Studio:
             return {}
 
         with self._lock:  # one job on the sampler at a time, whatever the web server does
-            if s.scheduler:
-                pipe.scheduler = swap_scheduler(own_scheduler, s.scheduler)
+            if first.scheduler:
+                pipe.scheduler = swap_scheduler(own_scheduler, first.scheduler)
             try:
-                generator = torch.Generator(device="cpu").manual_seed(s.seed)
-                audio = pipe(**plan.call, generator=generator, callback_on_step_end=callback).audios[0]
+                audios = pipe(**call, **noise, callback_on_step_end=callback).audios
             finally:
                 pipe.scheduler = own_scheduler
+        return [self.keep(plan, audio, pipe.sample_rate) for plan, audio in zip(plans, audios)]
+
+    def keep(self, plan: Plan, audio, sample_rate: int) -> Result:
+        """Deliver the audio ``(channels, samples)`` the pipeline sampled for ``plan`` at ``sample_rate`` and keep
+        it as a new result: WAV, FLAC, picture, then the sidecar."""
+        s = plan.settings
         result_id, folder = self.store.new_folder()
-        delivered, rate = plan.delivery.process(audio, pipe.sample_rate)
+        delivered, rate = plan.delivery.process(audio, sample_rate)
         result = Result(
             id=result_id,
             folder=folder,
@@ -265,7 +334,8 @@ class Studio:
 
 class StepClock:
     """Steps done of a job's total and the time left, for the progress bar. The total is known once sampling
-    has started: variations x windows x the scheduler's steps per window."""
+    has started: pipeline calls (one a variation, or fewer where variations share one, :meth:`Studio.calls`) x
+    windows x the scheduler's steps per window."""
 
     def __init__(self, runs: int, windows: int):
         self.runs, self.windows = runs, windows

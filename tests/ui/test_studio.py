@@ -76,6 +76,158 @@ def test_variations_take_the_next_seeds_and_report_every_step(studio):
     assert [r.id for r in studio.store.list()] == ["0003", "0002", "0001"]
 
 
+@pytest.fixture
+def pipeline_calls(monkeypatch):
+    """How many variations each pipeline call of a test samples: the rows of the noise or generators it is given."""
+    from stable_audio_kit.pipeline import StableAudioKitPipeline
+
+    seen = []
+    original = StableAudioKitPipeline.__call__
+
+    def counted(self, *args, **kwargs):
+        generator = kwargs.get("generator")
+        seen.append(len(generator) if isinstance(generator, list) else len(kwargs.get("latents", [None])))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableAudioKitPipeline, "__call__", counted)
+    return seen
+
+
+def float32_cpu(monkeypatch):
+    """A CPU without native bfloat16: precision "auto" (the page's, and the CLI's default) is float32."""
+    import stable_audio_kit.precision
+
+    monkeypatch.setattr(stable_audio_kit.precision, "native_bf16", lambda device_type="cpu": False)
+
+
+def assert_same_audio(got: np.ndarray, alone: np.ndarray, name: str) -> None:
+    """The same audio to float rounding, 1e-4 of the peak alone (another seed's audio differs by about the peak)."""
+    assert got.shape == alone.shape, name
+    np.testing.assert_allclose(got, alone, rtol=0, atol=1e-4 * max(np.abs(alone).max(), 1e-6), err_msg=name)
+
+
+TOGETHER = {
+    # The student: no guidance, so in bfloat16 too.
+    "student": dict(prompt="a student snare", seconds=0.4),
+    "text, no guidance": dict(prompt="a snare without guidance", seconds=0.4, cfg=1.0, loudness=-20.0),
+    "text with guidance, float32": dict(prompt="a guided snare", seconds=0.4, cfg=3.0, negative="hiss"),
+    "audio to audio": dict(prompt="a brighter snare", mode="audio to audio", strength=0.6, cfg=1.0, steps=5),
+}
+
+
+@pytest.mark.parametrize("case", list(TOGETHER))
+def test_variations_sampled_together_are_the_files_each_seed_gets_alone(
+    case, pipe, distilled_model_dir, tiny_model_dir, tmp_path, monkeypatch, pipeline_calls
+):
+    """Variations that share one pipeline call are, each, the file its seed gets alone and the file its sidecar's
+    `sak` command writes, to float rounding; the call reports each step once, and the results keep seed order."""
+    from stable_audio_kit import load_pipeline
+
+    if case == "student":
+        model = distilled_model_dir
+        studio = Studio(load_pipeline(model, unet="distilled"), ResultStore(tmp_path / "outputs"), str(model))
+    else:
+        model = tiny_model_dir
+        studio = Studio(pipe, ResultStore(tmp_path / "outputs"), str(model))
+    if case == "text with guidance, float32":
+        float32_cpu(monkeypatch)
+    values = dict(TOGETHER[case], seed=30)
+    if case != "student":  # the student samples at its own 4 steps
+        values.setdefault("steps", 3)
+    if values.get("mode"):
+        values["input_audio"] = studio.store.keep_input(tone(tmp_path / "in.wav", 0.6))
+    plans = studio.variations(Settings(**values), 3)
+    assert [[p.settings.seed for p in call] for call in studio.calls(plans)] == [[30, 31, 32]]
+    steps = []
+    results = studio.run_together(plans, on_step=steps.append)
+    per_call = 3 if values.get("mode") else plans[0].settings.steps  # audio to audio: the last 0.6 of 5 steps
+    assert pipeline_calls == [3] and steps == [per_call] * per_call
+    assert [r.settings.seed for r in results] == [30, 31, 32]
+    assert [r.id for r in studio.store.list()] == ["0003", "0002", "0001"]
+
+    takes = [sf.read(r.wav, dtype="float32")[0] for r in results]
+    assert np.abs(takes[0] - takes[1]).max() > 0.01 * np.abs(takes[0]).max(), "each variation has its own seed"
+    alone = Studio(studio.pipe, ResultStore(tmp_path / "alone"), str(model))
+    for result, plan, take in zip(results, plans, takes):
+        assert_same_audio(take, sf.read(alone.run(plan).wav, dtype="float32")[0], result.wav.name)
+        argv = shlex.split(json.loads(result.sidecar.read_text())["command"])
+        out = tmp_path / f"cli_{result.settings.seed}.wav"
+        assert main([*argv[1:-1], str(out)]) == 0
+        assert_same_audio(take, sf.read(out, dtype="float32")[0], f"{result.wav.name} from its command")
+    assert pipeline_calls == [3, 1, 1, 1, 1, 1, 1]
+
+
+EXCLUDED = {
+    # Each draws noise from the generator besides a variation's initial noise, or samples window after window.
+    "inpaint": dict(prompt="a new middle", mode="inpaint", regions=[(0.2, 0.4)]),
+    "continue": dict(prompt="and then", mode="continue", seconds=0.9),
+    "loop": dict(prompt="a loop at 240 bpm", bars=1, loop=True),
+    "long-form": dict(prompt="a long one", seconds=1.6),
+    # A sampler whose every step draws noise; bfloat16 rounding carried by guidance.
+    "ddpm": dict(prompt="a tone", seconds=0.4, scheduler="ddpm"),
+    "bf16 with guidance": dict(prompt="a tone", seconds=0.4, cfg=3.0),
+}
+
+
+@pytest.mark.parametrize("case", list(EXCLUDED))
+def test_variations_that_would_not_come_out_as_alone_are_sampled_one_by_one(
+    case, studio, tmp_path, monkeypatch, pipeline_calls
+):
+    import stable_audio_kit.precision
+
+    values = dict(EXCLUDED[case], steps=2, seed=50)
+    values.setdefault("cfg", 1.0)  # no guidance: only the mode or the sampler keeps them apart
+    if case == "bf16 with guidance":
+        monkeypatch.setattr(stable_audio_kit.precision, "native_bf16", lambda device_type="cpu": True)
+    if values.get("mode"):
+        values["input_audio"] = studio.store.keep_input(tone(tmp_path / "in.wav", 0.6))
+    plans = studio.variations(Settings(**values), 2)
+    calls = studio.calls(plans)
+    assert [[p.settings.seed for p in call] for call in calls] == [[50], [51]]
+    with pytest.raises(ValueError, match="these 2 variations do not share a pipeline call"):
+        studio.run_together(plans)
+    assert [r.settings.seed for call in calls for r in studio.run_together(call)] == [50, 51]
+    assert pipeline_calls == [1, 1]
+
+
+def test_a_cancelled_shared_call_writes_none_of_its_variations(studio, pipeline_calls):
+    plans = studio.variations(Settings(prompt="stop", seconds=0.25, steps=5, cfg=1.0, seed=3), 4)
+    assert len(studio.calls(plans)) == 1
+    cancel = threading.Event()
+    steps = []
+
+    def on_step(per_window):
+        steps.append(per_window)
+        cancel.set()  # after the first step of the four variations' call
+
+    with pytest.raises(Cancelled, match="cancelled at step 2"):
+        studio.run_together(plans, on_step=on_step, cancel=cancel)
+    assert steps == [5] and pipeline_calls == [4] and studio.store.list() == []
+    assert [r.settings.seed for r in studio.run_together(plans)] == [3, 4, 5, 6]
+
+
+def test_the_page_counts_the_steps_of_a_shared_call_once(gradio, studio):
+    """The progress bar of 3 variations in one call: its steps, not 3 times them; a cancel says the step it stopped
+    at and shows no result."""
+    from types import SimpleNamespace
+
+    from stable_audio_kit.ui.app import Page
+
+    page = Page(studio)
+    plans = studio.variations(Settings(prompt="together", seconds=0.25, steps=4, cfg=1.0, seed=8), 3)
+    shown = []
+    outputs = list(page.run(plans, SimpleNamespace(session_hash="a"), lambda *a, **k: shown.append(a[0])))
+    assert shown == [0.0, (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [o[0] for o in outputs] == ["seeds 8-10: done"] and len(studio.store.list()) == 3
+
+    def cancel_after_two(value, **_):
+        if value == (2, 4):
+            page.cancel(SimpleNamespace(session_hash="b"))
+
+    outputs = list(page.run(plans, SimpleNamespace(session_hash="b"), cancel_after_two))
+    assert [o[0] for o in outputs] == ["seeds 8-10: cancelled at step 2/4"] and len(studio.store.list()) == 3
+
+
 def test_a_long_form_job_reports_the_steps_of_every_window(studio):
     plan = studio.plan(Settings(prompt="long", seconds=2.5, steps=2))
     steps = []
