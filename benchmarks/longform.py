@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--multiples", type=float, nargs="+", default=[1, 3, 10])
     args = parser.parse_args()
-    from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, auto_student
+    from stable_audio_kit.assembly import DEFAULT_MODEL_DIR
+    from stable_audio_kit.students import auto_student
     from stable_audio_kit.sampling import choose_unet
 
     unet = choose_unet(args.unet, auto_student(DEFAULT_MODEL_DIR), steps=args.steps)

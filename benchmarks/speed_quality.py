@@ -29,7 +29,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stable_audio_kit.assembly import DEFAULT_MODEL_DIR, distilled_config
+from stable_audio_kit.assembly import DEFAULT_MODEL_DIR
+from stable_audio_kit.students import distilled_config
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "speed_quality.md"

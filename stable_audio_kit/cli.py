@@ -91,7 +91,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
         check_writable(Path(args.outputs) / ".sak-ui")
     except ValueError as err:
         raise CLIError(f"--outputs: {err}") from None
-    from .assembly import DEFAULT_MODEL_DIR, auto_student
+    from .assembly import DEFAULT_MODEL_DIR
+    from .students import auto_student
     from .ui import serve
 
     # --unet auto: the model's own U-Net and, if the model has one, its student; the page picks one for each request
@@ -132,7 +133,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keep_loaded()
         from accelerate import PartialState
 
-        from .assembly import DEFAULT_MODEL_DIR, auto_student
+        from .assembly import DEFAULT_MODEL_DIR
+        from .students import auto_student
 
         # What `sak generate` loads without --device and the options that make --unet auto the base U-Net (a
         # student of other weights than unet/: a warning, and the base U-Net).

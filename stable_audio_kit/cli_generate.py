@@ -84,9 +84,10 @@ def resolve_unet(unet: str, model: str | None, **request) -> str:
     options (``steps``, ``scheduler``, ``guidance_scale``, ``negative_prompt``, ``lora``), decided before anything
     loads (torch is not imported). The student is checked whole and distilled from the U-Net in ``unet/``
     (``ValueError`` naming what is wrong); when ``auto`` picks it, one INFO line says so, and when ``auto`` would
-    pick a student of other weights (:func:`~stable_audio_kit.assembly.auto_student`), one warning, and the base
+    pick a student of other weights (:func:`~stable_audio_kit.students.auto_student`), one warning, and the base
     U-Net samples."""
-    from .assembly import DEFAULT_MODEL_DIR, auto_student, check_distilled_dir, distilled_config
+    from .assembly import DEFAULT_MODEL_DIR, check_distilled_dir
+    from .students import auto_student, distilled_config
 
     folder = Path(model) if model is not None else DEFAULT_MODEL_DIR
     chosen = sampling.choose_unet(unet, sampling.holds_student(folder), **request)

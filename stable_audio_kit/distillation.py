@@ -10,8 +10,8 @@ A pipeline directory may hold a student of its ``unet/`` in :data:`DISTILLED_SUB
 way, as a component override: ``from_pretrained(dir, unet=UNet1DConditionModel.from_pretrained(dir,
 subfolder="unet_distilled"))`` with ``pipe.scheduler = student_scheduler(pipe.scheduler.config)``
 (:func:`stable_audio_kit.assembly.load_pipeline` does both). Its ``teacher.json`` names the ``unet/`` it was
-distilled from (:func:`~stable_audio_kit.assembly.write_teacher_record`); beside other weights it is stale
-(:func:`~stable_audio_kit.assembly.student_is_stale`): ``--unet auto`` passes it over, an explicit request is refused.
+distilled from (:func:`~stable_audio_kit.students.write_teacher_record`); beside other weights it is stale
+(:func:`~stable_audio_kit.students.student_is_stale`): ``--unet auto`` passes it over, an explicit request is refused.
 
 The DDIM step of a v-prediction on the schedule ``alpha_t = sqrt(alphas_cumprod[t])``, ``sigma_t = sqrt(1 -
 alphas_cumprod[t])`` is linear in the sample and the prediction::

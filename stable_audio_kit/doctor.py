@@ -76,7 +76,7 @@ def soundfont_line() -> str:
 
 
 def bundled_model_line() -> str:
-    from .assembly import describe_distilled
+    from .students import describe_distilled
     from .pipeline import DEFAULT_MODEL_DIR, StableAudioKitPipeline
 
     start = time.perf_counter()

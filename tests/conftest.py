@@ -63,7 +63,7 @@ def tiny_student(tiny_pipeline):
 def distilled_model_dir(tiny_pipeline, tiny_student, tmp_path_factory) -> Path:
     """The tiny model with its student in ``unet_distilled/``, as ``sak export`` of a distillation run writes it:
     its ``teacher.json`` names the tiny U-Net."""
-    from stable_audio_kit.assembly import write_teacher_record
+    from stable_audio_kit.students import write_teacher_record
     from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
     from stable_audio_kit.lora import weights_sha256
 

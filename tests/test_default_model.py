@@ -118,7 +118,7 @@ def test_the_bundled_student_names_the_bundled_unet_as_its_teacher():
     import json
 
     from stable_audio_kit import UNet1DConditionModel
-    from stable_audio_kit.assembly import file_sha256, student_is_stale
+    from stable_audio_kit.students import file_sha256, student_is_stale
     from stable_audio_kit.lora import weights_sha256
 
     record = json.loads((DEFAULT_MODEL_DIR / "unet_distilled" / "teacher.json").read_text())

@@ -244,7 +244,7 @@ STALE = "its distilled U-Net (unet_distilled/) was distilled from other weights 
 
 
 def test_a_student_names_its_teacher_and_loads_beside_it(distilled_model_dir):
-    from stable_audio_kit.assembly import auto_student, file_sha256, student_is_stale
+    from stable_audio_kit.students import auto_student, file_sha256, student_is_stale
     from stable_audio_kit.lora import weights_sha256
 
     record = json.loads((distilled_model_dir / "unet_distilled" / "teacher.json").read_text())
@@ -256,7 +256,8 @@ def test_a_student_names_its_teacher_and_loads_beside_it(distilled_model_dir):
 
 
 def test_a_student_of_other_weights_than_unet_is_refused_when_asked_for(stale_student_dir, caplog):
-    from stable_audio_kit.assembly import auto_student, describe_distilled, student_is_stale, with_student
+    from stable_audio_kit.assembly import with_student
+    from stable_audio_kit.students import auto_student, describe_distilled, student_is_stale
 
     assert student_is_stale(stale_student_dir)
     base = load_pipeline(stale_student_dir)  # the model's own U-Net loads as ever
@@ -281,7 +282,7 @@ def test_the_same_teacher_saved_in_another_dtype_still_matches(distilled_model_d
     """Other bytes, the same weights: the tensor-content hash decides, as weights_sha256 of the loaded U-Net. The
     teacher is stored in float16 (as the bundled model's), recorded, then saved again in float32 and in float16."""
     from stable_audio_kit import UNet1DConditionModel
-    from stable_audio_kit.assembly import file_sha256, student_is_stale, write_teacher_record
+    from stable_audio_kit.students import file_sha256, student_is_stale, write_teacher_record
     from stable_audio_kit.lora import weights_sha256
 
     model = shutil.copytree(distilled_model_dir, tmp_path / "model")
@@ -299,7 +300,7 @@ def test_the_same_teacher_saved_in_another_dtype_still_matches(distilled_model_d
 
 def test_a_student_without_a_teacher_record_loads_as_before(distilled_model_dir, tmp_path, caplog):
     """Exported before teacher.json: which U-Net it was distilled from is unknown, so nothing is checked."""
-    from stable_audio_kit.assembly import auto_student, describe_distilled
+    from stable_audio_kit.students import auto_student, describe_distilled
 
     model = shutil.copytree(distilled_model_dir, tmp_path / "model")
     (model / "unet_distilled" / "teacher.json").unlink()

@@ -66,7 +66,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "stable_audio_kit" / "pretrained" / "demo")
     args = parser.parse_args()
 
-    from stable_audio_kit.assembly import write_teacher_record
+    from stable_audio_kit.students import write_teacher_record
     from stable_audio_kit.distillation import DISTILLED_SUBFOLDER
     from stable_audio_kit.lora import weights_sha256
     from stable_audio_kit.train.common import latest_checkpoint, run_kind

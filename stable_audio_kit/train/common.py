@@ -554,7 +554,7 @@ def export_run(
     over from a CLAP run's checkpoint, or else from the base directory.
 
     A distillation run exports the base model with its student in ``unet_distilled/``, whose ``teacher.json``
-    names the base U-Net (:func:`~stable_audio_kit.assembly.write_teacher_record`); a base whose U-Net is not the
+    names the base U-Net (:func:`~stable_audio_kit.students.write_teacher_record`); a base whose U-Net is not the
     run's teacher is refused (:mod:`stable_audio_kit.distillation`). A LoRA run (``lora.rank > 0``) exports its
     adapter folder alone (:mod:`stable_audio_kit.lora`), or with ``merge_lora`` a pipeline directory with the
     adapter added into the base weights.
@@ -607,7 +607,7 @@ def export_run(
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         if kind == "distill":
-            from ..assembly import write_teacher_record
+            from ..students import write_teacher_record
             from ..distillation import DISTILLED_SUBFOLDER
 
             student_dir = Path(tmp) / DISTILLED_SUBFOLDER

@@ -12,7 +12,7 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
-from stable_audio_kit.assembly import file_sha256, student_is_stale
+from stable_audio_kit.students import file_sha256, student_is_stale
 from stable_audio_kit.lora import weights_sha256
 from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, ddim_step, velocity_target
 from stable_audio_kit.pipeline import StableAudioKitPipeline
