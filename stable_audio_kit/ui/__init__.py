@@ -7,7 +7,8 @@ Modules:
   checks it, run, delivered and kept (:class:`Studio`).
 * :mod:`.history`: the results kept in the outputs folder, each with a JSON sidecar of its settings
   (:class:`ResultStore`, :class:`Settings`).
-* :mod:`.pictures`: a result's waveform and spectrogram, an input's waveform with its regions.
+* :mod:`.pictures`: a result's waveform and spectrogram, with what its workflow kept and made marked; an input's
+  waveform with its regions.
 
 Importing this package imports none of them (so neither Gradio nor torch); each name is handed on from its
 module on first use.

@@ -41,7 +41,7 @@ from ..schedulers import swap_scheduler
 from ..utils import check_seed
 from ..workflows import bars_length
 from .history import MODES, Result, ResultStore, Settings, result_stem
-from .pictures import result_png
+from .pictures import Marks, result_png
 
 
 class Cancelled(Exception):
@@ -57,6 +57,15 @@ class Plan:
     call: dict[str, Any]
     delivery: Delivery
     windows: int
+
+    @property
+    def marks(self) -> Marks:
+        """What the result's picture marks: the regions inpainting or continuation regenerates (the ones the
+        pipeline takes, a continuation's from :func:`~stable_audio_kit.prompt_lists.continuation_regions`), where a
+        continuation's input ends, and a loop. Nothing for text-to-audio and audio-to-audio."""
+        regions = tuple((float(a), float(b)) for a, b in self.call.get("regions") or ())  # only with inpaint_audio
+        join = regions[0][0] if regions and self.settings.mode == "continue" else None
+        return Marks(regenerated=regions, join=join, loop=bool(self.call.get("loop")))
 
 
 def unet_of(pipe) -> str:
@@ -293,7 +302,7 @@ class Studio:
         result.command = self.command(s, result.wav.name)
         save_audio(result.wav, delivered, rate)
         save_audio(result.flac, delivered, rate)
-        result_png(delivered, rate, result.picture)
+        result_png(delivered, rate, result.picture, marks=plan.marks)
         return self.store.finish(result)
 
     def command(self, settings: Settings, output: str) -> str:

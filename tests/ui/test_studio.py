@@ -14,7 +14,9 @@ import pytest
 import soundfile as sf
 
 from stable_audio_kit.cli import main
+from stable_audio_kit.ui import studio as studio_module
 from stable_audio_kit.ui.history import ResultStore, Settings, result_stem
+from stable_audio_kit.ui.pictures import Marks
 from stable_audio_kit.ui.studio import Cancelled, Studio
 
 
@@ -244,6 +246,33 @@ def test_a_continuation_beyond_the_window_counts_only_the_windows_past_its_input
     steps = []
     result = studio.run(plan, on_step=steps.append)
     assert plan.windows == 2 and steps == [2] * 4 and result.samples == 17600
+
+
+PICTURE_MARKS = {
+    "text": (dict(seconds=0.4), Marks()),
+    "audio to audio": (dict(mode="audio to audio", strength=0.5), Marks()),
+    "inpaint": (dict(mode="inpaint", regions=[(0.2, 0.4), (0.5, 0.55)]), Marks(regenerated=((0.2, 0.4), (0.5, 0.55)))),
+    "continue": (dict(mode="continue", seconds=0.9), Marks(regenerated=((0.6, 0.9),), join=0.6)),
+    "continue beyond the window": (dict(mode="continue", seconds=2.2), Marks(regenerated=((0.6, 2.2),), join=0.6)),
+    "loop": (dict(seconds=1.0, loop=True), Marks(loop=True)),
+}
+
+
+@pytest.mark.parametrize("case", list(PICTURE_MARKS))
+def test_a_results_picture_is_drawn_with_what_its_workflow_kept_and_made(case, studio, tmp_path, monkeypatch):
+    # Inpainting passes its regions, a continuation its input's length (0.6 s) as the join, a loop its flag;
+    # text-to-audio and audio-to-audio nothing. Kept as if sampled: 1 s of a tone, the picture drawn for real.
+    values, marks = PICTURE_MARKS[case]
+    if values.get("mode"):
+        values = dict(values, input_audio=studio.store.keep_input(tone(tmp_path / "in.wav", 0.6)))
+    drawn, draw = [], studio_module.result_png
+    monkeypatch.setattr(
+        studio_module, "result_png", lambda *args, marks: drawn.append(marks) or draw(*args, marks=marks)
+    )
+    plan = studio.plan(Settings(prompt="marked", steps=2, **values))
+    sampled = 0.3 * np.sin(2 * np.pi * 330 * np.arange(8000, dtype=np.float32) / 8000)[None]
+    result = studio.keep(plan, sampled, 8000)
+    assert drawn == [marks] and result.picture.stat().st_size > 0
 
 
 def test_a_cancelled_job_stops_and_writes_nothing(studio):
