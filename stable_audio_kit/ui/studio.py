@@ -203,14 +203,14 @@ class Studio:
         """Whether variations of ``plan`` (the request with other seeds) sampled in one pipeline call come out as each
         does alone, to float rounding (about 1e-4 of the peak): the CLI's rule for the rows of a prompt list
         (:func:`~stable_audio_kit.sampling.rows_sample_together`: a sampler whose steps draw no noise, and float32 or
-        no guidance), for text-to-audio and audio-to-audio within the window. Never for a request that draws noise
-        besides each variation's initial noise: inpainting and continuation re-noise the kept frames from the
-        generator at every step, a loop draws one random shift a step for the whole call, and long-form samples
-        window after window."""
+        no guidance), for every mode within the window but loops. Inpainting and continuation re-noise the kept frames
+        from the generator at every step: with one generator a variation (:meth:`run_together`) each draws what it
+        draws alone. A loop draws one random shift a step for the whole call from the first generator, and long-form
+        samples window after window, so neither shares a call."""
         s, call = plan.settings, plan.call
         pipe = self.pipes[s.unet]
         seconds = call["seconds_total"]
-        if "inpaint_audio" in call or call.get("loop") or (seconds is not None and seconds > pipe.max_seconds):
+        if call.get("loop") or (seconds is not None and seconds > pipe.max_seconds):
             return False
         own = self.own_schedulers[s.unet]
         scheduler = swap_scheduler(own, s.scheduler) if s.scheduler else own
@@ -256,13 +256,14 @@ class Studio:
         pipe, own_scheduler = self.pipes[first.unet], self.own_schedulers[first.unet]
         call = dict(plans[0].call, num_waveforms_per_prompt=len(plans))
         seeds = [plan.settings.seed for plan in plans]
-        if len(plans) > 1 and call.get("init_audio") is None:
+        if len(plans) > 1 and call.get("init_audio") is None and call.get("inpaint_audio") is None:
             # Each variation's own first draw, stacked: what the CLI passes a group of a prompt list.
             frames = pipe.sampled_frames(0.0, call["seconds_total"])
             noise = {"latents": torch.cat([initial_noise(pipe, seed, 1, frames) for seed in seeds])}
         else:
             # The pipeline takes no latents= with an input: a generator a variation, from which the pipeline draws
-            # that variation's initial noise, (1, channels, frames), as the variation's own call draws it.
+            # that variation's initial noise, (1, channels, frames), and an inpainting's re-noise of its kept frames
+            # at each step, as the variation's own call draws them.
             generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
             noise = {"generator": generators if len(plans) > 1 else generators[0]}
 

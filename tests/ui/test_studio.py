@@ -114,6 +114,9 @@ TOGETHER = {
     "text, no guidance": dict(prompt="a snare without guidance", seconds=0.4, cfg=1.0, loudness=-20.0),
     "text with guidance, float32": dict(prompt="a guided snare", seconds=0.4, cfg=3.0, negative="hiss"),
     "audio to audio": dict(prompt="a brighter snare", mode="audio to audio", strength=0.6, cfg=1.0, steps=5),
+    # Each variation re-noises the kept frames from its own generator at every step.
+    "inpaint": dict(prompt="a new middle", mode="inpaint", regions=[(0.2, 0.4)], cfg=1.0),
+    "continue": dict(prompt="and then", mode="continue", seconds=0.9, cfg=1.0),
 }
 
 
@@ -160,9 +163,7 @@ def test_variations_sampled_together_are_the_files_each_seed_gets_alone(
 
 
 EXCLUDED = {
-    # Each draws noise from the generator besides a variation's initial noise, or samples window after window.
-    "inpaint": dict(prompt="a new middle", mode="inpaint", regions=[(0.2, 0.4)]),
-    "continue": dict(prompt="and then", mode="continue", seconds=0.9),
+    # One random shift a step for the whole call, or window after window.
     "loop": dict(prompt="a loop at 240 bpm", bars=1, loop=True),
     "long-form": dict(prompt="a long one", seconds=1.6),
     # A sampler whose every step draws noise; bfloat16 rounding carried by guidance.
