@@ -1,5 +1,6 @@
 """The page's pictures: a result's waveform over its log-mel spectrogram, with what its workflow kept and made
-marked (:class:`Marks`), and an input's waveform with the seconds a request regenerates shaded.
+marked (:class:`Marks`), and an input's waveform with the seconds a request regenerates shaded, which says where
+its seconds lie in its pixels (:class:`TimeAxis`) so a click on it is a time.
 
 matplotlib without pyplot (an explicit Agg canvas, as :mod:`stable_audio_kit.evaluation.plots` does), so
 nothing global changes in the server process; the spectrogram is the evaluation report's
@@ -22,6 +23,7 @@ REGION_COLOUR = "#e8a33d"
 MARK_COLOUR = "#333333"
 # A loop's picture goes on past its end into a faded copy of its first tenth, so the wrap is seen as it is heard.
 LOOP_HEAD = 0.1
+DPI = 100
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _waveform(ax, audio: np.ndarray, sample_rate: int) -> None:
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+        fig.savefig(tmp, format="png", dpi=DPI)
     return path
 
 
@@ -186,6 +188,46 @@ def result_png(
     return _save(result_figure(audio, sample_rate, n_mels, marks), path)
 
 
+@dataclass(frozen=True)
+class TimeAxis:
+    """Where a picture's time axis lies in its PNG, in pixels from the image's top-left corner (as a browser
+    reports a click on it, Gradio's ``SelectData.index``): the axes span ``left..right`` across, which is
+    ``start..end`` seconds, and ``top..bottom`` down."""
+
+    left: float
+    right: float
+    top: float
+    bottom: float
+    start: float
+    end: float
+
+    def seconds_at(self, x: float, y: float) -> float | None:
+        """The second under pixel ``(x, y)``, or ``None`` outside the axes."""
+        if not (self.left <= x <= self.right and self.top <= y <= self.bottom):
+            return None
+        return self.start + (x - self.left) / (self.right - self.left) * (self.end - self.start)
+
+    def x_at(self, seconds: float) -> float:
+        """The pixel column of ``seconds``: the inverse of :meth:`seconds_at` across."""
+        return self.left + (seconds - self.start) / (self.end - self.start) * (self.right - self.left)
+
+
+def _time_axis(fig, ax) -> TimeAxis:
+    """``ax``'s :class:`TimeAxis` in the PNG :func:`_save` wrote of ``fig``: its position as the save laid it
+    out (figure fractions, y up) times the figure's size in pixels at the saved dpi."""
+    width, height = fig.get_size_inches() * DPI
+    box = ax.get_position()
+    start, end = ax.get_xlim()
+    return TimeAxis(
+        left=float(box.x0 * width),
+        right=float(box.x1 * width),
+        top=float((1.0 - box.y1) * height),
+        bottom=float((1.0 - box.y0) * height),
+        start=float(start),
+        end=float(end),
+    )
+
+
 def input_png(
     audio: np.ndarray,
     sample_rate: int,
@@ -193,16 +235,21 @@ def input_png(
     regions: Sequence[tuple[float, float]] = (),
     seconds: float | None = None,
     title: str = "",
-) -> Path:
+    pending: float | None = None,
+) -> TimeAxis:
     """Write the waveform of an input ``(channels, samples)`` with ``regions`` (seconds) shaded, on an axis
-    ``seconds`` long (default: the input's length; longer for a continuation) to ``path``."""
+    ``seconds`` long (default: the input's length; longer for a continuation), and a dashed line at a ``pending``
+    region's start, to ``path``. Returns where its seconds lie in the PNG's pixels."""
     fig, (ax,) = _figure(8.0, 1.8, 1)
     _waveform(ax, audio, sample_rate)
     end = max(audio.shape[-1] / sample_rate, seconds or 0.0, *(b for _, b in regions))
     for start, stop in regions:
         ax.axvspan(start, stop, color=REGION_COLOUR, alpha=0.35, linewidth=0)
+    if pending is not None:
+        ax.axvline(pending, color=MARK_COLOUR, linewidth=1.0, linestyle=(0, (3, 2)), gid="pending")
     ax.set_xlim(0.0, end)
     ax.set_xlabel("seconds")
     if title:
         ax.set_title(title, fontsize=9, loc="left")
-    return _save(fig, path)
+    _save(fig, path)
+    return _time_axis(fig, ax)

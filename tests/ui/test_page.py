@@ -250,3 +250,42 @@ def test_the_next_run_line_follows_the_fields_that_choose_the_unet(student_page,
     generate(page, "seed 6: done")
     settings = newest_sidecar(ui_student_server)["settings"]
     assert (settings["unet"], settings["steps"], settings["cfg"]) == ("base", 4, 7.0)
+
+
+def click_picture(locator, x: float, y: float) -> None:
+    """Click the picture at the pixel ``(x, y)`` of its PNG, wherever and however large the page shows it (as
+    Gradio's Image reads a click back: the picture scaled to fit its box, centred, never enlarged)."""
+    width, height, natural_width, natural_height = locator.evaluate(
+        "img => [img.getBoundingClientRect().width, img.getBoundingClientRect().height, img.naturalWidth,"
+        " img.naturalHeight]"
+    )
+    scale = min(width / natural_width, height / natural_height, 1.0)
+    left, top = (width - natural_width * scale) / 2, (height - natural_height * scale) / 2
+    locator.click(position={"x": left + x * scale, "y": top + y * scale})
+
+
+def test_two_clicks_on_the_inputs_waveform_mark_a_region_to_inpaint(page, ui_server, tmp_path):
+    from stable_audio_kit.ui.pictures import input_png
+
+    fill(page, prompt="a marked region", steps="2")
+    from_audio(page, "inpaint")
+    page.set_input_files("#input-audio input[type=file]", write_tone(tmp_path / "marked.wav", 0.5))
+    note, picture = page.locator("#input-note"), page.locator("#input-picture img")
+    expect(note).to_contain_text("marked.wav: 0.500 s")
+    expect(picture).to_be_visible()
+    # Where the page's picture of a 0.5 s input has its seconds: the same figure, drawn here.
+    axis = input_png(np.zeros((1, RATE // 2), np.float32), RATE, tmp_path / "same.png")
+    middle = (axis.top + axis.bottom) / 2
+
+    click_picture(picture, axis.x_at(0.3), middle)
+    expect(note).to_contain_text("start 0.3 s: click the end")
+    click_picture(picture, axis.left / 2, middle)  # left of the axes: ignored, the start still pending
+    expect(note).to_contain_text("outside the waveform: ignored")
+    expect(note).to_contain_text("start 0.3 s: click the end")
+    click_picture(picture, axis.x_at(0.1), middle)
+    expect(page.locator("#regions textarea")).to_have_value("0.1:0.3")
+    expect(note).to_contain_text("regenerates 0.1-0.3 s")
+    expect(note).not_to_contain_text("click the end")
+
+    generate(page)
+    assert newest_sidecar(ui_server)["settings"]["regions"] == [[0.1, 0.3]]

@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from stable_audio_kit.ui.pictures import Marks, result_figure, result_png, spans
+from stable_audio_kit.ui.pictures import Marks, input_png, result_figure, result_png, spans
 
 RATE = 8000
 
@@ -88,3 +88,44 @@ def test_every_picture_is_a_png_of_the_same_size(marks, tmp_path):
     path = result_png(clip(), RATE, tmp_path / "a.png", marks=marks)
     head = path.read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (800, 280)
+
+
+def dark(png, colour: float = 0.25) -> np.ndarray:
+    """``(rows, columns)`` bool: the pixels of a PNG darker than ``colour`` (the spines, ticks, a marker line)."""
+    from matplotlib.image import imread
+
+    return imread(png)[..., :3].max(axis=2) < colour
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 37.3])
+def test_an_input_pictures_time_axis_is_where_its_axes_are_in_the_png(seconds, tmp_path):
+    axis = input_png(clip(seconds), RATE, tmp_path / "in.png", regions=[(0.1 * seconds, 0.2 * seconds)])
+    pixels = dark(tmp_path / "in.png")
+    assert pixels.shape == (180, 800)
+    # The spines: the columns and rows dark along most of the axes' height and width.
+    columns = np.flatnonzero(pixels.sum(axis=0) > 0.8 * (axis.bottom - axis.top))
+    rows = np.flatnonzero(pixels.sum(axis=1) > 0.8 * (axis.right - axis.left))
+    assert abs(columns[0] - axis.left) <= 1 and abs(columns[-1] - axis.right) <= 1
+    assert abs(rows[0] - axis.top) <= 1 and abs(rows[-1] - axis.bottom) <= 1
+
+    middle = (axis.top + axis.bottom) / 2
+    assert axis.seconds_at(axis.left, middle) == 0.0
+    assert axis.seconds_at(axis.right, middle) == pytest.approx(seconds)
+    per_pixel = seconds / (axis.right - axis.left)
+    for second in (0.3 * seconds, 0.77 * seconds):
+        assert abs(axis.seconds_at(round(axis.x_at(second)), middle) - second) <= per_pixel
+    for x, y in [(axis.left - 2, middle), (axis.right + 2, middle), (400, axis.top - 2), (400, axis.bottom + 2)]:
+        assert axis.seconds_at(x, y) is None
+
+
+def test_an_input_pictures_pending_start_is_a_line_at_its_pixel(tmp_path):
+    def marked_columns(pending: float | None):
+        """The columns inside the axes (off the spines and ticks) dark down a third of their height, and the axis."""
+        axis = input_png(clip(0.5), RATE, tmp_path / "in.png", pending=pending)
+        top, bottom, left, right = (round(v) for v in (axis.top, axis.bottom, axis.left, axis.right))
+        inside = dark(tmp_path / "in.png")[top + 3 : bottom - 3, left + 3 : right - 3]
+        return np.flatnonzero(inside.sum(axis=0) > 0.3 * inside.shape[0]) + left + 3, axis
+
+    columns, axis = marked_columns(0.3)
+    assert columns.size and np.abs(columns - axis.x_at(0.3)).max() <= 1
+    assert marked_columns(None)[0].size == 0
