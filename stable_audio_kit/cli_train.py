@@ -132,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .train.common import export_run
+    from .train.export import export_run
     from .utils import check_writable
 
     if not (Path(args.out_dir).exists() and args.force):

@@ -2,7 +2,8 @@
 
 Modules:
 
-* :mod:`.app`: the Gradio page (:func:`build_app`) and its server (:func:`serve`); imports Gradio.
+* :mod:`.app`: the Gradio page (:func:`build_app`); imports Gradio. :mod:`.serving`: its server (:func:`serve`).
+* :mod:`.input_panel`: the input's picture, its regions field and the clicks that mark regions on it.
 * :mod:`.studio`: what the page asks of the toolkit, without Gradio: a request checked as ``sak generate``
   checks it, run, delivered and kept (:class:`Studio`).
 * :mod:`.history`: the results kept in the outputs folder, each with a JSON sidecar of its settings
@@ -20,13 +21,14 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import build_app, serve
+    from .app import build_app
+    from .serving import serve
     from .history import ResultStore, Settings
     from .studio import Studio
 
 _LAZY = {
     "build_app": ".app",
-    "serve": ".app",
+    "serve": ".serving",
     "ResultStore": ".history",
     "Settings": ".history",
     "Studio": ".studio",

@@ -17,12 +17,8 @@ import functools
 import inspect
 import logging
 import os
-import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 # Before Gradio is imported: no usage statistics, no version check, no Hugging Face telemetry.
@@ -33,12 +29,12 @@ import gradio as gr
 
 from ..music import MODES as KEY_MODES
 from ..music import Key
-from ..prompt_lists import parse_region, parse_seconds
+from ..prompt_lists import parse_seconds
 from ..schedulers import SCHEDULER_NAMES
 from ..utils import check_seed, random_seed
-from ..workflows import DEFAULT_STRENGTH, check_regions, load_input_audio
+from ..workflows import DEFAULT_STRENGTH
 from .history import MODES, Result, ResultStore, Settings
-from .pictures import TimeAxis, input_png
+from .input_panel import InputPanel, split_regions
 from .studio import Cancelled, Plan, StepClock, Studio
 
 logger = logging.getLogger(__name__)
@@ -95,39 +91,6 @@ def field_number(text: str | None, what: str, kind: type = float) -> float | int
         return kind(text)
     except ValueError:
         raise ValueError(f"{what} must be a {'whole ' if kind is int else ''}number, got {text!r}") from None
-
-
-def split_regions(text: str | None) -> list[tuple[float, float]]:
-    """``"2.0:3.5, 6:7"`` -> ``[(2.0, 3.5), (6.0, 7.0)]``: ``sak inpaint``'s ``--region`` values, several in one
-    field (separated by commas, semicolons or spaces)."""
-    parts = [part for part in re.split(r"[,;\s]+", text or "") if part]
-    if not parts:
-        raise ValueError("inpaint needs regions to regenerate: START:END in seconds, e.g. 2.0:3.5")
-    return [parse_region(part) for part in parts]
-
-
-@dataclass(frozen=True)
-class Marking:
-    """What a click on the input's picture needs, kept in a ``gr.State`` by each preview for inpainting: the
-    input it shows, where its seconds lie in the PNG, the clip a region must lie in (the length asked, else the
-    input's), the preview's note, and the start of a region clicked but not yet ended."""
-
-    input_audio: str
-    axis: TimeAxis
-    clip: float
-    note: str
-    start: float | None = None
-
-    def shown(self, extra: str = "") -> str:
-        """The note under the picture: the preview's line, then the pending start and ``extra``, if any."""
-        lines = [self.note]
-        if self.start is not None:
-            lines.append(f"**start {self.start:g} s: click the end** (or the start again to drop it)")
-        return "\n\n".join([*lines, extra] if extra else lines)
-
-
-# A click marks a second to this many decimals: finer than a pixel of a long clip, what a typed region would say.
-CLICK_DECIMALS = 2
 
 
 def describe_result(result: Result) -> str:
@@ -206,7 +169,7 @@ class Page:
         self.store = studio.store
         self.pipe = studio.pipe
         self._cancels: dict[str, threading.Event] = {}
-        self._previews = tempfile.TemporaryDirectory(prefix="sak-ui-previews-")  # removed when the server stops
+        self.inputs = InputPanel(studio.pipe)  # the input's picture, its regions and the clicks that mark them
 
     # ------------------------------------------------------------------ fields -> settings
     @staticmethod
@@ -398,65 +361,6 @@ class Page:
     def loudness_field(normalize):
         return gr.update(interactive=True) if normalize else gr.update(interactive=False, value="")
 
-    def preview(self, input_audio, mode, regions, length, marking: Marking | None = None):
-        """The input's waveform with what the request regenerates shaded, and a line saying so (or what is
-        wrong with it, before Generate refuses it); for inpainting, the :class:`Marking` clicks on it read, which
-        keeps ``marking``'s pending start while it is the same input and the start is in the clip."""
-        if not input_audio or mode == MODES[0]:
-            return gr.update(value=None, visible=False), "", None
-        name = Path(input_audio).name
-        try:
-            length = parse_seconds(length, "length") if (length or "").strip() else None
-            rate = self.pipe.sample_rate
-            audio = load_input_audio(input_audio, rate, self.pipe.audio_channels, "input audio", None)
-            seconds = audio.shape[-1] / rate
-            clip = length if length is not None else seconds
-            shaded, axis = [], None
-            if mode == "inpaint" and (regions or "").strip():
-                shaded = check_regions(split_regions(regions), clip)
-            elif mode == "continue" and length is not None and length > seconds:
-                shaded, axis = [(seconds, length)], length
-            note = f"{name}: {seconds:.3f} s ({audio.shape[-1]} samples at {rate} Hz)"
-            if shaded:
-                note += "; regenerates " + ", ".join(f"{a:g}-{b:g} s" for a, b in shaded)
-            pending = None
-            if mode == "inpaint" and marking is not None and marking.input_audio == input_audio:
-                pending = marking.start if marking.start is not None and marking.start <= clip else None
-            key = (input_audio, mode, regions, length, pending)
-            path = Path(self._previews.name) / f"{abs(hash(key))}.png"
-            time_axis = input_png(audio, rate, path, shaded, axis, pending=pending)
-            if mode != "inpaint":
-                return gr.update(value=str(path), visible=True), note, None
-            marked = Marking(input_audio, time_axis, clip, f"{note}; click the waveform to mark a region", pending)
-            return gr.update(value=str(path), visible=True), marked.shown(), marked
-        except ValueError as err:
-            return gr.update(value=None, visible=False), f"**{err}**", None
-
-    @user_errors
-    def mark(self, input_audio, mode, regions, length, marking: Marking | None, evt: gr.SelectData):
-        """A click on the input's picture, at pixel ``evt.index`` (``[x, y]`` of the PNG): in inpainting, the
-        first marks a region's start, the second its end, and the region ``start:end`` is added to the regions
-        field (whose change draws it). Clicks outside the time axis are ignored, saying so; in other modes, all.
-        Values for ``[regions, input picture, input note, marking]``."""
-        if mode != "inpaint" or marking is None or marking.input_audio != input_audio:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        x, y = evt.index
-        second = marking.axis.seconds_at(x, y)
-        if second is None:
-            return gr.skip(), gr.skip(), marking.shown("**that click was outside the waveform: ignored**"), gr.skip()
-        second = round(min(max(second, 0.0), marking.clip), CLICK_DECIMALS)
-        if marking.start is None or marking.start == second:
-            pending = replace(marking, start=None if marking.start == second else second)
-            return gr.skip(), *self.preview(input_audio, mode, regions, length, pending)
-        start, end = sorted((marking.start, second))
-        typed = (regions or "").strip().rstrip(",;").strip()
-        return (
-            ", ".join(filter(None, (typed, f"{start:g}:{end:g}"))),
-            gr.skip(),
-            gr.skip(),
-            replace(marking, start=None),
-        )
-
 
 def model_summary(studio: Studio) -> str:
     pipe, model = studio.pipe, studio.model
@@ -643,61 +547,18 @@ def build_app(studio: Studio) -> gr.Blocks:
         )
         gr.on(
             [input_audio.change, mode.change, regions.change, length.change],
-            page.preview,
+            page.inputs.preview,
             inputs=[input_audio, mode, regions, length, marking],
             outputs=[input_picture, input_note, marking],
             show_progress="hidden",
             queue=False,
         )
         input_picture.select(
-            page.mark,
+            user_errors(page.inputs.mark),
             inputs=[input_audio, mode, regions, length, marking],
             outputs=[regions, input_picture, input_note, marking],
             show_progress="hidden",
             queue=False,
         )
     demo.queue(default_concurrency_limit=1, api_open=False)
-    return demo
-
-
-def launch_options(host: str, port: int, outputs: str | Path) -> dict[str, Any]:
-    """``Blocks.launch`` arguments: the given address only, no share link, nothing that calls out or records
-    runs in the browser; files served from the outputs folder."""
-    return dict(
-        server_name=host,
-        server_port=port,
-        share=False,
-        inbrowser=False,
-        show_error=False,
-        allowed_paths=[str(Path(outputs).resolve())],
-        footer_links=[],
-        run_history=False,
-        ssr_mode=False,
-        pwa=False,
-        mcp_server=False,
-        enable_monitoring=False,
-        max_file_size="200mb",
-        quiet=True,
-    )
-
-
-def serve(
-    pipe,
-    model: str | None = None,
-    host: str = "127.0.0.1",
-    port: int = 7860,
-    outputs: str | Path = "sak-ui-outputs",
-    block: bool = True,
-    student=None,
-) -> gr.Blocks:
-    """Serve the page for ``pipe`` at ``http://host:port``, keeping results in ``outputs``; with a ``student``
-    (the model with its distilled U-Net), each request samples with the U-Net :meth:`Studio.choose_unet` picks. With
-    ``block=False`` it returns at once, the server running in a thread (``demo.close()`` stops it)."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's checks of its own address, once a launch
-    studio = Studio(pipe, ResultStore(outputs), model, student)
-    demo = build_app(studio)
-    demo.launch(prevent_thread_lock=True, **launch_options(host, port, outputs))
-    print(f"sak ui: serving {demo.local_url} (results in {studio.store.root}); Ctrl-C stops", flush=True)
-    if block:
-        demo.block_thread()
     return demo

@@ -25,7 +25,6 @@ from stable_audio_kit.train.common import (
     checkpoint_dirs,
     checkpoint_trainable_weights_only,
     cpu_data_parallel,
-    export_run,
     latest_checkpoint,
     load_checkpoint,
     load_run_config,
@@ -36,6 +35,7 @@ from stable_audio_kit.train.common import (
     start_run,
 )
 from stable_audio_kit.train.config import UNetTrainConfig
+from stable_audio_kit.train.export import export_run
 
 from .tensorboard_logs import start_a_new_second
 

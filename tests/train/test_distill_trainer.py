@@ -17,7 +17,8 @@ from stable_audio_kit.lora import weights_sha256
 from stable_audio_kit.distillation import DISTILLED_SUBFOLDER, ddim_step, velocity_target
 from stable_audio_kit.pipeline import StableAudioKitPipeline
 from stable_audio_kit.train import distill as trainer
-from stable_audio_kit.train.common import export_run, load_run_config
+from stable_audio_kit.train.common import load_run_config
+from stable_audio_kit.train.export import export_run
 from stable_audio_kit.train.config import DistillTrainConfig
 from stable_audio_kit.unet import UNet1DConditionModel
 

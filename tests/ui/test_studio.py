@@ -343,7 +343,7 @@ def test_sak_ui_serves_this_machine_only_unless_told(gradio):
     import os
 
     from stable_audio_kit.cli import build_parser
-    from stable_audio_kit.ui.app import launch_options
+    from stable_audio_kit.ui.serving import launch_options
 
     args = build_parser().parse_args(["ui"])
     assert (args.host, args.port, args.outputs, args.model) == ("127.0.0.1", 7860, "sak-ui-outputs", None)
@@ -374,7 +374,8 @@ def test_bpm_and_key_fields_only_for_a_model_that_takes_them(gradio, pipe, tiny_
 
 
 def test_the_page_shows_refusals_and_failures_as_one_line(gradio):
-    from stable_audio_kit.ui.app import field_number, split_regions, user_errors
+    from stable_audio_kit.ui.app import field_number, user_errors
+    from stable_audio_kit.ui.input_panel import split_regions
 
     @user_errors
     def refused():
